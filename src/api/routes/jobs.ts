@@ -1,0 +1,106 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { jobBodySchema } from '../../intake/job-request.js';
+import { isTerminal, JOB_STATUSES, type JobRecord, splitTarget, toPublicJob } from '../../store/job-record.js';
+import { apiError } from '../errors.js';
+
+const MAX_WAIT_S = 60;
+
+const idParams = z.object({ id: z.string().min(1).max(64) });
+
+/** The jobs API: submit, read (with long-poll), cancel, list. */
+export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { intake, store, events, queues, auth } = app.services;
+  app.addHook('onRequest', auth.hook);
+
+  /** A job the caller may see; another tenant's job is indistinguishable from a missing one. */
+  const visible = (job: JobRecord | null, tenant: string) => (job && job.tenant === tenant ? job : null);
+  const notFound = (id: string) => apiError('not_found_error', `no job ${id}`, 'id', 'job_not_found');
+
+  app.post(
+    '/jobs',
+    {
+      schema: {
+        body: jobBodySchema,
+        headers: z.looseObject({ 'idempotency-key': z.string().min(1).max(255).optional() }),
+      },
+    },
+    async (request, reply) => {
+      const { job, replayed } = await intake.submit(request.body, {
+        tenant: request.tenant,
+        idempotencyKey: request.headers['idempotency-key'],
+      });
+      return reply
+        .code(replayed ? 200 : 202)
+        .header('location', `/v1/jobs/${job.id}`)
+        .send(toPublicJob(job));
+    },
+  );
+
+  app.get(
+    '/jobs/:id',
+    {
+      schema: {
+        params: idParams,
+        querystring: z.object({ wait: z.coerce.number().min(0).max(MAX_WAIT_S).optional() }),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const wait = request.query.wait ?? 0;
+      if (wait <= 0) {
+        const job = visible(await store.get(id), request.tenant);
+        return job ? toPublicJob(job) : reply.code(404).send(notFound(id));
+      }
+      // Listen before reading, so a terminal event between the read and the wait is not missed.
+      const listener = events.listen(id);
+      try {
+        const job = visible(await store.get(id), request.tenant);
+        if (!job) return reply.code(404).send(notFound(id));
+        if (isTerminal(job.status)) return toPublicJob(job);
+        const gone = new AbortController();
+        reply.raw.once('close', () => gone.abort());
+        await listener.wait(wait * 1000, gone.signal);
+        const latest = await store.get(id);
+        return toPublicJob(latest ?? job);
+      } finally {
+        listener.cancel();
+      }
+    },
+  );
+
+  app.post('/jobs/:id/cancel', { schema: { params: idParams } }, async (request, reply) => {
+    const { id } = request.params;
+    const job = visible(await store.get(id), request.tenant);
+    if (!job) return reply.code(404).send(notFound(id));
+    const outcome = await store.cancel(id);
+    if (outcome.kind === 'missing') return reply.code(404).send(notFound(id));
+    if (outcome.kind === 'terminal' && outcome.status !== 'cancelled') {
+      return reply.code(409).send(apiError('conflict_error', `job ${id} has already ${outcome.status === 'expired' ? 'expired' : outcome.status}`, 'id', 'job_not_cancellable'));
+    }
+    if (outcome.kind === 'cancelled' && outcome.previous === 'queued') {
+      const ref = job.chain[outcome.hop];
+      if (ref) await queues.removeHop(splitTarget(ref).provider, id, outcome.hop);
+    }
+    return toPublicJob((await store.get(id)) ?? job);
+  });
+
+  app.get(
+    '/jobs',
+    {
+      schema: {
+        querystring: z.object({
+          status: z.enum(JOB_STATUSES).optional(),
+          limit: z.coerce.number().int().min(1).max(100).default(20),
+          after: z.string().min(1).max(64).optional(),
+        }),
+      },
+    },
+    async (request) => {
+      const { status, limit, after } = request.query;
+      const { jobs, hasMore } = await store.list(request.tenant, { limit, ...(status && { status }), ...(after && { after }) });
+      const data = jobs.map(toPublicJob);
+      return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore };
+    },
+  );
+};

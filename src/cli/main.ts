@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/load.js';
+import { createLogger } from '../log.js';
+import { startMockProvider } from '../mock-provider/server.js';
+import { resolveRedis } from '../redis/connection.js';
+import { startRuntime } from '../runtime.js';
+
+const USAGE = `usage: switchyard <command> [options]
+
+commands:
+  start                 API, every provider's worker pool, all in one process
+  api                   the HTTP API alone
+  worker [--providers a,b]  worker pools alone (all configured providers by default)
+  mock-provider [--port N] [--latency-ms N] [--jitter-ms N] [--error-rate F] [--error-status N]
+                [--rate-limit-rate F] [--retry-after-s N] [--api-key K]
+                        the built-in fake provider (OpenAI wire format)
+
+environment: SWITCHYARD_CONFIG (default ./switchyard.yaml), REDIS_URL, PORT, LOG_LEVEL`;
+
+async function runBroker(role: 'start' | 'api' | 'worker', providers: string | undefined) {
+  const log = createLogger('switchyard');
+  const { config, source } = loadConfig();
+  log.info({ config: source, providers: Object.keys(config.providers) }, 'configuration loaded');
+  const redis = await resolveRedis(config.redis.url, log);
+  const runtime = await startRuntime({
+    config,
+    redisUrl: redis.url,
+    log,
+    api: role !== 'worker',
+    ...(role !== 'api' && { workers: providers ? providers.split(',').map((p) => p.trim()).filter(Boolean) : [] }),
+  });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await runtime.close();
+    await redis.embedded?.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+async function runMockProvider(values: Record<string, string | boolean | undefined>) {
+  const num = (k: string) => (values[k] === undefined ? undefined : Number(values[k]));
+  const behaviour = Object.fromEntries(
+    Object.entries({
+      latencyMs: num('latency-ms'),
+      jitterMs: num('jitter-ms'),
+      errorRate: num('error-rate'),
+      errorStatus: num('error-status'),
+      rateLimitRate: num('rate-limit-rate'),
+      retryAfterS: num('retry-after-s'),
+      apiKey: values['api-key'],
+    }).filter(([, v]) => v !== undefined),
+  );
+  const { baseUrl } = await startMockProvider(behaviour, { port: num('port') ?? 9090, host: (values.host as string) ?? '127.0.0.1' });
+  console.log(`mock provider listening: base_url ${baseUrl} (control: ${baseUrl.replace(/\/v1$/, '')}/_mock/behaviour)`);
+}
+
+async function main() {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    options: {
+      providers: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'latency-ms': { type: 'string' },
+      'jitter-ms': { type: 'string' },
+      'error-rate': { type: 'string' },
+      'error-status': { type: 'string' },
+      'rate-limit-rate': { type: 'string' },
+      'retry-after-s': { type: 'string' },
+      'api-key': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || !command) {
+    console.log(USAGE);
+    return;
+  }
+  if (command === 'start' || command === 'api' || command === 'worker') return runBroker(command, values.providers);
+  if (command === 'mock-provider') return runMockProvider(values);
+  console.error(`unknown command "${command}"\n\n${USAGE}`);
+  process.exitCode = 2;
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(err.message);
+  else console.error(err);
+  process.exit(1);
+});

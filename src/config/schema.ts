@@ -1,0 +1,103 @@
+import { z } from 'zod';
+
+/** Wire formats an adapter exists for; the config refuses any other `type`. */
+export const PROVIDER_TYPES = ['openai', 'mock'] as const;
+
+const targetRef = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]+\/.+$/, 'expected "provider/model"');
+
+const chain = z.array(targetRef).min(1, 'a chain needs at least one target');
+
+const providerSchema = z.strictObject({
+  type: z.enum(PROVIDER_TYPES),
+  base_url: z.url().optional(),
+  api_key: z.string().min(1).optional(),
+  /** Requests per minute across every process (enforced from issue 3 on). */
+  rpm: z.int().positive().optional(),
+  /** Tokens per minute across every process (enforced from issue 3 on). */
+  tpm: z.int().positive().optional(),
+  /** Calls in flight at once in each worker process for this provider. */
+  max_in_flight: z.int().positive().max(10_000).default(50),
+  timeout_ms: z.int().positive().default(60_000),
+  headers: z.record(z.string(), z.string()).optional(),
+});
+
+export const configSchema = z
+  .strictObject({
+    redis: z
+      .strictObject({
+        url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').optional(),
+        // A hash tag keeps every key in one Redis Cluster slot, which BullMQ's scripts need.
+        prefix: z.string().min(1).default('{sy}'),
+      })
+      .prefault({}),
+    server: z
+      .strictObject({
+        port: z.int().min(0).max(65535).default(8080),
+        host: z.string().optional(),
+        body_limit_bytes: z.int().positive().default(1_048_576),
+      })
+      .prefault({}),
+    auth: z
+      .strictObject({
+        api_keys: z
+          .array(z.strictObject({ name: z.string().min(1), key: z.string().min(16, 'use a key of at least 16 characters') }))
+          .default([]),
+        admin: z.strictObject({ user: z.string().min(1), password: z.string().min(8) }).optional(),
+      })
+      .prefault({}),
+    providers: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, 'provider names use letters, digits, _ and -'), providerSchema),
+    models: z.record(z.string(), chain).default({}),
+    tasks: z.record(z.string(), z.union([z.string(), chain])).default({}),
+    breaker: z
+      .strictObject({ failure_threshold: z.int().positive().default(3), cooldown_ms: z.int().positive().default(60_000) })
+      .prefault({}),
+    webhooks: z
+      .strictObject({
+        secret: z.string().optional(),
+        allow_private_targets: z.boolean().default(false),
+        timeout_ms: z.int().positive().default(15_000),
+        retry_schedule_s: z.array(z.int().nonnegative()).optional(),
+      })
+      .prefault({}),
+    retention: z
+      .strictObject({
+        job_ttl_s: z.int().positive().default(7 * 24 * 3600),
+        /** Finished BullMQ hop jobs kept for Bull Board; our own job record is the lasting one. */
+        queue_keep_completed: z.int().nonnegative().default(1000),
+        queue_keep_failed: z.int().nonnegative().default(5000),
+      })
+      .prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    if (Object.keys(cfg.providers).length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['providers'], message: 'configure at least one provider' });
+    }
+    const checkTarget = (ref: string, path: (string | number)[]) => {
+      const provider = ref.slice(0, ref.indexOf('/'));
+      if (!(provider in cfg.providers)) {
+        ctx.addIssue({ code: 'custom', path, message: `unknown provider "${provider}" in "${ref}"` });
+      }
+    };
+    for (const [alias, targets] of Object.entries(cfg.models)) {
+      targets.forEach((ref, i) => checkTarget(ref, ['models', alias, i]));
+    }
+    for (const [task, route] of Object.entries(cfg.tasks)) {
+      if (typeof route === 'string') {
+        if (!(route in cfg.models) && !route.includes('/')) {
+          ctx.addIssue({ code: 'custom', path: ['tasks', task], message: `unknown model alias "${route}"` });
+        } else if (!(route in cfg.models)) {
+          checkTarget(route, ['tasks', task]);
+        }
+      } else {
+        route.forEach((ref, i) => checkTarget(ref, ['tasks', task, i]));
+      }
+    }
+    if (!('default' in cfg.tasks)) {
+      ctx.addIssue({ code: 'custom', path: ['tasks', 'default'], message: 'a "default" task route is required' });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type ProviderConfig = z.infer<typeof providerSchema>;

@@ -1,0 +1,52 @@
+import { z } from 'zod';
+
+const contentPart = z.looseObject({ type: z.string().min(1) });
+
+const message = z.looseObject({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
+  content: z.union([z.string(), z.array(contentPart), z.null()]).optional(),
+  name: z.string().optional(),
+  tool_calls: z.array(z.looseObject({ id: z.string(), type: z.string() })).optional(),
+  tool_call_id: z.string().optional(),
+});
+
+/**
+ * An OpenAI chat-completions body without `model`. The common fields are checked so a bad value is
+ * a 400 here rather than a failed job later; any other field passes through to the provider.
+ */
+export const chatRequestSchema = z
+  .looseObject({
+    messages: z.array(message).min(1, 'at least one message is required').max(10_000),
+    model: z.never({ error: 'set the model on the job ("model" beside "request"), not inside the request' }).optional(),
+    stream: z
+      .literal(false, { error: 'streaming is not available for queued jobs; poll the job or use a webhook' })
+      .optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().min(0).max(1).optional(),
+    max_tokens: z.int().positive().optional(),
+    max_completion_tokens: z.int().positive().optional(),
+    n: z.int().min(1).max(128).optional(),
+    stop: z.union([z.string(), z.array(z.string()).max(4)]).nullable().optional(),
+    seed: z.int().optional(),
+    tools: z.array(z.looseObject({ type: z.string() })).optional(),
+    tool_choice: z.union([z.string(), z.looseObject({ type: z.string() })]).optional(),
+    response_format: z.looseObject({ type: z.enum(['text', 'json_object', 'json_schema']) }).optional(),
+  })
+  .refine((r) => r.model === undefined, { path: ['model'], message: 'set the model on the job, not inside the request' });
+
+const METADATA_MAX_PAIRS = 16;
+
+export const jobBodySchema = z.strictObject({
+  task: z.string().min(1).max(128).optional(),
+  model: z.string().min(1).max(256).optional(),
+  priority: z.int().min(1).max(10).default(5),
+  request: chatRequestSchema,
+  webhook_url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).optional(),
+  metadata: z
+    .record(z.string().min(1).max(64), z.string().max(512))
+    .refine((m) => Object.keys(m).length <= METADATA_MAX_PAIRS, `at most ${METADATA_MAX_PAIRS} metadata pairs`)
+    .default({}),
+  deadline_s: z.int().min(1).max(7 * 24 * 3600).optional(),
+});
+
+export type JobBody = z.infer<typeof jobBodySchema>;

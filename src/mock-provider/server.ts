@@ -1,0 +1,152 @@
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+
+/** How the fake provider misbehaves; every field can be changed at run time through `/_mock/behaviour`. */
+export interface MockBehaviour {
+  /** Added to every answer. */
+  latencyMs: number;
+  /** Uniform extra latency in [0, jitterMs). */
+  jitterMs: number;
+  /** Share of calls (0..1) answered with `errorStatus`. */
+  errorRate: number;
+  errorStatus: number;
+  /** Share of calls (0..1) answered 429 with `Retry-After: retryAfterS`. */
+  rateLimitRate: number;
+  retryAfterS: number;
+  /** When set, a call without `Authorization: Bearer <this>` gets 401. */
+  apiKey: string | null;
+}
+
+export const DEFAULT_BEHAVIOUR: MockBehaviour = {
+  latencyMs: 0,
+  jitterMs: 0,
+  errorRate: 0,
+  errorStatus: 503,
+  rateLimitRate: 0,
+  retryAfterS: 1,
+  apiKey: null,
+};
+
+export interface MockStats {
+  calls: number;
+  by_status: Record<string, number>;
+  in_flight: number;
+  max_in_flight: number;
+  models: Record<string, number>;
+}
+
+const ERROR_TYPES: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  429: 'rate_limit_error',
+};
+
+function openAIError(reply: FastifyReply, status: number, message: string, code: string | null = null) {
+  return reply.code(status).send({ error: { message, type: ERROR_TYPES[status] ?? 'server_error', param: null, code } });
+}
+
+/** Rough token count (four characters a token), so usage looks like a real provider's. */
+const tokens = (text: string) => Math.max(1, Math.ceil(text.length / 4));
+
+function lastUserText(messages: unknown[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i] as { role?: string; content?: unknown };
+    if (m?.role !== 'user') continue;
+    if (typeof m.content === 'string') return m.content;
+    if (Array.isArray(m.content)) {
+      return m.content.map((p) => (typeof p?.text === 'string' ? p.text : '')).join(' ');
+    }
+  }
+  return '';
+}
+
+/**
+ * A fake LLM provider speaking the OpenAI chat-completions wire format over real HTTP, with
+ * latency, error and 429 injection. Tests and benchmarks run the real adapter code against it.
+ */
+export function buildMockProvider(initial: Partial<MockBehaviour> = {}): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
+  const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024 });
+  const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, ...initial };
+  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {} };
+  let seq = 0;
+
+  const count = (status: number) => {
+    stats.by_status[status] = (stats.by_status[status] ?? 0) + 1;
+  };
+
+  app.post('/v1/chat/completions', async (req, reply) => {
+    stats.calls++;
+    stats.in_flight++;
+    stats.max_in_flight = Math.max(stats.max_in_flight, stats.in_flight);
+    try {
+      const delay = behaviour.latencyMs + (behaviour.jitterMs > 0 ? Math.random() * behaviour.jitterMs : 0);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      const body = (req.body ?? {}) as { model?: unknown; messages?: unknown; max_tokens?: unknown; max_completion_tokens?: unknown };
+      let status = 200;
+      const reject = (s: number, message: string, code: string | null = null) => {
+        status = s;
+        return openAIError(reply, s, message, code);
+      };
+      try {
+        if (behaviour.apiKey !== null && req.headers.authorization !== `Bearer ${behaviour.apiKey}`) {
+          return reject(401, 'Incorrect API key provided.', 'invalid_api_key');
+        }
+        if (Math.random() < behaviour.rateLimitRate) {
+          reply.header('retry-after', String(behaviour.retryAfterS));
+          return reject(429, 'Rate limit reached for requests.', 'rate_limit_exceeded');
+        }
+        if (Math.random() < behaviour.errorRate) {
+          return reject(behaviour.errorStatus, `Injected failure (${behaviour.errorStatus}).`);
+        }
+        if (typeof body.model !== 'string' || body.model === '') return reject(400, 'you must provide a model parameter');
+        if (!Array.isArray(body.messages) || body.messages.length === 0) {
+          return reject(400, "'messages' must be a non-empty array", 'invalid_value');
+        }
+        stats.models[body.model] = (stats.models[body.model] ?? 0) + 1;
+        const promptTokens = tokens(JSON.stringify(body.messages));
+        let content = `Mock reply from ${body.model}: ${lastUserText(body.messages).slice(0, 200)}`;
+        let finish = 'stop';
+        const limit = Number(body.max_completion_tokens ?? body.max_tokens ?? Infinity);
+        if (tokens(content) > limit) {
+          content = content.slice(0, Math.max(0, limit * 4));
+          finish = 'length';
+        }
+        const completionTokens = tokens(content);
+        return {
+          id: `chatcmpl-mock-${++seq}`,
+          object: 'chat.completion',
+          created: Math.floor(Date.now() / 1000),
+          model: body.model,
+          system_fingerprint: 'fp_mock',
+          choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish }],
+          usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+        };
+      } finally {
+        count(status);
+      }
+    } finally {
+      stats.in_flight--;
+    }
+  });
+
+  app.get('/_mock/stats', async () => stats);
+  app.get('/_mock/behaviour', async () => behaviour);
+  app.put('/_mock/behaviour', async (req) => Object.assign(behaviour, req.body as Partial<MockBehaviour>));
+  app.post('/_mock/reset', async () => {
+    Object.assign(behaviour, DEFAULT_BEHAVIOUR, initial);
+    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {} });
+    return { ok: true };
+  });
+
+  return Object.assign(app, { behaviour, stats });
+}
+
+export async function startMockProvider(
+  behaviour: Partial<MockBehaviour> = {},
+  listen: { port?: number; host?: string } = {},
+) {
+  const app = buildMockProvider(behaviour);
+  const address = await app.listen({ port: listen.port ?? 0, host: listen.host ?? '127.0.0.1' });
+  return { app, url: address, baseUrl: `${address}/v1` };
+}

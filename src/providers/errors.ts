@@ -1,0 +1,81 @@
+/**
+ * The error taxonomy (DESIGN section 4) in one place: every provider failure, whether an HTTP
+ * status or a transport fault, becomes a ProviderError that says what the job and the breaker do.
+ */
+export type ProviderErrorType =
+  | 'rate_limited'
+  | 'provider_unavailable'
+  | 'provider_auth'
+  | 'model_not_found'
+  | 'context_length_exceeded'
+  | 'invalid_request'
+  | 'timeout'
+  | 'connection_error'
+  | 'bad_response';
+
+export interface ProviderError {
+  type: ProviderErrorType;
+  message: string;
+  status?: number;
+  /** Another target may succeed where this one failed. */
+  retryable: boolean;
+  /** Counts towards opening this provider's circuit breaker. */
+  breakerFailure: boolean;
+  /** From Retry-After, when the provider asked us to slow down. */
+  retryAfterMs?: number;
+}
+
+const MAX_MESSAGE = 500;
+const CONTEXT_LENGTH = /context[_ ]length|maximum context|context window|too many tokens|prompt is too long|input is too long/i;
+
+const clip = (s: string) => (s.length > MAX_MESSAGE ? `${s.slice(0, MAX_MESSAGE)}…` : s);
+
+/** Retry-After is either seconds or an HTTP date. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (!v) return undefined;
+  const seconds = Number(v);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** Classifies a non-2xx answer. `code` and `message` come from the provider's error body, if it had one. */
+export function classifyStatus(
+  status: number,
+  detail: { message?: string; code?: string },
+  retryAfter?: string | string[],
+): ProviderError {
+  const message = clip(detail.message || `HTTP ${status}`);
+  const base = { status, message };
+  if (status === 429) {
+    const retryAfterMs = parseRetryAfter(retryAfter);
+    return { ...base, type: 'rate_limited', retryable: true, breakerFailure: false, ...(retryAfterMs !== undefined && { retryAfterMs }) };
+  }
+  if (status === 401 || status === 403) return { ...base, type: 'provider_auth', retryable: true, breakerFailure: true };
+  if (status === 404 || detail.code === 'model_not_found') return { ...base, type: 'model_not_found', retryable: true, breakerFailure: false };
+  if (status === 408) return { ...base, type: 'timeout', retryable: true, breakerFailure: true };
+  if (status >= 500) return { ...base, type: 'provider_unavailable', retryable: true, breakerFailure: true };
+  if (detail.code === 'context_length_exceeded' || CONTEXT_LENGTH.test(detail.message ?? '')) {
+    return { ...base, type: 'context_length_exceeded', retryable: true, breakerFailure: false };
+  }
+  return { ...base, type: 'invalid_request', retryable: false, breakerFailure: false };
+}
+
+/** Classifies a failure that never produced a usable answer: abort, socket error, bad body. */
+export function classifyTransport(err: unknown, timedOut: boolean): ProviderError {
+  const e = err as { code?: string; name?: string; message?: string };
+  if (timedOut || e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
+    return { type: 'timeout', message: 'the provider did not answer in time', retryable: true, breakerFailure: true };
+  }
+  return {
+    type: 'connection_error',
+    message: clip(`${e.code ?? e.name ?? 'Error'}: ${e.message ?? String(err)}`),
+    retryable: true,
+    breakerFailure: true,
+  };
+}
+
+export function badResponse(message: string, status?: number): ProviderError {
+  return { type: 'bad_response', message: clip(message), retryable: true, breakerFailure: true, ...(status !== undefined && { status }) };
+}

@@ -1,0 +1,76 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/schema.js';
+
+/** What a hop's BullMQ job carries: just a pointer to the job record, never the prompt or a secret. */
+export interface HopData {
+  id: string;
+  hop: number;
+}
+
+export function queueName(provider: string): string {
+  return `llm-${provider}`;
+}
+
+/** Deterministic, so re-adding a hop after a crash cannot create a second copy of it. */
+export function hopJobId(id: string, hop: number): string {
+  return `${id}-h${hop}`;
+}
+
+/**
+ * Switchyard priority 1 (most urgent) .. 10 maps to BullMQ priority 1 .. 10. Every job gets one:
+ * BullMQ runs jobs without a priority ahead of all prioritised ones.
+ */
+export function bullPriority(priority: number): number {
+  return Math.min(10, Math.max(1, Math.round(priority)));
+}
+
+/** One BullMQ queue per configured provider: the transport for one hop of a job each. */
+export class ProviderQueues {
+  private readonly queues = new Map<string, Queue<HopData>>();
+
+  constructor(
+    connection: Redis,
+    private readonly config: Pick<Config, 'providers' | 'redis' | 'retention'>,
+  ) {
+    for (const provider of Object.keys(config.providers)) {
+      this.queues.set(provider, new Queue<HopData>(queueName(provider), { connection, prefix: config.redis.prefix }));
+    }
+  }
+
+  get(provider: string): Queue<HopData> {
+    const queue = this.queues.get(provider);
+    if (!queue) throw new Error(`no queue for provider "${provider}"`);
+    return queue;
+  }
+
+  all(): [string, Queue<HopData>][] {
+    return [...this.queues];
+  }
+
+  async enqueueHop(provider: string, id: string, hop: number, priority: number): Promise<void> {
+    const { queue_keep_completed, queue_keep_failed } = this.config.retention;
+    await this.get(provider).add(
+      'hop',
+      { id, hop },
+      {
+        jobId: hopJobId(id, hop),
+        priority: bullPriority(priority),
+        // Retries cover the broker's own faults (Redis blips); provider failures never throw.
+        attempts: 3,
+        backoff: { type: 'exponential', delay: 1000 },
+        removeOnComplete: { count: queue_keep_completed },
+        removeOnFail: { count: queue_keep_failed },
+      },
+    );
+  }
+
+  /** Best effort: a hop job already taken by a worker is locked and stays; the record guard stops it. */
+  async removeHop(provider: string, id: string, hop: number): Promise<void> {
+    await this.get(provider).remove(hopJobId(id, hop)).catch(() => 0);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

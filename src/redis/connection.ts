@@ -1,0 +1,43 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from '../log.js';
+import { EmbeddedRedis, ping } from './embedded.js';
+
+const LOCAL_REDIS = 'redis://127.0.0.1:6379';
+
+export interface ResolvedRedis {
+  url: string;
+  embedded?: EmbeddedRedis;
+}
+
+/** Configured URL if any, else a Redis on the usual local port, else an embedded redis-server. */
+export async function resolveRedis(configured: string | undefined, log: Logger): Promise<ResolvedRedis> {
+  if (configured) return { url: configured };
+  if (await ping(LOCAL_REDIS)) {
+    log.info({ redis: LOCAL_REDIS }, 'using the local Redis');
+    return { url: LOCAL_REDIS };
+  }
+  const embedded = await EmbeddedRedis.start();
+  log.info({ redis: embedded.url, pid: embedded.pid }, 'no Redis answered; started an embedded redis-server (AOF on, noeviction)');
+  return { url: embedded.url, embedded };
+}
+
+/**
+ * A client for BullMQ and our scripts. Workers block on Redis, so per BullMQ's rules commands
+ * never give up retrying (`maxRetriesPerRequest: null`).
+ */
+export function createRedis(url: string, extra: RedisOptions = {}): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true, ...extra });
+}
+
+/** Redis must never evict queue or job keys; say so loudly when it might. */
+export async function checkEvictionPolicy(redis: Redis, log: Logger): Promise<void> {
+  try {
+    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    const policy = reply[1];
+    if (policy && policy !== 'noeviction') {
+      log.warn({ policy }, 'Redis maxmemory-policy is not noeviction: under memory pressure queued jobs can be lost');
+    }
+  } catch {
+    // Managed Redis services often disable CONFIG; nothing to check then.
+  }
+}

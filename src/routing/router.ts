@@ -1,0 +1,41 @@
+import type { Config } from '../config/schema.js';
+
+/** A task or model the config does not know; the intake answers 400 naming `param`. */
+export class RouteError extends Error {
+  constructor(
+    message: string,
+    readonly param: 'task' | 'model',
+  ) {
+    super(message);
+  }
+}
+
+/** Turns a job's `task` / `model` into its ordered fallback chain of `provider/model` targets. */
+export class Router {
+  constructor(private readonly config: Pick<Config, 'models' | 'tasks' | 'providers'>) {}
+
+  resolve(job: { task?: string | undefined; model?: string | undefined }): string[] {
+    if (job.model !== undefined) return this.resolveModel(job.model, 'model');
+    const task = job.task ?? 'default';
+    const route = this.config.tasks[task];
+    if (route === undefined) {
+      throw new RouteError(`unknown task "${task}"; configured tasks: ${Object.keys(this.config.tasks).join(', ')}`, 'task');
+    }
+    return typeof route === 'string' ? this.resolveModel(route, 'task') : [...route];
+  }
+
+  private resolveModel(name: string, param: 'task' | 'model'): string[] {
+    const alias = this.config.models[name];
+    if (alias) return [...alias];
+    const slash = name.indexOf('/');
+    if (slash > 0 && slash < name.length - 1) {
+      const provider = name.slice(0, slash);
+      if (provider in this.config.providers) return [name];
+      throw new RouteError(`unknown provider "${provider}" in model "${name}"`, param);
+    }
+    throw new RouteError(
+      `unknown model "${name}": use an alias (${Object.keys(this.config.models).join(', ')}) or "provider/model"`,
+      param,
+    );
+  }
+}

@@ -1,0 +1,116 @@
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { ProviderPool } from '../workers/provider-pool.js';
+import { buildApi } from './api/app.js';
+import { ApiKeyAuth } from './api/auth.js';
+import type { Config } from './config/schema.js';
+import { JobIntake } from './intake/job-intake.js';
+import type { Logger } from './log.js';
+import { startMockProvider } from './mock-provider/server.js';
+import type { ProviderClient } from './providers/client.js';
+import { createProviderClients } from './providers/registry.js';
+import { ProviderQueues } from './queues/provider-queues.js';
+import { checkEvictionPolicy, createRedis } from './redis/connection.js';
+import { Router } from './routing/router.js';
+import { JobEvents } from './store/job-events.js';
+import { JobStore } from './store/job-store.js';
+
+export interface RuntimeOptions {
+  config: Config;
+  redisUrl: string;
+  log: Logger;
+  /** Serve the HTTP API. */
+  api?: boolean;
+  /** Run worker pools for these providers (all configured ones when empty). Omit for none. */
+  workers?: string[];
+  /** Overrides config.server for the API listener (tests use port 0). */
+  listen?: { port?: number; host?: string };
+}
+
+export interface Runtime {
+  config: Config;
+  store: JobStore;
+  queues: ProviderQueues;
+  intake: JobIntake;
+  api?: FastifyInstance;
+  /** The API's base URL, when serving. */
+  url?: string;
+  pool?: ProviderPool;
+  close(): Promise<void>;
+}
+
+/**
+ * Wires one Switchyard process from its config: API, worker pools, or both. The processes share
+ * nothing but Redis, so any number of each can run side by side.
+ */
+export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const { log } = opts;
+  let config = opts.config;
+  const closers: (() => Promise<unknown>)[] = [];
+
+  // Each worker process with an unconfigured `mock` provider runs the built-in mock beside it.
+  const mockNames = Object.entries(config.providers).filter(([, p]) => p.type === 'mock' && !p.base_url).map(([n]) => n);
+  if (opts.workers && mockNames.length > 0) {
+    const mock = await startMockProvider();
+    closers.push(() => mock.app.close());
+    const providers = { ...config.providers };
+    for (const name of mockNames) providers[name] = { ...providers[name]!, base_url: mock.baseUrl };
+    config = { ...config, providers };
+    log.info({ url: mock.baseUrl, providers: mockNames }, 'no provider keys configured: using the built-in mock provider');
+  }
+
+  // Scripts and reads pipeline automatically; BullMQ gets its own connection.
+  const storeRedis = createRedis(opts.redisUrl, { enableAutoPipelining: true });
+  const bullRedis = createRedis(opts.redisUrl, { enableAutoPipelining: false });
+  for (const r of [storeRedis, bullRedis]) r.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  await checkEvictionPolicy(storeRedis, log);
+
+  const store = new JobStore(storeRedis, config.redis.prefix, config.retention.job_ttl_s * 1000);
+  const queues = new ProviderQueues(bullRedis, config);
+  const intake = new JobIntake(store, queues, new Router(config));
+  const runtime: Runtime = { config, store, queues, intake, close: async () => {} };
+
+  let clients: Map<string, ProviderClient> | undefined;
+  if (opts.workers) {
+    const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
+    clients = createProviderClients(config, providers);
+    const pool = new ProviderPool({ store, queues, clients, log, connection: bullRedis, config });
+    pool.start(providers);
+    runtime.pool = pool;
+  }
+
+  let events: JobEvents | undefined;
+  if (opts.api) {
+    events = new JobEvents(storeRedis.duplicate(), store.keys.events);
+    await events.start();
+    const auth = new ApiKeyAuth(config.auth);
+    const api = await buildApi(
+      { intake, store, events, queues, redis: storeRedis, auth },
+      { logger: log, bodyLimit: config.server.body_limit_bytes },
+    );
+    let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
+    if (auth.devMode && host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
+      log.warn({ requested: host }, 'dev mode: no API keys are configured, so the API listens on 127.0.0.1 only and asks for no key');
+      host = '127.0.0.1';
+    } else if (auth.devMode) {
+      log.warn('dev mode: no API keys are configured; the API asks for no key');
+    }
+    runtime.url = await api.listen({ port: opts.listen?.port ?? config.server.port, host });
+    runtime.api = api;
+    log.info({ url: runtime.url }, 'API listening');
+  }
+
+  runtime.close = async () => {
+    // Stop intake first, then let in-flight hops finish, then drop connections.
+    await runtime.api?.close();
+    await events?.close();
+    await runtime.pool?.close();
+    await Promise.all([...(clients?.values() ?? [])].map((c) => c.close()));
+    await queues.close();
+    for (const close of closers) await close();
+    await Promise.all([storeRedis.quit().catch(() => {}), bullRedis.quit().catch(() => {})]);
+  };
+  return runtime;
+}
+
+export type { Redis };

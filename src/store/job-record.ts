@@ -1,0 +1,128 @@
+/** The job as Switchyard keeps it (a Redis hash) and as callers see it. */
+
+export const TERMINAL_STATUSES = ['succeeded', 'failed', 'cancelled', 'expired'] as const;
+export const JOB_STATUSES = ['queued', 'running', ...TERMINAL_STATUSES] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+export function isTerminal(status: JobStatus): boolean {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  [detail: string]: unknown;
+}
+
+export interface JobError {
+  type: string;
+  message: string;
+  status?: number;
+}
+
+/** One hop's try on one provider: the ledger entry callers use to see why a job went where it went. */
+export interface Attempt {
+  hop: number;
+  provider: string;
+  model: string;
+  outcome: 'succeeded' | 'fallback' | 'failed';
+  error?: JobError;
+  started_at: number;
+  latency_ms: number;
+  usage?: Usage;
+}
+
+export interface JobRecord {
+  id: string;
+  tenant: string;
+  status: JobStatus;
+  task: string | null;
+  model: string | null;
+  priority: number;
+  metadata: Record<string, string>;
+  /** Milliseconds since the epoch; the public view rounds to seconds. */
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  deadline_at: number | null;
+  chain: string[];
+  hop: number;
+  attempts: Attempt[];
+  result: unknown;
+  usage: Usage | null;
+  cost_usd: number | null;
+  error: JobError | null;
+  webhook_url: string | null;
+}
+
+/** Hash fields read for a job view; the request body is left in Redis (it can be large). */
+export const RECORD_FIELDS = [
+  'id', 'tenant', 'status', 'task', 'model', 'priority', 'metadata', 'created_at', 'started_at',
+  'finished_at', 'deadline_at', 'chain', 'hop', 'attempts', 'result', 'usage', 'cost_usd', 'error',
+  'webhook_url',
+] as const;
+
+const num = (v: string | null | undefined): number | null => (v === null || v === undefined || v === '' ? null : Number(v));
+const json = <T>(v: string | null | undefined, fallback: T): T => (v ? (JSON.parse(v) as T) : fallback);
+
+export function parseRecord(values: (string | null)[]): JobRecord | null {
+  const f = Object.fromEntries(RECORD_FIELDS.map((k, i) => [k, values[i] ?? null])) as Record<(typeof RECORD_FIELDS)[number], string | null>;
+  if (!f.id || !f.status) return null;
+  return {
+    id: f.id,
+    tenant: f.tenant ?? '',
+    status: f.status as JobStatus,
+    task: f.task || null,
+    model: f.model || null,
+    priority: Number(f.priority),
+    metadata: json(f.metadata, {}),
+    created_at: Number(f.created_at),
+    started_at: num(f.started_at),
+    finished_at: num(f.finished_at),
+    deadline_at: num(f.deadline_at),
+    chain: json(f.chain, []),
+    hop: Number(f.hop ?? 0),
+    attempts: json(f.attempts, []),
+    result: json(f.result, null),
+    usage: json(f.usage, null),
+    cost_usd: num(f.cost_usd),
+    error: json(f.error, null),
+    webhook_url: f.webhook_url || null,
+  };
+}
+
+const seconds = (ms: number | null): number | null => (ms === null ? null : Math.floor(ms / 1000));
+
+export function splitTarget(ref: string): { provider: string; model: string } {
+  const slash = ref.indexOf('/');
+  return { provider: ref.slice(0, slash), model: ref.slice(slash + 1) };
+}
+
+/** The job object of the public API (DESIGN section 2). */
+export function toPublicJob(job: JobRecord) {
+  const current = job.chain[Math.min(job.hop, job.chain.length - 1)];
+  const target = current ? splitTarget(current) : null;
+  return {
+    id: job.id,
+    object: 'job' as const,
+    status: job.status,
+    task: job.task,
+    model: job.model,
+    priority: job.priority,
+    metadata: job.metadata,
+    created_at: seconds(job.created_at),
+    started_at: seconds(job.started_at),
+    finished_at: seconds(job.finished_at),
+    expires_at: seconds(job.deadline_at),
+    provider: target?.provider ?? null,
+    provider_model: target?.model ?? null,
+    attempts: job.attempts.map((a) => ({ ...a, started_at: Math.floor(a.started_at / 1000) })),
+    result: job.result,
+    usage: job.usage,
+    cost_usd: job.cost_usd,
+    error: job.error,
+  };
+}
+
+export type PublicJob = ReturnType<typeof toPublicJob>;

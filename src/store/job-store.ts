@@ -1,0 +1,178 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { type Attempt, type JobError, type JobRecord, type JobStatus, type Usage, parseRecord, RECORD_FIELDS } from './job-record.js';
+import { Keys } from './keys.js';
+import { type ScriptClient, withScripts } from './scripts.js';
+
+export interface NewJob {
+  id: string;
+  tenant: string;
+  task: string | null;
+  model: string | null;
+  priority: number;
+  metadata: Record<string, string>;
+  chain: string[];
+  request: unknown;
+  webhook_url: string | null;
+  deadline_at: number | null;
+  created_at: number;
+}
+
+export type CreateOutcome =
+  | { kind: 'created'; id: string }
+  | { kind: 'replayed'; id: string }
+  | { kind: 'conflict'; id: string };
+
+export type StartOutcome =
+  | { kind: 'missing' }
+  | { kind: 'terminal'; status: JobStatus }
+  | { kind: 'moved'; hop: number }
+  | { kind: 'expired' }
+  | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean };
+
+export type Settlement =
+  | { status: 'succeeded'; result: unknown; usage: Usage | null; cost_usd: number | null }
+  | { status: 'failed'; error: JobError }
+  | { status: 'queued' };
+
+export type CancelOutcome =
+  | { kind: 'missing' }
+  | { kind: 'terminal'; status: JobStatus }
+  | { kind: 'cancelled'; hop: number; previous: JobStatus };
+
+export interface ListOptions {
+  status?: JobStatus;
+  limit: number;
+  after?: string;
+}
+
+const IDEMPOTENCY_WINDOW_S = 24 * 3600;
+/** Upper bound on index entries read for one filtered list page, so a rare status cannot make a page scan everything. */
+const LIST_SCAN_LIMIT = 5000;
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The job record: our own Redis hash, the source of truth for status, ledger, result and usage. */
+export class JobStore {
+  readonly keys: Keys;
+  private readonly redis: ScriptClient;
+
+  constructor(
+    redis: Redis,
+    prefix: string,
+    private readonly ttlMs: number,
+  ) {
+    this.redis = withScripts(redis);
+    this.keys = new Keys(prefix);
+  }
+
+  async create(job: NewJob, idempotency?: { key: string; bodyHash: string }): Promise<CreateOutcome> {
+    const fields: (string | number)[] = [
+      'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'task', job.task ?? '', 'model', job.model ?? '',
+      'priority', job.priority, 'metadata', JSON.stringify(job.metadata), 'created_at', job.created_at,
+      'chain', JSON.stringify(job.chain), 'hop', 0, 'attempts', '[]', 'request', JSON.stringify(job.request),
+    ];
+    if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
+    if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
+    const idemKey = idempotency ? this.keys.idempotency(job.tenant, sha256(idempotency.key)) : this.keys.idempotency(job.tenant, '-');
+    const [code, id] = (await this.redis.createJob(
+      this.keys.job(job.id), this.keys.jobIndex(job.tenant), idemKey,
+      job.id, job.created_at, this.ttlMs, idempotency ? '1' : '0', idempotency?.bodyHash ?? '', IDEMPOTENCY_WINDOW_S,
+      ...fields,
+    )) as [number, string];
+    return { kind: code === 0 ? 'created' : code === 1 ? 'replayed' : 'conflict', id };
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    return parseRecord(await this.redis.hmget(this.keys.job(id), ...RECORD_FIELDS));
+  }
+
+  async getMany(ids: string[]): Promise<(JobRecord | null)[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hmget(this.keys.job(id), ...RECORD_FIELDS);
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([err, values]) => (err ? null : parseRecord(values as (string | null)[])));
+  }
+
+  async start(id: string, hop: number, now = Date.now()): Promise<StartOutcome> {
+    const reply = (await this.redis.startAttempt(this.keys.job(id), hop, now, this.keys.events, this.ttlMs, id)) as string[];
+    switch (reply[0]) {
+      case 'missing':
+      case 'expired':
+        return { kind: reply[0] };
+      case 'terminal':
+        return { kind: 'terminal', status: reply[1] as JobStatus };
+      case 'moved':
+        return { kind: 'moved', hop: Number(reply[1]) };
+      default:
+        return {
+          kind: 'ok',
+          request: JSON.parse(reply[1]!) as Record<string, unknown>,
+          chain: JSON.parse(reply[2]!) as string[],
+          rerun: reply[3] === 'running',
+        };
+    }
+  }
+
+  /** Ends hop `hop` with `attempt` in the ledger. False when the job had already ended or moved on. */
+  async settle(id: string, hop: number, attempt: Attempt, outcome: Settlement, now = Date.now()): Promise<boolean> {
+    const fields: (string | number)[] = [];
+    if (outcome.status === 'succeeded') {
+      fields.push('result', JSON.stringify(outcome.result));
+      if (outcome.usage) fields.push('usage', JSON.stringify(outcome.usage));
+      if (outcome.cost_usd !== null) fields.push('cost_usd', outcome.cost_usd);
+    } else if (outcome.status === 'failed') {
+      fields.push('error', JSON.stringify(outcome.error));
+    }
+    const applied = await this.redis.settleAttempt(
+      this.keys.job(id), hop, now, this.keys.events, this.ttlMs, id, JSON.stringify(attempt), outcome.status, ...fields,
+    );
+    return applied === 1;
+  }
+
+  async cancel(id: string, now = Date.now()): Promise<CancelOutcome> {
+    const reply = (await this.redis.cancelJob(this.keys.job(id), now, this.keys.events, this.ttlMs, id)) as string[];
+    if (reply[0] === 'missing') return { kind: 'missing' };
+    if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };
+    return { kind: 'cancelled', hop: Number(reply[1]), previous: reply[2] as JobStatus };
+  }
+
+  /** Newest first; `after` is the last id of the previous page. */
+  async list(tenant: string, opts: ListOptions): Promise<{ jobs: JobRecord[]; hasMore: boolean }> {
+    const index = this.keys.jobIndex(tenant);
+    let max = '+inf';
+    let afterId: string | undefined;
+    if (opts.after) {
+      const score = await this.redis.zscore(index, opts.after);
+      if (score === null) return { jobs: [], hasMore: false };
+      max = score;
+      afterId = opts.after;
+    }
+    const jobs: JobRecord[] = [];
+    let offset = 0;
+    let scanned = 0;
+    const batch = Math.max(opts.limit + 1, 100);
+    while (scanned < LIST_SCAN_LIMIT) {
+      const page = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, batch);
+      if (page.length === 0) return { jobs, hasMore: false };
+      offset += page.length / 2;
+      const ids: string[] = [];
+      for (let i = 0; i < page.length; i += 2) {
+        const id = page[i]!;
+        // Equal scores come in reverse lexical order, so skip the cursor and its newer siblings.
+        if (afterId && page[i + 1] === max && id >= afterId) continue;
+        ids.push(id);
+      }
+      scanned += ids.length;
+      for (const job of await this.getMany(ids)) {
+        if (!job || (opts.status && job.status !== opts.status)) continue;
+        if (jobs.length === opts.limit) return { jobs, hasMore: true };
+        jobs.push(job);
+      }
+    }
+    return { jobs, hasMore: true };
+  }
+}

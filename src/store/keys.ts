@@ -1,0 +1,20 @@
+/** Every Redis key and channel Switchyard owns, under one prefix (a hash tag such as `{sy}` for Cluster). */
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  job(id: string): string {
+    return `${this.prefix}:job:${id}`;
+  }
+
+  jobIndex(tenant: string): string {
+    return `${this.prefix}:jobs:${tenant}`;
+  }
+
+  idempotency(tenant: string, keyHash: string): string {
+    return `${this.prefix}:idem:${tenant}:${keyHash}`;
+  }
+
+  get events(): string {
+    return `${this.prefix}:job-events`;
+  }
+}

@@ -1,0 +1,20 @@
+--[[
+  Cancels a job that has not finished. A worker holding the job finds it terminal when it settles
+  and drops its result.
+  KEYS[1] job hash
+  ARGV[1] now (ms), ARGV[2] events channel, ARGV[3] record TTL (ms), ARGV[4] job id
+  Returns {'missing'} | {'terminal', status} | {'cancelled', hop, previous status}
+]]
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop')
+local status = f[1]
+if not status then
+  return {'missing'}
+end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+  return {'terminal', status}
+end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1],
+  'error', '{"type":"cancelled","message":"the job was cancelled by the caller"}')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[4])
+return {'cancelled', f[2], status}

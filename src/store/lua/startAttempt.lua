@@ -1,0 +1,32 @@
+--[[
+  Claims hop ARGV[1] of a job for a worker. This guard is what makes a hop run at most once in
+  effect: a duplicate or stale BullMQ job finds the record terminal or moved on and does nothing.
+  KEYS[1] job hash
+  ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id
+  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired'} | {'ok', request, chain, previous status}
+]]
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at')
+local status = f[1]
+if not status then
+  return {'missing'}
+end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+  return {'terminal', status}
+end
+if tonumber(f[2]) ~= tonumber(ARGV[1]) then
+  return {'moved', f[2]}
+end
+local now = tonumber(ARGV[2])
+if f[3] and now > tonumber(f[3]) then
+  redis.call('HSET', KEYS[1], 'status', 'expired', 'finished_at', ARGV[2],
+    'error', '{"type":"deadline_exceeded","message":"the job passed its deadline before it could run"}')
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PUBLISH', ARGV[3], ARGV[5])
+  return {'expired'}
+end
+if not f[6] then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'status', 'running')
+end
+return {'ok', f[4], f[5], status}

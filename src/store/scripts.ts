@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+/** The Redis-side logic of the job record, one named Lua file per operation (as BullMQ does). */
+const SCRIPTS = {
+  createJob: 3,
+  startAttempt: 1,
+  settleAttempt: 1,
+  cancelJob: 1,
+} as const;
+
+type ScriptName = keyof typeof SCRIPTS;
+type Reply = (string | number)[] | number;
+
+export type ScriptClient = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<Reply>>;
+
+const sources = Object.fromEntries(
+  Object.keys(SCRIPTS).map((name) => [name, readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')]),
+) as Record<ScriptName, string>;
+
+/** ioredis runs them by EVALSHA and falls back to EVAL after a script flush or a failover. */
+export function withScripts(redis: Redis): ScriptClient {
+  for (const [name, numberOfKeys] of Object.entries(SCRIPTS)) {
+    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua: sources[name as ScriptName] });
+  }
+  return redis as ScriptClient;
+}
