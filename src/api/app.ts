@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import type { JobIntake } from '../intake/job-intake.js';
@@ -31,20 +31,45 @@ export interface ApiOptions {
   bodyLimit: number;
 }
 
+const DRAIN_LIMIT_MS = 5_000;
+
+/**
+ * On close, held long-polls are answered with the job as it stands and in-flight requests get up to
+ * DRAIN_LIMIT_MS to finish before connections are cut; Fastify answers new requests 503 meanwhile.
+ */
+function drainOnClose(app: FastifyInstance, events: JobEvents): void {
+  let inFlight = 0;
+  app.addHook('onRequest', async (_request, reply) => {
+    inFlight++;
+    reply.raw.once('close', () => inFlight--);
+  });
+  app.addHook('preClose', async () => {
+    events.wakeAll();
+    const until = Date.now() + DRAIN_LIMIT_MS;
+    while (inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  });
+}
+
 /** The HTTP API: shared services decorated once on the root, each route group its own plugin. */
 export async function buildApi(services: ApiServices, opts: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
     bodyLimit: opts.bodyLimit,
-    disableRequestLogging: true,
+    // One line per job attempt is logged by the workers; a line per HTTP request would drown it.
+    logController: new LogController({ disableRequestLogging: true }),
     // Long-polls hold a request for up to 60 s; keep idle keep-alive sockets a bit longer than that.
     keepAliveTimeout: 65_000,
+    // Shutdown drains requests itself (see preClose below), then cuts whatever keep-alive sockets remain.
+    forceCloseConnections: true,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // The API speaks JSON only; any other body is a 415, not a string that fails validation oddly.
+  app.removeContentTypeParser('text/plain');
   app.decorate('services', services);
   app.decorateRequest('tenant', '');
   installErrorHandling(app);
+  drainOnClose(app, services.events);
   await app.register(healthRoutes);
   await app.register(jobsRoutes, { prefix: '/v1' });
   return app;

@@ -32,7 +32,11 @@ export interface MockStats {
   in_flight: number;
   max_in_flight: number;
   models: Record<string, number>;
+  /** The last user message of the most recent calls, oldest first (bounded), for order checks. */
+  recent: string[];
 }
+
+const RECENT_KEPT = 10_000;
 
 const ERROR_TYPES: Record<number, string> = {
   400: 'invalid_request_error',
@@ -68,7 +72,7 @@ function lastUserText(messages: unknown[]): string {
 export function buildMockProvider(initial: Partial<MockBehaviour> = {}): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
   const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024 });
   const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, ...initial };
-  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {} };
+  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [] };
   let seq = 0;
 
   const count = (status: number) => {
@@ -104,8 +108,11 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
           return reject(400, "'messages' must be a non-empty array", 'invalid_value');
         }
         stats.models[body.model] = (stats.models[body.model] ?? 0) + 1;
+        const userText = lastUserText(body.messages);
+        stats.recent.push(userText);
+        if (stats.recent.length > RECENT_KEPT) stats.recent.shift();
         const promptTokens = tokens(JSON.stringify(body.messages));
-        let content = `Mock reply from ${body.model}: ${lastUserText(body.messages).slice(0, 200)}`;
+        let content = `Mock reply from ${body.model}: ${userText.slice(0, 200)}`;
         let finish = 'stop';
         const limit = Number(body.max_completion_tokens ?? body.max_tokens ?? Infinity);
         if (tokens(content) > limit) {
@@ -135,7 +142,7 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
   app.put('/_mock/behaviour', async (req) => Object.assign(behaviour, req.body as Partial<MockBehaviour>));
   app.post('/_mock/reset', async () => {
     Object.assign(behaviour, DEFAULT_BEHAVIOUR, initial);
-    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {} });
+    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [] });
     return { ok: true };
   });
 
@@ -148,5 +155,5 @@ export async function startMockProvider(
 ) {
   const app = buildMockProvider(behaviour);
   const address = await app.listen({ port: listen.port ?? 0, host: listen.host ?? '127.0.0.1' });
-  return { app, url: address, baseUrl: `${address}/v1` };
+  return { app, url: address, baseUrl: `${address}/v1`, stats: app.stats, behaviour: app.behaviour };
 }

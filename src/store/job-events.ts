@@ -63,9 +63,14 @@ export class JobEvents {
     return { done, wait, cancel };
   }
 
-  async close(): Promise<void> {
+  /** Answers every held request now, with the job as it is (used when the API shuts down). */
+  wakeAll(): void {
     for (const set of this.waiters.values()) for (const wake of set) wake();
     this.waiters.clear();
+  }
+
+  async close(): Promise<void> {
+    this.wakeAll();
     this.subscriber.disconnect();
   }
 }

@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis } from './support/broker.js';
+
+describe('job lifecycle', () => {
+  let mock: MockServer;
+  let broker: TestBroker;
+
+  beforeAll(async () => {
+    mock = await startMock({ latencyMs: 20 });
+    broker = await startBroker(
+      configFor({ primary: mock }, { models: { fast: ['primary/model-a'], smart: ['primary/model-b'] }, tasks: { default: 'fast', analyze: 'smart', inline: ['primary/model-c'] } }),
+    );
+  });
+  afterAll(async () => {
+    await broker.close();
+    await mock.app.close();
+    await dropPrefix(broker.prefix);
+  });
+
+  it('accepts a job with 202 and a Location, runs it on the provider, and returns an OpenAI chat.completion', async () => {
+    const submitted = await broker.call('POST', '/v1/jobs', { task: 'analyze', priority: 3, metadata: { ticket: 'T-1' }, request: { ...chat('summarise this'), temperature: 0.2, custom_field: 'passes through' } });
+    expect(submitted.status).toBe(202);
+    expect(submitted.headers.get('location')).toBe(`/v1/jobs/${submitted.body.id}`);
+    expect(submitted.body).toMatchObject({ object: 'job', status: 'queued', task: 'analyze', priority: 3, metadata: { ticket: 'T-1' }, provider: 'primary', provider_model: 'model-b' });
+    expect(submitted.body.id).toMatch(/^job_[A-Za-z0-9_-]{20}$/);
+
+    const done = await broker.call('GET', `/v1/jobs/${submitted.body.id}?wait=20`);
+    expect(done.status).toBe(200);
+    const job = done.body;
+    expect(job.status).toBe('succeeded');
+    expect(job.result.object).toBe('chat.completion');
+    expect(job.result.model).toBe('model-b');
+    expect(job.result.choices[0].message.content).toContain('summarise this');
+    expect(job.usage.total_tokens).toBe(job.usage.prompt_tokens + job.usage.completion_tokens);
+    expect(job.usage.total_tokens).toBeGreaterThan(0);
+    expect(job.attempts).toHaveLength(1);
+    expect(job.attempts[0]).toMatchObject({ provider: 'primary', model: 'model-b', outcome: 'succeeded', hop: 0 });
+    expect(job.started_at).toBeGreaterThanOrEqual(job.created_at);
+    expect(job.finished_at).toBeGreaterThanOrEqual(job.started_at);
+    expect(job.error).toBeNull();
+    expect(mock.stats.models['model-b']).toBe(1);
+  });
+
+  it('routes by model alias, by provider/model, by inline task chain, and by the default task', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ model: 'smart' }, 'model-b'],
+      [{ model: 'primary/some-exact-model' }, 'some-exact-model'],
+      [{ task: 'inline' }, 'model-c'],
+      [{}, 'model-a'],
+      [{ task: 'analyze', model: 'fast' }, 'model-a'],
+    ];
+    for (const [route, expected] of cases) {
+      const res = await broker.call('POST', '/v1/jobs', { ...route, request: chat() });
+      expect(res.status, JSON.stringify(route)).toBe(202);
+      const done = await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
+      expect(done.body.status).toBe('succeeded');
+      expect(done.body.result.model, JSON.stringify(route)).toBe(expected);
+    }
+  });
+
+  it('keeps the job record in Redis with a retention TTL and bounded BullMQ history', async () => {
+    const res = await broker.call('POST', '/v1/jobs', { request: chat() });
+    await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
+    const client = testRedis();
+    const ttl = await client.pttl(`${broker.prefix}:job:${res.body.id}`);
+    client.disconnect();
+    expect(ttl).toBeGreaterThan(6 * 24 * 3600 * 1000);
+    expect(ttl).toBeLessThanOrEqual(7 * 24 * 3600 * 1000);
+    const hop = await broker.runtime.queues.get('primary').getJob(`${res.body.id}-h0`);
+    expect(hop?.opts.removeOnComplete).toEqual({ count: 1000 });
+    expect(hop?.opts.priority).toBe(5);
+  });
+
+  it('lists the caller\'s jobs newest first with status filter and cursor pagination', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await broker.call('POST', '/v1/jobs', { request: chat(`list ${i}`) })).body.id);
+    for (const id of ids) await broker.call('GET', `/v1/jobs/${id}?wait=20`);
+    const page1 = await broker.call('GET', '/v1/jobs?limit=3&status=succeeded');
+    expect(page1.status).toBe(200);
+    expect(page1.body).toMatchObject({ object: 'list', has_more: true });
+    expect(page1.body.data).toHaveLength(3);
+    expect(page1.body.data.map((j: { id: string }) => j.id)).toEqual([ids[4], ids[3], ids[2]]);
+    const page2 = await broker.call('GET', `/v1/jobs?limit=2&status=succeeded&after=${page1.body.last_id}`);
+    expect(page2.body.data.map((j: { id: string }) => j.id)).toEqual([ids[1], ids[0]]);
+    const none = await broker.call('GET', '/v1/jobs?status=cancelled');
+    expect(none.body.data).toEqual([]);
+    expect(none.body.has_more).toBe(false);
+  });
+
+  it('answers 404 in the error shape for an unknown job and an unknown route', async () => {
+    const job = await broker.call('GET', '/v1/jobs/job_doesnotexist');
+    expect(job.status).toBe(404);
+    expect(job.body.error).toMatchObject({ type: 'not_found_error', param: 'id', code: 'job_not_found' });
+    const route = await broker.call('GET', '/v1/nothing-here');
+    expect(route.status).toBe(404);
+    expect(route.body.error.type).toBe('not_found_error');
+  });
+
+  it('serves /healthz and /readyz', async () => {
+    expect((await broker.call('GET', '/healthz')).body).toEqual({ status: 'ok' });
+    expect((await broker.call('GET', '/readyz')).body).toMatchObject({ status: 'ready' });
+  });
+});
