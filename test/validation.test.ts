@@ -68,7 +68,7 @@ describe('intake validation', () => {
     expect(bad.body.error.type).toBe('invalid_request_error');
     const text = await fetch(`${broker.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
     expect(text.status).toBe(415);
-    expect((await text.json()).error.type).toBe('invalid_request_error');
+    expect(((await text.json()) as any).error.type).toBe('invalid_request_error');
     const huge = await broker.call('POST', '/v1/jobs', { request: chat('x'.repeat(100 * 1024)) });
     expect(huge.status).toBe(413);
     expect(huge.body.error.type).toBe('request_too_large');
