@@ -1,0 +1,110 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+import { stringify } from 'yaml';
+
+/** Shared pieces of the benchmark: child processes, a closed-loop HTTP load, percentiles. */
+
+export const CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
+
+export interface Child {
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Runs `switchyard <args>` and resolves once stdout shows `ready`. */
+export async function spawnCli(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<Child> {
+  const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${ready}: ${out}${err}`)), 20_000);
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (ready.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    proc.once('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+  // Keep draining output so the child never blocks on a full pipe.
+  proc.stdout!.resume();
+  proc.stderr!.resume();
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  return {
+    proc,
+    async stop() {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+export function writeYaml(config: unknown): string {
+  const path = join(tmpdir(), `switchyard-bench-${process.pid}-${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
+/** Peak resident set size of a process so far, from the kernel (VmHWM), in MiB. */
+export function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+/** `total` POSTs of `body(i)` with `concurrency` in flight; returns requests per second. */
+export async function closedLoopPost(
+  origin: string,
+  path: string,
+  total: number,
+  concurrency: number,
+  body: (i: number) => unknown,
+  expectStatus = 202,
+): Promise<{ perSecond: number; ids: string[] }> {
+  const pool = new Pool(origin, { connections: concurrency, pipelining: 1 });
+  const ids: string[] = new Array(total);
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        const i = next++;
+        const res = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body(i)) });
+        const text = await res.body.text();
+        if (res.statusCode !== expectStatus) throw new Error(`POST ${path} answered ${res.statusCode}: ${text}`);
+        ids[i] = (JSON.parse(text) as { id: string }).id;
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  await pool.close();
+  return { perSecond: total / seconds, ids };
+}
+
+/** Calls `fn(i)` `total` times at a steady `perSecond`, without waiting for each to finish first. */
+export async function paced(total: number, perSecond: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  const t0 = performance.now();
+  const pending: Promise<unknown>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / perSecond;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    pending.push(fn(i));
+  }
+  await Promise.all(pending);
+}
+
+export function percentiles(values: number[]): { p50: number; p95: number; p99: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
+}
+
+export const chatBody = (i: number) => ({ messages: [{ role: 'user' as const, content: `benchmark job ${i}: say something short` }] });

@@ -1,0 +1,258 @@
+/**
+ * `npm run bench`: Switchyard beside raw BullMQ, measured in the same run on the same Redis
+ * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
+ *
+ * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs.
+ */
+import { randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
+import { type Job, Queue, Worker } from 'bullmq';
+import Fastify from 'fastify';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { parseConfig } from '../src/config/load.js';
+import type { Config } from '../src/config/schema.js';
+import { loggerOptions } from '../src/log.js';
+import { resolveRedis } from '../src/redis/connection.js';
+import { freePort } from '../src/redis/embedded.js';
+import { startRuntime } from '../src/runtime.js';
+import { chatBody, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
+
+const N = Number(process.env.BENCH_JOBS ?? 20_000);
+const CONCURRENCY = 50;
+const HTTP_CONCURRENCY = 32;
+const PACE_PER_S = 200;
+const PACE_SECONDS = 10;
+const IN_FLIGHT = 10_000;
+
+// Real deployments log one line per attempt; the bench pays for it too, writing to /dev/null.
+const log = pino({ ...loggerOptions(), level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
+const quiet = pino({ level: 'silent' });
+
+const prefixes: string[] = [];
+const newPrefix = () => {
+  const p = `{bench-${randomBytes(3).toString('hex')}}`;
+  prefixes.push(p);
+  return p;
+};
+
+function configFor(redisUrl: string, mockBaseUrl: string, maxInFlight = CONCURRENCY): Config {
+  return parseConfig(
+    {
+      redis: { url: redisUrl, prefix: newPrefix() },
+      providers: { mock: { type: 'openai', base_url: mockBaseUrl, max_in_flight: maxInFlight } },
+      models: { fast: ['mock/bench-model'] },
+      tasks: { default: 'fast' },
+    },
+    {},
+    'bench',
+  );
+}
+
+/** Counts terminal-job events on the broker's channel until `n` have arrived. */
+async function terminalCounter(redisUrl: string, channel: string, n: number) {
+  const sub = new Redis(redisUrl);
+  let count = 0;
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  sub.on('message', () => {
+    if (++count === n) done();
+  });
+  await sub.subscribe(channel);
+  return { all, close: () => sub.disconnect() };
+}
+
+async function rawThroughput(redisUrl: string): Promise<number> {
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const prefix = newPrefix();
+  const queue = new Queue('raw', { connection, prefix });
+  for (let i = 0; i < N; i += 1000) {
+    const size = Math.min(1000, N - i);
+    await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'hop', data: { id: `job_${i + k}`, hop: 0 }, opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
+  }
+  let done = 0;
+  let finish!: () => void;
+  const all = new Promise<void>((r) => (finish = r));
+  const t0 = performance.now();
+  const worker = new Worker('raw', async () => {}, { connection, prefix, concurrency: CONCURRENCY });
+  worker.on('completed', () => {
+    if (++done === N) finish();
+  });
+  await all;
+  const rate = N / ((performance.now() - t0) / 1000);
+  await worker.close();
+  await queue.close();
+  connection.disconnect();
+  return rate;
+}
+
+async function switchyardThroughput(redisUrl: string, mockBaseUrl: string): Promise<number> {
+  const config = configFor(redisUrl, mockBaseUrl);
+  // Fill the queue first (no workers), then time the drain: the same shape as the raw run.
+  const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
+  for (let i = 0; i < N; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, N - i) }, (_, k) =>
+        intakeOnly.intake.submit({ priority: 5, metadata: {}, request: chatBody(i + k) }, { tenant: 'bench' }),
+      ),
+    );
+  }
+  const counter = await terminalCounter(redisUrl, intakeOnly.store.keys.events, N);
+  const t0 = performance.now();
+  const workers = await startRuntime({ config, redisUrl, log, workers: [] });
+  await counter.all;
+  const rate = N / ((performance.now() - t0) / 1000);
+  counter.close();
+  await workers.close();
+  await intakeOnly.close();
+  return rate;
+}
+
+async function intakeRates(redisUrl: string, mockBaseUrl: string) {
+  const config = configFor(redisUrl, mockBaseUrl);
+  const api = await startRuntime({ config, redisUrl, log: quiet, api: true, listen: { port: 0, host: '127.0.0.1' } });
+  const switchyard = await closedLoopPost(api.url!, '/v1/jobs', N, HTTP_CONCURRENCY, (i) => ({ priority: 5, request: chatBody(i) }));
+  await api.close();
+
+  // The floor for any HTTP intake on BullMQ: a bare Fastify route that only calls queue.add.
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue('raw-intake', { connection, prefix: newPrefix() });
+  const bare = Fastify();
+  let seq = 0;
+  bare.post('/jobs', async (req, reply) => {
+    const job = await queue.add('hop', { id: `job_${seq++}`, body: req.body }, { priority: 5, removeOnComplete: { count: 1000 } });
+    return reply.code(202).send({ id: job.id });
+  });
+  const bareUrl = await bare.listen({ port: 0, host: '127.0.0.1' });
+  const rawHttp = await closedLoopPost(bareUrl, '/jobs', N, HTTP_CONCURRENCY, (i) => ({ priority: 5, request: chatBody(i) }));
+  await bare.close();
+
+  // And BullMQ alone, no HTTP: queue.add with the same number in flight.
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: HTTP_CONCURRENCY }, async () => {
+      while (next < N) {
+        const i = next++;
+        await queue.add('hop', { id: `job_direct_${i}`, body: { request: chatBody(i) } }, { priority: 5 });
+      }
+    }),
+  );
+  const rawAdd = N / ((performance.now() - t0) / 1000);
+  await queue.close();
+  connection.disconnect();
+  return { switchyard: switchyard.perSecond, rawHttp: rawHttp.perSecond, rawAdd };
+}
+
+async function overheadLatency(redisUrl: string, mockBaseUrl: string) {
+  const total = PACE_PER_S * PACE_SECONDS;
+  const config = configFor(redisUrl, mockBaseUrl);
+  const rt = await startRuntime({ config, redisUrl, log, api: true, workers: [], listen: { port: 0, host: '127.0.0.1' } });
+  const counter = await terminalCounter(redisUrl, rt.store.keys.events, total);
+  const ids: string[] = [];
+  await paced(total, PACE_PER_S, async (i) => {
+    const res = await fetch(`${rt.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
+    ids.push(((await res.json()) as { id: string }).id);
+  });
+  await counter.all;
+  counter.close();
+  const jobs = await rt.store.getMany(ids);
+  const overhead = jobs.map((j) => j!.finished_at! - j!.created_at - j!.attempts[0]!.latency_ms);
+  const provider = jobs.map((j) => j!.attempts[0]!.latency_ms);
+  await rt.close();
+
+  // Raw BullMQ at the same pace: time from add to completion around a no-op processor.
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const prefix = newPrefix();
+  const queue = new Queue('raw-paced', { connection, prefix });
+  const latencies: number[] = [];
+  let finish!: () => void;
+  const all = new Promise<void>((r) => (finish = r));
+  const worker = new Worker('raw-paced', async () => {}, { connection, prefix, concurrency: CONCURRENCY });
+  worker.on('completed', (job: Job) => {
+    latencies.push(job.finishedOn! - job.timestamp);
+    if (latencies.length === total) finish();
+  });
+  await paced(total, PACE_PER_S, (i) => queue.add('hop', { id: `job_${i}` }, { priority: 5, removeOnComplete: { count: 1000 } }));
+  await all;
+  await worker.close();
+  await queue.close();
+  connection.disconnect();
+  return { switchyard: percentiles(overhead), provider: percentiles(provider), raw: percentiles(latencies) };
+}
+
+async function peakRss(redisUrl: string) {
+  // A slow provider keeps the jobs in flight: 500 running, the rest queued behind them.
+  const slowPort = await freePort();
+  const slow = await spawnCli(['mock-provider', '--port', String(slowPort), '--latency-ms', '5000'], /listening/);
+  const port = await freePort();
+  const prefix = newPrefix();
+  const file = writeYaml({
+    redis: { url: redisUrl, prefix },
+    providers: { mock: { type: 'openai', base_url: `http://127.0.0.1:${slowPort}/v1`, max_in_flight: 500 } },
+    models: { fast: ['mock/bench-model'] },
+    tasks: { default: 'fast' },
+  });
+  const broker = await spawnCli(['start'], /API listening/, { SWITCHYARD_CONFIG: file, PORT: String(port), LOG_LEVEL: 'info' });
+  const idle = peakRssMiB(broker.proc.pid!);
+  await closedLoopPost(`http://127.0.0.1:${port}`, '/v1/jobs', IN_FLIGHT, HTTP_CONCURRENCY, (i) => ({ request: chatBody(i) }));
+  await new Promise((r) => setTimeout(r, 2000));
+  const peak = peakRssMiB(broker.proc.pid!);
+  await broker.stop();
+  await slow.stop();
+  return { idle, peak };
+}
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const ms = (p: { p50: number; p95: number; p99: number }) => `${fmt(p.p50, 1)} / ${fmt(p.p95, 1)} / ${fmt(p.p99, 1)}`;
+
+async function main() {
+  const redis = await resolveRedis(process.env.REDIS_URL, quiet);
+  const mockPort = await freePort();
+  const mock = await spawnCli(['mock-provider', '--port', String(mockPort)], /listening/);
+  const mockBaseUrl = `http://127.0.0.1:${mockPort}/v1`;
+  const info = new Redis(redis.url);
+  const redisVersion = /redis_version:(\S+)/.exec(await info.info('server'))?.[1];
+  try {
+    process.stderr.write('end-to-end throughput…\n');
+    const raw = await rawThroughput(redis.url);
+    const sy = await switchyardThroughput(redis.url, mockBaseUrl);
+    process.stderr.write('intake…\n');
+    const intake = await intakeRates(redis.url, mockBaseUrl);
+    process.stderr.write(`overhead latency at ${PACE_PER_S} jobs/s for ${PACE_SECONDS} s…\n`);
+    const lat = await overheadLatency(redis.url, mockBaseUrl);
+    process.stderr.write(`peak RSS with ${fmt(IN_FLIGHT)} jobs in flight…\n`);
+    const rss = await peakRss(redis.url);
+
+    const rows: [string, string, string, string][] = [
+      [`end-to-end, zero-latency mock (jobs/s, ${fmt(N)} jobs, concurrency ${CONCURRENCY})`, fmt(sy), `${fmt(raw)} (no-op worker)`, fmt(sy / raw, 2)],
+      [`intake POST /v1/jobs (req/s, ${HTTP_CONCURRENCY} in flight)`, fmt(intake.switchyard), `${fmt(intake.rawHttp)} (bare Fastify + queue.add)`, fmt(intake.switchyard / intake.rawHttp, 2)],
+      ['', '', `${fmt(intake.rawAdd)} (queue.add, no HTTP)`, fmt(intake.switchyard / intake.rawAdd, 2)],
+      [`overhead latency p50 / p95 / p99 (ms) at ${PACE_PER_S} jobs/s`, ms(lat.switchyard), `${ms(lat.raw)} (add → completed)`, ''],
+      ['  provider call time, excluded above (ms)', ms(lat.provider), '', ''],
+      [`peak RSS, all-in-one, ${fmt(IN_FLIGHT)} jobs in flight (MiB)`, `${fmt(rss.peak)} (idle ${fmt(rss.idle)})`, '', ''],
+    ];
+    const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'Switchyard', 'raw BullMQ', 'ratio'][c]!.length));
+    const line = (r: string[]) => `| ${r.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
+    console.log(`\nSwitchyard bench: node ${process.version}, ${cpus().length} cores, Redis ${redisVersion}, ${new Date().toISOString().slice(0, 10)}\n`);
+    console.log(line(['scenario', 'Switchyard', 'raw BullMQ', 'ratio']));
+    console.log(line(widths.map((w) => '-'.repeat(w))));
+    for (const r of rows) console.log(line(r));
+  } finally {
+    for (const p of prefixes) {
+      const keys = await info.keys(`${p}*`);
+      for (let i = 0; i < keys.length; i += 500) await info.unlink(...keys.slice(i, i + 500));
+    }
+    info.disconnect();
+    await mock.stop();
+    await redis.embedded?.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
