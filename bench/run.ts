@@ -2,7 +2,8 @@
  * `npm run bench`: Switchyard beside raw BullMQ, measured in the same run on the same Redis
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
- * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs.
+ * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
+ * (comma-separated: throughput, intake, latency, rss) runs a subset.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
@@ -24,6 +25,8 @@ const HTTP_CONCURRENCY = 32;
 const PACE_PER_S = 200;
 const PACE_SECONDS = 10;
 const IN_FLIGHT = 10_000;
+const ONLY = process.env.BENCH_ONLY?.split(',');
+const wanted = (name: string) => !ONLY || ONLY.includes(name);
 
 // Real deployments log one line per attempt; the bench pays for it too, writing to /dev/null.
 const log = pino({ ...loggerOptions(), level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
@@ -148,12 +151,18 @@ async function overheadLatency(redisUrl: string, mockBaseUrl: string) {
   const total = PACE_PER_S * PACE_SECONDS;
   const config = configFor(redisUrl, mockBaseUrl);
   const rt = await startRuntime({ config, redisUrl, log, api: true, workers: [], listen: { port: 0, host: '127.0.0.1' } });
-  const counter = await terminalCounter(redisUrl, rt.store.keys.events, total);
-  const ids: string[] = [];
-  await paced(total, PACE_PER_S, async (i) => {
+  const submit = async (i: number, ids: string[]) => {
     const res = await fetch(`${rt.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
     ids.push(((await res.json()) as { id: string }).id);
-  });
+  };
+  // Warm up connections and JIT first; both sides get the same second of warm-up.
+  const warm = await terminalCounter(redisUrl, rt.store.keys.events, PACE_PER_S);
+  await paced(PACE_PER_S, PACE_PER_S, (i) => submit(i, []));
+  await warm.all;
+  warm.close();
+  const counter = await terminalCounter(redisUrl, rt.store.keys.events, total);
+  const ids: string[] = [];
+  await paced(total, PACE_PER_S, (i) => submit(i, ids));
   await counter.all;
   counter.close();
   const jobs = await rt.store.getMany(ids);
@@ -165,15 +174,22 @@ async function overheadLatency(redisUrl: string, mockBaseUrl: string) {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const prefix = newPrefix();
   const queue = new Queue('raw-paced', { connection, prefix });
-  const latencies: number[] = [];
+  let latencies: number[] = [];
+  let expected = PACE_PER_S;
   let finish!: () => void;
-  const all = new Promise<void>((r) => (finish = r));
+  let all = new Promise<void>((r) => (finish = r));
   const worker = new Worker('raw-paced', async () => {}, { connection, prefix, concurrency: CONCURRENCY });
   worker.on('completed', (job: Job) => {
     latencies.push(job.finishedOn! - job.timestamp);
-    if (latencies.length === total) finish();
+    if (latencies.length === expected) finish();
   });
-  await paced(total, PACE_PER_S, (i) => queue.add('hop', { id: `job_${i}` }, { priority: 5, removeOnComplete: { count: 1000 } }));
+  const add = (i: number) => queue.add('hop', { id: `job_${i}` }, { priority: 5, removeOnComplete: { count: 1000 } });
+  await paced(PACE_PER_S, PACE_PER_S, add);
+  await all;
+  latencies = [];
+  expected = total;
+  all = new Promise<void>((r) => (finish = r));
+  await paced(total, PACE_PER_S, add);
   await all;
   await worker.close();
   await queue.close();
@@ -214,24 +230,34 @@ async function main() {
   const info = new Redis(redis.url);
   const redisVersion = /redis_version:(\S+)/.exec(await info.info('server'))?.[1];
   try {
-    process.stderr.write('end-to-end throughput…\n');
-    const raw = await rawThroughput(redis.url);
-    const sy = await switchyardThroughput(redis.url, mockBaseUrl);
-    process.stderr.write('intake…\n');
-    const intake = await intakeRates(redis.url, mockBaseUrl);
-    process.stderr.write(`overhead latency at ${PACE_PER_S} jobs/s for ${PACE_SECONDS} s…\n`);
-    const lat = await overheadLatency(redis.url, mockBaseUrl);
-    process.stderr.write(`peak RSS with ${fmt(IN_FLIGHT)} jobs in flight…\n`);
-    const rss = await peakRss(redis.url);
-
-    const rows: [string, string, string, string][] = [
-      [`end-to-end, zero-latency mock (jobs/s, ${fmt(N)} jobs, concurrency ${CONCURRENCY})`, fmt(sy), `${fmt(raw)} (no-op worker)`, fmt(sy / raw, 2)],
-      [`intake POST /v1/jobs (req/s, ${HTTP_CONCURRENCY} in flight)`, fmt(intake.switchyard), `${fmt(intake.rawHttp)} (bare Fastify + queue.add)`, fmt(intake.switchyard / intake.rawHttp, 2)],
-      ['', '', `${fmt(intake.rawAdd)} (queue.add, no HTTP)`, fmt(intake.switchyard / intake.rawAdd, 2)],
-      [`overhead latency p50 / p95 / p99 (ms) at ${PACE_PER_S} jobs/s`, ms(lat.switchyard), `${ms(lat.raw)} (add → completed)`, ''],
-      ['  provider call time, excluded above (ms)', ms(lat.provider), '', ''],
-      [`peak RSS, all-in-one, ${fmt(IN_FLIGHT)} jobs in flight (MiB)`, `${fmt(rss.peak)} (idle ${fmt(rss.idle)})`, '', ''],
-    ];
+    const rows: [string, string, string, string][] = [];
+    if (wanted('throughput')) {
+      process.stderr.write('end-to-end throughput…\n');
+      const raw = await rawThroughput(redis.url);
+      const sy = await switchyardThroughput(redis.url, mockBaseUrl);
+      rows.push([`end-to-end, zero-latency mock (jobs/s, ${fmt(N)} jobs, concurrency ${CONCURRENCY})`, fmt(sy), `${fmt(raw)} (no-op worker)`, fmt(sy / raw, 2)]);
+    }
+    if (wanted('intake')) {
+      process.stderr.write('intake…\n');
+      const intake = await intakeRates(redis.url, mockBaseUrl);
+      rows.push(
+        [`intake POST /v1/jobs (req/s, ${HTTP_CONCURRENCY} in flight)`, fmt(intake.switchyard), `${fmt(intake.rawHttp)} (bare Fastify + queue.add)`, fmt(intake.switchyard / intake.rawHttp, 2)],
+        ['', '', `${fmt(intake.rawAdd)} (queue.add, no HTTP)`, fmt(intake.switchyard / intake.rawAdd, 2)],
+      );
+    }
+    if (wanted('latency')) {
+      process.stderr.write(`overhead latency at ${PACE_PER_S} jobs/s for ${PACE_SECONDS} s…\n`);
+      const lat = await overheadLatency(redis.url, mockBaseUrl);
+      rows.push(
+        [`overhead latency p50 / p95 / p99 (ms) at ${PACE_PER_S} jobs/s`, ms(lat.switchyard), `${ms(lat.raw)} (add → completed)`, ''],
+        ['  provider call time, excluded above (ms)', ms(lat.provider), '', ''],
+      );
+    }
+    if (wanted('rss')) {
+      process.stderr.write(`peak RSS with ${fmt(IN_FLIGHT)} jobs in flight…\n`);
+      const rss = await peakRss(redis.url);
+      rows.push([`peak RSS, all-in-one, ${fmt(IN_FLIGHT)} jobs in flight (MiB)`, `${fmt(rss.peak)} (idle ${fmt(rss.idle)})`, '', '']);
+    }
     const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'Switchyard', 'raw BullMQ', 'ratio'][c]!.length));
     const line = (r: string[]) => `| ${r.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
     console.log(`\nSwitchyard bench: node ${process.version}, ${cpus().length} cores, Redis ${redisVersion}, ${new Date().toISOString().slice(0, 10)}\n`);

@@ -55,6 +55,7 @@ describe('fallback along the chain', () => {
     expect(job.attempts).toHaveLength(2);
     expect(job.attempts[0]).toMatchObject({ hop: 0, provider: 'primary', model: 'p-model', outcome: 'fallback', error: { type, status } });
     expect(job.attempts[1]).toMatchObject({ hop: 1, provider: 'secondary', outcome: 'succeeded' });
+    if (status === 429) expect(job.attempts[0].error.retry_after_ms).toBe(2000);
     // The second hop went through the secondary's own queue, under its deterministic id.
     const hop = await broker.runtime.queues.get('secondary').getJob(`${job.id}-h1`);
     expect(hop?.data).toEqual({ id: job.id, hop: 1 });

@@ -12,7 +12,12 @@ export interface HopProcessorDeps {
   log: Logger;
 }
 
-const toJobError = (e: ProviderError): JobError => ({ type: e.type, message: e.message, ...(e.status !== undefined && { status: e.status }) });
+const toJobError = (e: ProviderError): JobError => ({
+  type: e.type,
+  message: e.message,
+  ...(e.status !== undefined && { status: e.status }),
+  ...(e.retryAfterMs !== undefined && { retry_after_ms: e.retryAfterMs }),
+});
 
 /**
  * Runs one hop of one job: claim it on the record, call the provider, settle the record, and on a

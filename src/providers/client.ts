@@ -15,6 +15,8 @@ import type { ChatRequest, HttpAnswer, ProviderAdapter, ProviderResult } from '.
  */
 export class ProviderClient {
   private readonly pools = new Map<string, Pool>();
+  /** Adapters build few distinct URLs; parse each once. */
+  private readonly targets = new Map<string, { pool: Pool; path: string }>();
 
   constructor(
     readonly name: string,
@@ -22,22 +24,28 @@ export class ProviderClient {
     private readonly config: Pick<ProviderConfig, 'timeout_ms' | 'max_in_flight'>,
   ) {}
 
-  private pool(origin: string): Pool {
-    let pool = this.pools.get(origin);
-    if (!pool) {
-      pool = new Pool(origin, { connections: this.config.max_in_flight, keepAliveTimeout: 30_000 });
-      this.pools.set(origin, pool);
+  private target(url: string): { pool: Pool; path: string } {
+    let target = this.targets.get(url);
+    if (!target) {
+      const { origin, pathname, search } = new URL(url);
+      let pool = this.pools.get(origin);
+      if (!pool) {
+        pool = new Pool(origin, { connections: this.config.max_in_flight, keepAliveTimeout: 30_000 });
+        this.pools.set(origin, pool);
+      }
+      target = { pool, path: pathname + search };
+      if (this.targets.size < 1000) this.targets.set(url, target);
     }
-    return pool;
+    return target;
   }
 
   async complete(request: ChatRequest, model: string, signal?: AbortSignal): Promise<ProviderResult> {
     const call = this.adapter.buildRequest(request, model);
-    const url = new URL(call.url);
+    const { pool, path } = this.target(call.url);
     let answer: HttpAnswer;
     try {
-      const res = await this.pool(url.origin).request({
-        path: url.pathname + url.search,
+      const res = await pool.request({
+        path,
         method: 'POST',
         headers: call.headers,
         body: call.body,

@@ -19,6 +19,8 @@ export interface JobError {
   type: string;
   message: string;
   status?: number;
+  /** What the provider's Retry-After asked for, when it sent one. */
+  retry_after_ms?: number;
 }
 
 /** One hop's try on one provider: the ledger entry callers use to see why a job went where it went. */
