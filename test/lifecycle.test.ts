@@ -63,12 +63,16 @@ describe('job lifecycle', () => {
     await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
     const client = testRedis();
     const ttl = await client.pttl(`${broker.prefix}:job:${res.body.id}`);
-    client.disconnect();
     expect(ttl).toBeGreaterThan(6 * 24 * 3600 * 1000);
     expect(ttl).toBeLessThanOrEqual(7 * 24 * 3600 * 1000);
+    // A finished record keeps the result but lets the prompt go.
+    const fields = await client.hkeys(`${broker.prefix}:job:${res.body.id}`);
+    expect(fields).toContain('result');
+    expect(fields).not.toContain('request');
     const hop = await broker.runtime.queues.get('primary').getJob(`${res.body.id}-h0`);
     expect(hop?.opts.removeOnComplete).toEqual({ count: 1000 });
     expect(hop?.opts.priority).toBe(5);
+    client.disconnect();
   });
 
   it('lists the caller\'s jobs newest first with status filter and cursor pagination', async () => {

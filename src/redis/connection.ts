@@ -10,13 +10,18 @@ export interface ResolvedRedis {
 }
 
 /** Configured URL if any, else a Redis on the usual local port, else an embedded redis-server. */
-export async function resolveRedis(configured: string | undefined, log: Logger): Promise<ResolvedRedis> {
+export async function resolveRedis(
+  configured: string | undefined,
+  log: Logger,
+  opts: { localUrl?: string; embeddedDir?: string } = {},
+): Promise<ResolvedRedis> {
   if (configured) return { url: configured };
-  if (await ping(LOCAL_REDIS)) {
-    log.info({ redis: LOCAL_REDIS }, 'using the local Redis');
-    return { url: LOCAL_REDIS };
+  const local = opts.localUrl ?? LOCAL_REDIS;
+  if (await ping(local)) {
+    log.info({ redis: local }, 'using the local Redis');
+    return { url: local };
   }
-  const embedded = await EmbeddedRedis.start();
+  const embedded = await EmbeddedRedis.start(opts.embeddedDir ? { dir: opts.embeddedDir } : {});
   log.info({ redis: embedded.url, pid: embedded.pid }, 'no Redis answered; started an embedded redis-server (AOF on, noeviction)');
   return { url: embedded.url, embedded };
 }

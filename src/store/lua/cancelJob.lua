@@ -15,6 +15,7 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' or statu
 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1],
   'error', '{"type":"cancelled","message":"the job was cancelled by the caller"}')
+redis.call('HDEL', KEYS[1], 'request')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', ARGV[2], ARGV[4])
 return {'cancelled', f[2], status}

@@ -29,6 +29,8 @@ if ARGV[7] == 'queued' then
   redis.call('HINCRBY', KEYS[1], 'hop', 1)
 else
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  -- The prompt is only needed to run the job; a finished record keeps the result, not the request.
+  redis.call('HDEL', KEYS[1], 'request')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PUBLISH', ARGV[3], ARGV[5])
 end

@@ -20,6 +20,7 @@ local now = tonumber(ARGV[2])
 if f[3] and now > tonumber(f[3]) then
   redis.call('HSET', KEYS[1], 'status', 'expired', 'finished_at', ARGV[2],
     'error', '{"type":"deadline_exceeded","message":"the job passed its deadline before it could run"}')
+  redis.call('HDEL', KEYS[1], 'request')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PUBLISH', ARGV[3], ARGV[5])
   return {'expired'}
