@@ -9,7 +9,10 @@ import type { Logger } from './log.js';
 import { startMockProvider } from './mock-provider/server.js';
 import type { ProviderClient } from './providers/client.js';
 import { createProviderClients } from './providers/registry.js';
+import { DeadlineQueue } from './queues/deadline-queue.js';
 import { ProviderQueues } from './queues/provider-queues.js';
+import { BreakerBoard } from './resilience/breaker-board.js';
+import { RateBudgets } from './resilience/rate-budget.js';
 import { checkEvictionPolicy, createRedis } from './redis/connection.js';
 import { Router } from './routing/router.js';
 import { JobEvents } from './store/job-events.js';
@@ -32,6 +35,8 @@ export interface Runtime {
   store: JobStore;
   queues: ProviderQueues;
   intake: JobIntake;
+  breakers: BreakerBoard;
+  budgets: RateBudgets;
   api?: FastifyInstance;
   /** The API's base URL, when serving. */
   url?: string;
@@ -67,16 +72,25 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const store = new JobStore(storeRedis, config.redis.prefix, config.retention.job_ttl_s * 1000);
   const queues = new ProviderQueues(bullRedis, config);
-  const intake = new JobIntake(store, queues, new Router(config));
-  const runtime: Runtime = { config, store, queues, intake, close: async () => {} };
+  const deadlines = new DeadlineQueue(bullRedis, config.redis.prefix);
+  const breakers = new BreakerBoard(storeRedis, storeRedis.duplicate(), store.keys, config, log);
+  await breakers.start();
+  const budgets = new RateBudgets(storeRedis, store.keys, config);
+  const intake = new JobIntake(store, queues, new Router(config, breakers), deadlines);
+  const runtime: Runtime = { config, store, queues, intake, breakers, budgets, close: async () => {} };
 
   let clients: Map<string, ProviderClient> | undefined;
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, log, connection: bullRedis, config });
-    pool.start(providers);
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, config, log, connection: bullRedis });
+    await pool.start(providers);
     runtime.pool = pool;
+    deadlines.startExpirer(store, log, async (id, hop) => {
+      const job = await store.get(id);
+      const ref = job?.chain[hop];
+      if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);
+    });
   }
 
   let events: JobEvents | undefined;
@@ -85,7 +99,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events.start();
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
@@ -106,6 +120,8 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events?.close();
     await runtime.pool?.close();
     await Promise.all([...(clients?.values() ?? [])].map((c) => c.close()));
+    await deadlines.close();
+    await breakers.close();
     await queues.close();
     for (const close of closers) await close();
     await Promise.all([storeRedis.quit().catch(() => {}), bullRedis.quit().catch(() => {})]);

@@ -17,6 +17,8 @@ describe('fallback along the chain', () => {
       {
         models: { chain: ['primary/p-model', 'secondary/s-model'], 'dead-first': ['dead/x', 'secondary/s-model'], 'slow-first': ['primary/slow', 'secondary/s-model'] },
         tasks: { default: 'chain' },
+        // These tests are about the taxonomy; the breaker has its own (it would open on them).
+        breaker: { failure_threshold: 1000 },
       },
     );
     config.providers.primary = { ...config.providers.primary!, timeout_ms: 300 };

@@ -1,7 +1,12 @@
+import { DelayedError, type Job, RateLimitError } from 'bullmq';
+import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import type { ProviderClient } from '../src/providers/client.js';
 import type { ProviderError } from '../src/providers/errors.js';
-import { hopJobId, type ProviderQueues } from '../src/queues/provider-queues.js';
+import type { ChatRequest } from '../src/providers/types.js';
+import { type HopData, hopJobId, type ProviderQueues } from '../src/queues/provider-queues.js';
+import type { BreakerBoard, CallOutcome, Ticket } from '../src/resilience/breaker-board.js';
+import type { RateBudgets, Reservation } from '../src/resilience/rate-budget.js';
 import { type Attempt, type JobError, splitTarget } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
 
@@ -9,8 +14,16 @@ export interface HopProcessorDeps {
   store: JobStore;
   queues: ProviderQueues;
   clients: Map<string, ProviderClient>;
+  breakers: BreakerBoard;
+  budgets: RateBudgets;
+  config: Config;
   log: Logger;
 }
+
+/** How long a queue holds off when its unproven provider already has every trial call out. */
+const TRIAL_WAIT_MS = 200;
+/** Spreads the retries of jobs waiting on the same open breaker. */
+const OPEN_WAIT_JITTER_MS = 250;
 
 const toJobError = (e: ProviderError): JobError => ({
   type: e.type,
@@ -19,61 +32,159 @@ const toJobError = (e: ProviderError): JobError => ({
   ...(e.retryAfterMs !== undefined && { retry_after_ms: e.retryAfterMs }),
 });
 
+const breakerOutcome = (error: ProviderError | null): CallOutcome => (!error ? 'success' : error.breakerFailure ? 'failure' : 'neutral');
+
 /**
- * Runs one hop of one job: claim it on the record, call the provider, settle the record, and on a
- * retryable failure hand the job to the next target's queue. Every step is guarded by the record,
- * so running the same hop twice (a duplicate or a stalled re-run) cannot end a job twice.
+ * Runs one hop of one job on one provider (DESIGN section 4):
+ * breaker admission → claim the hop on the record → token/model budgets → the call, bounded by the
+ * provider timeout and the job's deadline → breaker and budget bookkeeping → settle the record:
+ * succeeded, failed, handed to the next target, or put back to wait (rate limited, or breaker open,
+ * on its last target).
+ *
+ * Every step is guarded by the record, so running the same hop twice (a duplicate, or a re-run after
+ * a worker died) cannot end a job twice.
  */
 export class HopProcessor {
-  constructor(private readonly deps: HopProcessorDeps) {}
+  constructor(
+    private readonly provider: string,
+    private readonly deps: HopProcessorDeps,
+  ) {}
 
-  async process(id: string, hop: number, priority: number): Promise<void> {
-    const { store, log } = this.deps;
+  async process(job: Job<HopData>, token: string | undefined): Promise<void> {
+    const { id, hop } = job.data;
+    const priority = job.opts.priority ?? 5;
+    const { store, breakers, log } = this.deps;
+
+    // Admission first: a denied call costs no record round trip.
+    const admission = await breakers.admit(this.provider);
+    if (admission.kind === 'wait') {
+      await this.deps.queues.get(this.provider).rateLimit(TRIAL_WAIT_MS);
+      throw new RateLimitError();
+    }
+    const ticket: Ticket | null = admission.kind === 'call' ? admission.ticket : null;
+    const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral') : undefined);
+
     const claim = await store.start(id, hop);
-    if (claim.kind === 'moved') return this.resumeLaterHop(id, hop);
     if (claim.kind !== 'ok') {
+      await giveBack();
+      if (claim.kind === 'moved') return this.resumeLaterHop(id, hop);
       log.debug({ job: id, hop, claim: claim.kind }, 'hop skipped');
       return;
     }
     const ref = claim.chain[hop];
     if (!ref) throw new Error(`job ${id} has no target for hop ${hop}`);
-    const target = splitTarget(ref);
-    const client = this.deps.clients.get(target.provider);
-    if (!client) throw new Error(`this worker has no client for provider "${target.provider}"`);
+    const { model } = splitTarget(ref);
+    const next = claim.chain[hop + 1];
 
+    if (admission.kind === 'open') {
+      const until = new Date(admission.until).toISOString();
+      const skipped: Attempt = {
+        hop, provider: this.provider, model, outcome: 'skipped', started_at: Date.now(), latency_ms: 0,
+        error: { type: 'circuit_open', message: `the circuit breaker for ${this.provider} is open until ${until}` },
+      };
+      if (next) {
+        await this.handOn(id, hop, next, priority, skipped);
+        return;
+      }
+      // The last target: wait for the breaker's next probe rather than fail a job another minute could save.
+      await store.settle(id, hop, null, { status: 'retry' });
+      await job.moveToDelayed(admission.until + Math.random() * OPEN_WAIT_JITTER_MS, token);
+      throw new DelayedError();
+    }
+
+    const request = claim.request as ChatRequest;
+    let reservation: Reservation = { ok: true, holds: [] };
+    if (!this.deps.budgets.isUnlimited(this.provider, model)) {
+      reservation = await this.deps.budgets.reserve(this.provider, model, request);
+      if (!reservation.ok) {
+        await giveBack();
+        await store.settle(id, hop, null, { status: 'retry' });
+        if (reservation.scope === 'provider') {
+          // The provider's token budget is spent: pause its whole queue, in every process.
+          await this.deps.queues.get(this.provider).rateLimit(reservation.waitMs);
+          throw new RateLimitError();
+        }
+        await job.moveToDelayed(Date.now() + reservation.waitMs, token);
+        throw new DelayedError();
+      }
+    }
+
+    const settings = this.deps.config.providers[this.provider]!;
     const startedAt = Date.now();
+    // The call may not outlive the job's deadline: a job never runs late.
+    const timeoutMs = claim.deadlineAt === null ? settings.timeout_ms : Math.min(settings.timeout_ms, claim.deadlineAt - startedAt);
     const t0 = performance.now();
-    const result = await client.complete(claim.request as never, target.model);
+    const result = await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs) });
     const latency = Math.round(performance.now() - t0);
-    const attempt: Attempt = { hop, provider: target.provider, model: target.model, outcome: 'succeeded', started_at: startedAt, latency_ms: latency };
+    const error = result.ok ? null : result.error;
+    const cutByDeadline = error?.type === 'timeout' && claim.deadlineAt !== null && Date.now() >= claim.deadlineAt;
+    await Promise.all([
+      ticket ? breakers.record(this.provider, ticket, cutByDeadline ? 'neutral' : breakerOutcome(error)) : undefined,
+      reservation.holds.length > 0 ? this.deps.budgets.settle(reservation, result.ok ? result.usage : null) : undefined,
+    ]);
+    if (cutByDeadline) {
+      await store.end(id, 'expired');
+      log.info({ job: id, provider: this.provider, model, hop, outcome: 'expired', latency_ms: latency }, 'attempt');
+      return;
+    }
 
+    const attempt: Attempt = { hop, provider: this.provider, model, outcome: 'succeeded', started_at: startedAt, latency_ms: latency };
     let applied: boolean;
+    let requeue = false;
     if (result.ok) {
       if (result.usage) attempt.usage = result.usage;
       applied = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: null });
     } else {
-      attempt.error = toJobError(result.error);
-      const next = claim.chain[hop + 1];
-      if (result.error.retryable && next) {
+      const err = result.error;
+      attempt.error = toJobError(err);
+      if (err.type === 'rate_limited') {
+        // Every process holds off this provider for as long as it asked.
+        await this.deps.queues.get(this.provider).rateLimit(err.retryAfterMs ?? settings.default_retry_after_ms);
+      }
+      if (err.retryable && next) {
         attempt.outcome = 'fallback';
-        applied = await store.settle(id, hop, attempt, { status: 'queued' });
-        if (applied) await this.deps.queues.enqueueHop(splitTarget(next).provider, id, hop + 1, priority);
+        applied = await this.handOn(id, hop, next, priority, attempt);
+      } else if (err.type === 'rate_limited') {
+        // Rate limited on the last target: the job waits for the pause instead of failing.
+        attempt.outcome = 'rate_limited';
+        applied = await store.settle(id, hop, attempt, { status: 'retry' });
+        requeue = applied;
       } else {
         attempt.outcome = 'failed';
-        const error = result.error.retryable
-          ? { ...attempt.error, message: `all ${claim.chain.length} targets failed; last: ${result.error.message}` }
+        const jobError = err.retryable
+          ? { ...attempt.error, message: `all ${claim.chain.length} targets failed; last: ${err.message}` }
           : attempt.error;
-        applied = await store.settle(id, hop, attempt, { status: 'failed', error });
+        applied = await store.settle(id, hop, attempt, { status: 'failed', error: jobError });
       }
+    }
+    if (error?.type === 'provider_auth') {
+      log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
     }
     log.info(
       {
-        job: id, provider: target.provider, model: target.model, hop, outcome: attempt.outcome, latency_ms: latency,
+        job: id, provider: this.provider, model, hop, outcome: attempt.outcome, latency_ms: latency,
         tokens: attempt.usage?.total_tokens, error: attempt.error?.type, status: attempt.error?.status,
         ...(claim.rerun && { rerun: true }), ...(!applied && { discarded: 'job already ended (cancelled or expired)' }),
       },
       'attempt',
     );
+    if (requeue) throw new RateLimitError();
+  }
+
+  private client(): ProviderClient {
+    const client = this.deps.clients.get(this.provider);
+    if (!client) throw new Error(`this worker has no client for provider "${this.provider}"`);
+    return client;
+  }
+
+  /** Records `attempt` and hands the job to the next target's queue. */
+  private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt): Promise<boolean> {
+    const applied = await this.deps.store.settle(id, hop, attempt, { status: 'queued' });
+    if (applied) await this.deps.queues.enqueueHop(splitTarget(nextRef).provider, id, hop + 1, priority);
+    if (attempt.outcome === 'skipped') {
+      this.deps.log.info({ job: id, provider: this.provider, hop, outcome: 'skipped', error: 'circuit_open' }, 'attempt');
+    }
+    return applied;
   }
 
   /**

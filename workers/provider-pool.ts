@@ -1,48 +1,46 @@
 import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import { type HopData, queueName } from '../src/queues/provider-queues.js';
 import { HopProcessor, type HopProcessorDeps } from './hop-processor.js';
 
-/**
- * BullMQ settings for hops that each hold an LLM call of up to `timeout_ms`. The lock is renewed
- * every lockDuration/2 while the call runs, so a long call keeps its lock; a killed process stops
- * renewing, and the stalled check hands its hops to another worker within about
- * lockDuration + stalledInterval. A hop that stalls repeatedly is failed rather than looping.
- */
-export const HOP_LOCK_MS = 30_000;
-export const HOP_STALLED_INTERVAL_MS = 15_000;
-export const HOP_MAX_STALLED = 3;
+/** BullMQ's limiter needs a max for `queue.rateLimit` (429 pauses) to bite; this one never binds. */
+const NO_RPM_LIMIT = 1_000_000_000;
 
-/** One BullMQ worker per provider queue: the per-provider worker pools of the design. */
+/**
+ * One BullMQ worker per provider queue: the per-provider worker pools of the design.
+ *
+ * Limits are BullMQ's, so they hold across every worker process at once: requests per window
+ * through the worker limiter (the same settings in every process; one source of truth, never
+ * mixed with setGlobalRateLimit), calls in flight through the queue's global concurrency.
+ *
+ * Locks: a hop holds an LLM call of up to `timeout_ms`. The lock (`workers.lock_ms`, 30 s) is
+ * renewed every half of it while the call runs, so a long call keeps its hop; a process that dies
+ * stops renewing, and the stalled check (`workers.stalled_interval_ms`, 15 s) hands its hops to
+ * another worker within about lock + interval. A hop recovered more than `workers.max_stalled`
+ * times (3) is failed rather than looping forever on a call that kills its worker.
+ */
 export class ProviderPool {
   private readonly workers: Worker<HopData>[] = [];
-  private readonly processor: HopProcessor;
 
-  constructor(
-    private readonly deps: HopProcessorDeps & { connection: Redis; config: Config },
-  ) {
-    this.processor = new HopProcessor(deps);
-  }
+  constructor(private readonly deps: HopProcessorDeps & { connection: Redis }) {}
 
-  start(providers: string[]): void {
-    const { config, connection, log, store } = this.deps;
+  async start(providers: string[]): Promise<void> {
+    const { config, connection, log, store, queues } = this.deps;
     for (const provider of providers) {
       const settings = config.providers[provider];
       if (!settings) throw new Error(`unknown provider "${provider}"`);
-      const worker = new Worker<HopData>(
-        queueName(provider),
-        (job: Job<HopData>) => this.processor.process(job.data.id, job.data.hop, job.opts.priority ?? 5),
-        {
-          connection,
-          prefix: config.redis.prefix,
-          concurrency: settings.max_in_flight,
-          lockDuration: HOP_LOCK_MS,
-          stalledInterval: HOP_STALLED_INTERVAL_MS,
-          maxStalledCount: HOP_MAX_STALLED,
-        },
-      );
+      await queues.get(provider).setGlobalConcurrency(settings.max_in_flight);
+      const processor = new HopProcessor(provider, this.deps);
+      const worker = new Worker<HopData>(queueName(provider), (job: Job<HopData>, token?: string) => processor.process(job, token), {
+        connection,
+        prefix: config.redis.prefix,
+        concurrency: settings.max_in_flight,
+        limiter: { max: settings.rpm ?? NO_RPM_LIMIT, duration: settings.rate_window_ms },
+        lockDuration: config.workers.lock_ms,
+        stalledInterval: config.workers.stalled_interval_ms,
+        maxStalledCount: config.workers.max_stalled,
+      });
       // A hop whose processing itself failed (Redis unreachable, a bug) must still end its job visibly.
       worker.on('failed', (job, err) => {
         if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;

@@ -1,15 +1,19 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
+import type { Config } from '../config/schema.js';
 import type { JobIntake } from '../intake/job-intake.js';
 import { type Logger } from '../log.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
+import type { BreakerBoard } from '../resilience/breaker-board.js';
+import type { RateBudgets } from '../resilience/rate-budget.js';
 import type { JobEvents } from '../store/job-events.js';
 import type { JobStore } from '../store/job-store.js';
 import type { ApiKeyAuth } from './auth.js';
 import { installErrorHandling } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { jobsRoutes } from './routes/jobs.js';
+import { providersRoutes } from './routes/providers.js';
 
 export interface ApiServices {
   intake: JobIntake;
@@ -18,6 +22,9 @@ export interface ApiServices {
   queues: ProviderQueues;
   redis: Redis;
   auth: ApiKeyAuth;
+  breakers: BreakerBoard;
+  budgets: RateBudgets;
+  config: Config;
 }
 
 declare module 'fastify' {
@@ -72,5 +79,6 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   drainOnClose(app, services.events);
   await app.register(healthRoutes);
   await app.register(jobsRoutes, { prefix: '/v1' });
+  await app.register(providersRoutes, { prefix: '/v1' });
   return app;
 }

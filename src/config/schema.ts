@@ -9,18 +9,29 @@ const targetRef = z
 
 const chain = z.array(targetRef).min(1, 'a chain needs at least one target');
 
+const modelLimits = z.strictObject({
+  rpm: z.int().positive().optional(),
+  tpm: z.int().positive().optional(),
+});
+
 const providerSchema = z.strictObject({
   type: z.enum(PROVIDER_TYPES),
   base_url: z.url().optional(),
   api_key: z.string().min(1).optional(),
-  /** Requests per minute across every process (enforced from issue 3 on). */
+  /** Requests per window across every process (BullMQ's queue limiter). */
   rpm: z.int().positive().optional(),
-  /** Tokens per minute across every process (enforced from issue 3 on). */
+  /** Tokens per window across every process (a Redis budget, reserved from an estimate). */
   tpm: z.int().positive().optional(),
-  /** Calls in flight at once in each worker process for this provider. */
+  /** The window rpm and tpm count over; a minute unless a test needs it shorter. */
+  rate_window_ms: z.int().positive().default(60_000),
+  /** Calls in flight at once for this provider, across every worker process. */
   max_in_flight: z.int().positive().max(10_000).default(50),
   timeout_ms: z.int().positive().default(60_000),
+  /** How long the provider's queue pauses after a 429 that names no Retry-After. */
+  default_retry_after_ms: z.int().positive().default(1_000),
   headers: z.record(z.string(), z.string()).optional(),
+  /** Per-model limits, for providers that limit each model on its own. */
+  models: z.record(z.string(), modelLimits).optional(),
 });
 
 export const configSchema = z
@@ -52,6 +63,16 @@ export const configSchema = z
     tasks: z.record(z.string(), z.union([z.string(), chain])).default({}),
     breaker: z
       .strictObject({ failure_threshold: z.int().positive().default(3), cooldown_ms: z.int().positive().default(60_000) })
+      .prefault({}),
+    workers: z
+      .strictObject({
+        /** How long a worker's claim on a hop lasts without renewal; renewed every half of it while the call runs. */
+        lock_ms: z.int().min(1000).default(30_000),
+        /** How often workers look for hops whose worker died. */
+        stalled_interval_ms: z.int().min(500).default(15_000),
+        /** How many times a hop may be recovered from a dead worker before it fails. */
+        max_stalled: z.int().min(1).default(3),
+      })
       .prefault({}),
     webhooks: z
       .strictObject({

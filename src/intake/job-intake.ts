@@ -1,4 +1,5 @@
 import { newJobId } from '../ids.js';
+import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import { RouteError, type Router } from '../routing/router.js';
 import { type JobRecord, splitTarget } from '../store/job-record.js';
@@ -39,6 +40,7 @@ export class JobIntake {
     private readonly store: JobStore,
     private readonly queues: ProviderQueues,
     private readonly router: Router,
+    private readonly deadlines: DeadlineQueue,
   ) {}
 
   async submit(body: JobBody, ctx: SubmitContext): Promise<{ job: JobRecord; replayed: boolean }> {
@@ -53,6 +55,7 @@ export class JobIntake {
       throw err;
     }
     const now = Date.now();
+    const hop = this.router.firstHop(chain);
     const job: NewJob = {
       id: newJobId(),
       tenant: ctx.tenant,
@@ -61,6 +64,7 @@ export class JobIntake {
       priority: body.priority,
       metadata: body.metadata,
       chain,
+      hop,
       request: body.request,
       webhook_url: body.webhook_url ?? null,
       deadline_at: body.deadline_s === undefined ? null : now + body.deadline_s * 1000,
@@ -78,9 +82,11 @@ export class JobIntake {
       if (prior.status === 'queued') await this.queues.enqueueHop(splitTarget(prior.chain[prior.hop]!).provider, prior.id, prior.hop, prior.priority);
       return { job: prior, replayed: true };
     }
-    await this.queues.enqueueHop(splitTarget(chain[0]!).provider, job.id, 0, job.priority);
+    // The deadline is scheduled before the hop, so a job with a deadline can never outlive it.
+    if (job.deadline_at !== null) await this.deadlines.schedule(job.id, job.deadline_at);
+    await this.queues.enqueueHop(splitTarget(chain[hop]!).provider, job.id, hop, job.priority);
     return {
-      job: { ...job, status: 'queued', hop: 0, attempts: [], started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null },
+      job: { ...job, status: 'queued', attempts: [], started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null },
       replayed: false,
     };
   }

@@ -14,6 +14,12 @@ export interface MockBehaviour {
   retryAfterS: number;
   /** When set, a call without `Authorization: Bearer <this>` gets 401. */
   apiKey: string | null;
+  /** Share of calls answered 200 with a body that is not JSON. */
+  garbageRate: number;
+  /** Share of calls whose 200 body is cut off mid-way (the connection closes early). */
+  truncateRate: number;
+  /** Share of calls whose connection is reset without an answer. */
+  resetRate: number;
 }
 
 export const DEFAULT_BEHAVIOUR: MockBehaviour = {
@@ -24,6 +30,9 @@ export const DEFAULT_BEHAVIOUR: MockBehaviour = {
   rateLimitRate: 0,
   retryAfterS: 1,
   apiKey: null,
+  garbageRate: 0,
+  truncateRate: 0,
+  resetRate: 0,
 };
 
 export interface MockStats {
@@ -34,6 +43,8 @@ export interface MockStats {
   models: Record<string, number>;
   /** The last user message of the most recent calls, oldest first (bounded), for order checks. */
   recent: string[];
+  /** When each recent call arrived (ms since the epoch), its status and the tokens it reported. */
+  timeline: { at: number; status: number; tokens: number }[];
 }
 
 const RECENT_KEPT = 10_000;
@@ -72,14 +83,17 @@ function lastUserText(messages: unknown[]): string {
 export function buildMockProvider(initial: Partial<MockBehaviour> = {}): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
   const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024 });
   const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, ...initial };
-  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [] };
+  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [] };
   let seq = 0;
 
-  const count = (status: number) => {
+  const count = (at: number, status: number, tokens: number) => {
     stats.by_status[status] = (stats.by_status[status] ?? 0) + 1;
+    stats.timeline.push({ at, status, tokens });
+    if (stats.timeline.length > RECENT_KEPT) stats.timeline.shift();
   };
 
   app.post('/v1/chat/completions', async (req, reply) => {
+    const arrived = Date.now();
     stats.calls++;
     stats.in_flight++;
     stats.max_in_flight = Math.max(stats.max_in_flight, stats.in_flight);
@@ -88,6 +102,7 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       const body = (req.body ?? {}) as { model?: unknown; messages?: unknown; max_tokens?: unknown; max_completion_tokens?: unknown };
       let status = 200;
+      let usedTokens = 0;
       const reject = (s: number, message: string, code: string | null = null) => {
         status = s;
         return openAIError(reply, s, message, code);
@@ -102,6 +117,14 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
         }
         if (Math.random() < behaviour.errorRate) {
           return reject(behaviour.errorStatus, `Injected failure (${behaviour.errorStatus}).`);
+        }
+        if (Math.random() < behaviour.resetRate) {
+          status = 0;
+          req.raw.socket.destroy();
+          return reply.hijack();
+        }
+        if (Math.random() < behaviour.garbageRate) {
+          return reply.type('application/json').send('<html><body>502 Bad Gateway</body></html>');
         }
         if (typeof body.model !== 'string' || body.model === '') return reject(400, 'you must provide a model parameter');
         if (!Array.isArray(body.messages) || body.messages.length === 0) {
@@ -120,7 +143,8 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
           finish = 'length';
         }
         const completionTokens = tokens(content);
-        return {
+        usedTokens = promptTokens + completionTokens;
+        const completion = {
           id: `chatcmpl-mock-${++seq}`,
           object: 'chat.completion',
           created: Math.floor(Date.now() / 1000),
@@ -129,8 +153,17 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
           choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish }],
           usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
         };
+        if (Math.random() < behaviour.truncateRate) {
+          // Promise the whole body, send half, hang up: what a dying upstream looks like.
+          const text = JSON.stringify(completion);
+          reply.hijack();
+          reply.raw.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+          reply.raw.write(text.slice(0, text.length >> 1), () => reply.raw.destroy());
+          return reply;
+        }
+        return completion;
       } finally {
-        count(status);
+        count(arrived, status, usedTokens);
       }
     } finally {
       stats.in_flight--;
@@ -142,7 +175,7 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
   app.put('/_mock/behaviour', async (req) => Object.assign(behaviour, req.body as Partial<MockBehaviour>));
   app.post('/_mock/reset', async () => {
     Object.assign(behaviour, DEFAULT_BEHAVIOUR, initial);
-    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [] });
+    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [] });
     return { ok: true };
   });
 

@@ -39,28 +39,35 @@ export class ProviderClient {
     return target;
   }
 
-  async complete(request: ChatRequest, model: string, signal?: AbortSignal): Promise<ProviderResult> {
+  async complete(request: ChatRequest, model: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ProviderResult> {
+    const timeout = opts.timeoutMs ?? this.config.timeout_ms;
     const call = this.adapter.buildRequest(request, model);
     const { pool, path } = this.target(call.url);
-    let answer: HttpAnswer;
+    let res;
     try {
-      const res = await pool.request({
+      res = await pool.request({
         path,
         method: 'POST',
         headers: call.headers,
         body: call.body,
-        headersTimeout: this.config.timeout_ms,
-        bodyTimeout: this.config.timeout_ms,
-        ...(signal && { signal }),
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+        ...(opts.signal && { signal: opts.signal }),
       });
-      // A body cut off mid-stream rejects here, and is a transport fault like a reset.
-      const text = await res.body.text();
-      answer = { status: res.statusCode, headers: res.headers, body: parseJson(text) };
-      if (res.statusCode >= 200 && res.statusCode < 300 && answer.body === undefined) {
-        return { ok: false, error: badResponse(`the provider answered ${res.statusCode} with a body that is not JSON`, res.statusCode) };
-      }
     } catch (err) {
-      return { ok: false, error: classifyTransport(err, false) };
+      return { ok: false, error: classifyTransport(err) };
+    }
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      // Headers came, then the body stopped short of its length: a cut-off answer, not a refusal.
+      const cut = classifyTransport(err);
+      return { ok: false, error: cut.type === 'timeout' ? cut : badResponse(`the provider's answer was cut off: ${cut.message}`, res.statusCode) };
+    }
+    const answer: HttpAnswer = { status: res.statusCode, headers: res.headers, body: parseJson(text) };
+    if (res.statusCode >= 200 && res.statusCode < 300 && answer.body === undefined) {
+      return { ok: false, error: badResponse(`the provider answered ${res.statusCode} with a body that is not JSON`, res.statusCode) };
     }
     if (answer.status >= 200 && answer.status < 300) return this.adapter.parseSuccess(answer, model);
     return { ok: false, error: this.adapter.classifyError(answer) };

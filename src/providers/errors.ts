@@ -63,9 +63,9 @@ export function classifyStatus(
 }
 
 /** Classifies a failure that never produced a usable answer: abort, socket error, bad body. */
-export function classifyTransport(err: unknown, timedOut: boolean): ProviderError {
+export function classifyTransport(err: unknown): ProviderError {
   const e = err as { code?: string; name?: string; message?: string };
-  if (timedOut || e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
+  if (e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
     return { type: 'timeout', message: 'the provider did not answer in time', retryable: true, breakerFailure: true };
   }
   return {

@@ -12,7 +12,17 @@ export class RouteError extends Error {
 
 /** Turns a job's `task` / `model` into its ordered fallback chain of `provider/model` targets. */
 export class Router {
-  constructor(private readonly config: Pick<Config, 'models' | 'tasks' | 'providers'>) {}
+  constructor(
+    private readonly config: Pick<Config, 'models' | 'tasks' | 'providers'>,
+    private readonly health?: { isOpen(provider: string): boolean },
+  ) {}
+
+  /** The first hop worth trying: the first target whose breaker is not open (or the first, if all are). */
+  firstHop(chain: string[]): number {
+    if (!this.health) return 0;
+    const i = chain.findIndex((ref) => !this.health!.isOpen(ref.slice(0, ref.indexOf('/'))));
+    return i < 0 ? 0 : i;
+  }
 
   resolve(job: { task?: string | undefined; model?: string | undefined }): string[] {
     if (job.model !== undefined) return this.resolveModel(job.model, 'model');

@@ -28,7 +28,11 @@ export interface Attempt {
   hop: number;
   provider: string;
   model: string;
-  outcome: 'succeeded' | 'fallback' | 'failed';
+  /**
+   * succeeded; fallback: failed here, handed to the next target; failed: ended the job;
+   * rate_limited: 429 on the last target, the job waits; skipped: not called, its breaker was open.
+   */
+  outcome: 'succeeded' | 'fallback' | 'failed' | 'rate_limited' | 'skipped';
   error?: JobError;
   started_at: number;
   latency_ms: number;

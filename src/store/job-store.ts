@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Attempt, type JobError, type JobRecord, type JobStatus, type Usage, parseRecord, RECORD_FIELDS } from './job-record.js';
 import { Keys } from './keys.js';
-import { type ScriptClient, withScripts } from './scripts.js';
+import { type ScriptClient, withScripts } from '../redis/scripts.js';
 
 export interface NewJob {
   id: string;
@@ -12,6 +12,8 @@ export interface NewJob {
   priority: number;
   metadata: Record<string, string>;
   chain: string[];
+  /** The first hop to run: the chain position of the first target worth trying. */
+  hop: number;
   request: unknown;
   webhook_url: string | null;
   deadline_at: number | null;
@@ -28,17 +30,20 @@ export type StartOutcome =
   | { kind: 'terminal'; status: JobStatus }
   | { kind: 'moved'; hop: number }
   | { kind: 'expired' }
-  | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean };
+  | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean; deadlineAt: number | null };
 
 export type Settlement =
   | { status: 'succeeded'; result: unknown; usage: Usage | null; cost_usd: number | null }
   | { status: 'failed'; error: JobError }
-  | { status: 'queued' };
+  /** Moves the job to the next hop. */
+  | { status: 'queued' }
+  /** Puts the job back to wait for the same hop. */
+  | { status: 'retry' };
 
-export type CancelOutcome =
+export type EndOutcome =
   | { kind: 'missing' }
   | { kind: 'terminal'; status: JobStatus }
-  | { kind: 'cancelled'; hop: number; previous: JobStatus };
+  | { kind: 'ended'; hop: number; previous: JobStatus };
 
 export interface ListOptions {
   status?: JobStatus;
@@ -72,7 +77,7 @@ export class JobStore {
     const fields: (string | number)[] = [
       'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'task', job.task ?? '', 'model', job.model ?? '',
       'priority', job.priority, 'metadata', JSON.stringify(job.metadata), 'created_at', job.created_at,
-      'chain', JSON.stringify(job.chain), 'hop', 0, 'attempts', '[]', 'request', JSON.stringify(job.request),
+      'chain', JSON.stringify(job.chain), 'hop', job.hop, 'attempts', '[]', 'request', JSON.stringify(job.request),
     ];
     if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
     if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
@@ -113,12 +118,13 @@ export class JobStore {
           request: JSON.parse(reply[1]!) as Record<string, unknown>,
           chain: JSON.parse(reply[2]!) as string[],
           rerun: reply[3] === 'running',
+          deadlineAt: reply[4] ? Number(reply[4]) : null,
         };
     }
   }
 
-  /** Ends hop `hop` with `attempt` in the ledger. False when the job had already ended or moved on. */
-  async settle(id: string, hop: number, attempt: Attempt, outcome: Settlement, now = Date.now()): Promise<boolean> {
+  /** Ends hop `hop` with `attempt` (if any) in the ledger. False when the job had already ended or moved on. */
+  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now()): Promise<boolean> {
     const fields: (string | number)[] = [];
     if (outcome.status === 'succeeded') {
       fields.push('result', JSON.stringify(outcome.result));
@@ -128,16 +134,21 @@ export class JobStore {
       fields.push('error', JSON.stringify(outcome.error));
     }
     const applied = await this.redis.settleAttempt(
-      this.keys.job(id), hop, now, this.keys.events, this.ttlMs, id, JSON.stringify(attempt), outcome.status, ...fields,
+      this.keys.job(id), hop, now, this.keys.events, this.ttlMs, id, attempt ? JSON.stringify(attempt) : '', outcome.status, ...fields,
     );
     return applied === 1;
   }
 
-  async cancel(id: string, now = Date.now()): Promise<CancelOutcome> {
-    const reply = (await this.redis.cancelJob(this.keys.job(id), now, this.keys.events, this.ttlMs, id)) as string[];
+  /** Ends a job from outside its hop: the caller cancelled it, or its deadline passed. */
+  async end(id: string, status: 'cancelled' | 'expired', now = Date.now()): Promise<EndOutcome> {
+    const error: JobError =
+      status === 'cancelled'
+        ? { type: 'cancelled', message: 'the job was cancelled by the caller' }
+        : { type: 'deadline_exceeded', message: 'the job did not finish before its deadline' };
+    const reply = (await this.redis.endJob(this.keys.job(id), now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error))) as string[];
     if (reply[0] === 'missing') return { kind: 'missing' };
     if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };
-    return { kind: 'cancelled', hop: Number(reply[1]), previous: reply[2] as JobStatus };
+    return { kind: 'ended', hop: Number(reply[1]), previous: reply[2] as JobStatus };
   }
 
   /** Newest first; `after` is the last id of the previous page. */

@@ -17,4 +17,17 @@ export class Keys {
   get events(): string {
     return `${this.prefix}:job-events`;
   }
+
+  breaker(provider: string): string {
+    return `${this.prefix}:breaker:${provider}`;
+  }
+
+  get breakerEvents(): string {
+    return `${this.prefix}:breaker-events`;
+  }
+
+  /** A fixed-window usage counter: `tpm:openai`, `rpm:openai:gpt-4o`, ... */
+  budget(name: string): string {
+    return `${this.prefix}:budget:${name}`;
+  }
 }

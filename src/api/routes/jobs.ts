@@ -73,12 +73,12 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     const { id } = request.params;
     const job = visible(await store.get(id), request.tenant);
     if (!job) return reply.code(404).send(notFound(id));
-    const outcome = await store.cancel(id);
+    const outcome = await store.end(id, 'cancelled');
     if (outcome.kind === 'missing') return reply.code(404).send(notFound(id));
     if (outcome.kind === 'terminal' && outcome.status !== 'cancelled') {
       return reply.code(409).send(apiError('conflict_error', `job ${id} has already ${outcome.status === 'expired' ? 'expired' : outcome.status}`, 'id', 'job_not_cancellable'));
     }
-    if (outcome.kind === 'cancelled' && outcome.previous === 'queued') {
+    if (outcome.kind === 'ended' && outcome.previous === 'queued') {
       const ref = job.chain[outcome.hop];
       if (ref) await queues.removeHop(splitTarget(ref).provider, id, outcome.hop);
     }

@@ -3,7 +3,7 @@
   effect: a duplicate or stale BullMQ job finds the record terminal or moved on and does nothing.
   KEYS[1] job hash
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id
-  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired'} | {'ok', request, chain, previous status}
+  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired'} | {'ok', request, chain, previous status, deadline}
 ]]
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at')
 local status = f[1]
@@ -30,4 +30,4 @@ if not f[6] then
 else
   redis.call('HSET', KEYS[1], 'status', 'running')
 end
-return {'ok', f[4], f[5], status}
+return {'ok', f[4], f[5], status, f[3] or ''}

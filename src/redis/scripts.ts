@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
-/** The Redis-side logic of the job record, one named Lua file per operation (as BullMQ does). */
+/** Switchyard's Redis-side logic, one named Lua file per operation in src/lua (as BullMQ does). */
 const SCRIPTS = {
   createJob: 3,
   startAttempt: 1,
   settleAttempt: 1,
-  cancelJob: 1,
+  endJob: 1,
+  breakerAcquire: 1,
+  breakerRecord: 1,
+  windowBudget: 1,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -15,7 +18,7 @@ type Reply = (string | number)[] | number;
 export type ScriptClient = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<Reply>>;
 
 const sources = Object.fromEntries(
-  Object.keys(SCRIPTS).map((name) => [name, readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')]),
+  Object.keys(SCRIPTS).map((name) => [name, readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), 'utf8')]),
 ) as Record<ScriptName, string>;
 
 /** ioredis runs them by EVALSHA and falls back to EVAL after a script flush or a failover. */

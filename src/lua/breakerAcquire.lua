@@ -1,0 +1,42 @@
+--[[
+  Asks a provider's circuit breaker for permission to call it. Called only when the process's
+  local view is not "closed and proven healthy", so a healthy provider costs no round trip.
+  KEYS[1] breaker hash
+  ARGV[1] now (ms), ARGV[2] failure threshold, ARGV[3] probe lease (ms), ARGV[4] events channel,
+  ARGV[5] provider name
+  Returns {verdict, state, until}:
+    'free'  closed and healthy: call without a ticket
+    'trial' closed but unproven (a failure since the last success): one of at most `threshold`
+            calls in flight; release it with breakerRecord
+    'probe' the single half-open probe
+    'wait'  unproven and every trial slot is taken: try again shortly
+    'open'  open (or half-open with its probe out) until `until`
+]]
+local now = tonumber(ARGV[1])
+local f = redis.call('HMGET', KEYS[1], 'state', 'healthy', 'failures', 'trials', 'open_until', 'probe_until')
+local state = f[1] or 'closed'
+if state == 'closed' then
+  if f[2] == '1' then
+    return {'free', state, 0}
+  end
+  local failures = tonumber(f[3] or '0')
+  local trials = tonumber(f[4] or '0')
+  if failures + trials < tonumber(ARGV[2]) then
+    redis.call('HINCRBY', KEYS[1], 'trials', 1)
+    return {'trial', state, 0}
+  end
+  return {'wait', state, 0}
+end
+if state == 'open' and now < tonumber(f[5] or '0') then
+  return {'open', state, tonumber(f[5])}
+end
+if state == 'half_open' and now < tonumber(f[6] or '0') then
+  return {'open', state, tonumber(f[6])}
+end
+-- Cooldown over (or the last probe's lease ran out): this caller is the one probe.
+local lease = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', lease)
+if state ~= 'half_open' then
+  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' half_open ' .. lease)
+end
+return {'probe', 'half_open', lease}

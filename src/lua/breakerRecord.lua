@@ -1,0 +1,52 @@
+--[[
+  Records the outcome of a call made under breakerAcquire's verdict.
+  KEYS[1] breaker hash
+  ARGV[1] now (ms), ARGV[2] failure threshold, ARGV[3] cooldown (ms), ARGV[4] events channel,
+  ARGV[5] provider name, ARGV[6] outcome: success | failure | neutral, ARGV[7] ticket: free | trial | probe
+  Returns {state, until, failures}. Transitions are published as "<provider> <state> <until>".
+]]
+local now = tonumber(ARGV[1])
+if ARGV[7] == 'trial' then
+  if tonumber(redis.call('HINCRBY', KEYS[1], 'trials', -1)) < 0 then
+    redis.call('HSET', KEYS[1], 'trials', 0)
+  end
+end
+local f = redis.call('HMGET', KEYS[1], 'state', 'healthy', 'failures', 'open_until')
+local state = f[1] or 'closed'
+local outcome = ARGV[6]
+
+if outcome == 'success' then
+  if state ~= 'closed' or f[2] ~= '1' or (f[3] and f[3] ~= '0') then
+    redis.call('HSET', KEYS[1], 'state', 'closed', 'healthy', 1, 'failures', 0)
+    if state ~= 'closed' or f[2] ~= '1' then
+      redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' closed 0')
+    end
+  end
+  return {'closed', 0, 0}
+end
+
+if outcome == 'failure' then
+  local failures = tonumber(redis.call('HINCRBY', KEYS[1], 'failures', 1))
+  redis.call('HSET', KEYS[1], 'healthy', 0)
+  if state == 'open' then
+    return {'open', tonumber(f[4] or '0'), failures}
+  end
+  if state == 'half_open' or failures >= tonumber(ARGV[2]) then
+    local untilMs = now + tonumber(ARGV[3])
+    redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', untilMs)
+    redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' open ' .. untilMs)
+    return {'open', untilMs, failures}
+  end
+  if f[2] == '1' then
+    -- No longer proven healthy: every process switches to budgeted trial calls.
+    redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' suspect 0')
+  end
+  return {'closed', 0, failures}
+end
+
+-- neutral: the call said nothing about the provider's health (429, a bad request, ...).
+if ARGV[7] == 'probe' and state == 'half_open' then
+  -- Give the probe back so the next caller can try at once.
+  redis.call('HSET', KEYS[1], 'probe_until', 0)
+end
+return {state, 0, tonumber(f[3] or '0')}

@@ -1,0 +1,21 @@
+--[[
+  Ends a job that has not finished, from outside its hop: cancelled by the caller, or expired at
+  its deadline. A worker still holding the job finds it terminal when it settles and drops its result.
+  KEYS[1] job hash
+  ARGV[1] now (ms), ARGV[2] events channel, ARGV[3] record TTL (ms), ARGV[4] job id,
+  ARGV[5] cancelled | expired, ARGV[6] error (JSON)
+  Returns {'missing'} | {'terminal', status} | {'ended', hop, previous status}
+]]
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop')
+local status = f[1]
+if not status then
+  return {'missing'}
+end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+  return {'terminal', status}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[5], 'finished_at', ARGV[1], 'error', ARGV[6])
+redis.call('HDEL', KEYS[1], 'request')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[4])
+return {'ended', f[2], status}

@@ -1,0 +1,45 @@
+--[[
+  Records the end of one hop: appends the attempt to the ledger (when there is one) and either
+  ends the job (succeeded / failed), moves it to the next hop (queued), or puts it back to wait for
+  the same hop (retry: rate limited or breaker open on its last target). Only the hop that holds
+  the job may settle it, and never after a terminal state, so a job ends exactly once.
+  KEYS[1] job hash
+  ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
+  ARGV[6] attempt (JSON object, or '' for none), ARGV[7] queued | retry | succeeded | failed,
+  ARGV[8..] field, value, ...
+  Returns 1 when applied, 0 when the job had already moved on.
+]]
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'attempts')
+local status = f[1]
+if not status or status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+  return 0
+end
+if tonumber(f[2]) ~= tonumber(ARGV[1]) then
+  return 0
+end
+if ARGV[6] ~= '' then
+  local attempts = f[3]
+  if not attempts or attempts == '[]' then
+    attempts = '[' .. ARGV[6] .. ']'
+  else
+    attempts = string.sub(attempts, 1, -2) .. ',' .. ARGV[6] .. ']'
+  end
+  redis.call('HSET', KEYS[1], 'attempts', attempts)
+end
+if #ARGV >= 8 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+end
+if ARGV[7] == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'queued')
+  redis.call('HINCRBY', KEYS[1], 'hop', 1)
+elseif ARGV[7] == 'retry' then
+  redis.call('HSET', KEYS[1], 'status', 'queued')
+else
+  redis.call('HSET', KEYS[1], 'status', ARGV[7])
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  -- The prompt is only needed to run the job; a finished record keeps the result, not the request.
+  redis.call('HDEL', KEYS[1], 'request')
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PUBLISH', ARGV[3], ARGV[5])
+end
+return 1
