@@ -1,4 +1,4 @@
-import { DelayedError, type Job, RateLimitError } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import type { ProviderClient } from '../src/providers/client.js';
@@ -20,8 +20,8 @@ export interface HopProcessorDeps {
   log: Logger;
 }
 
-/** How long a queue holds off when its unproven provider already has every trial call out. */
-const TRIAL_WAIT_MS = 200;
+/** How often a hop asks again while its unproven provider has every trial call out. */
+const TRIAL_WAIT_MS = 50;
 /** Spreads the retries of jobs waiting on the same open breaker. */
 const OPEN_WAIT_JITTER_MS = 250;
 
@@ -55,11 +55,13 @@ export class HopProcessor {
     const priority = job.opts.priority ?? 5;
     const { store, breakers, log } = this.deps;
 
-    // Admission first: a denied call costs no record round trip.
-    const admission = await breakers.admit(this.provider);
-    if (admission.kind === 'wait') {
-      await this.deps.queues.get(this.provider).rateLimit(TRIAL_WAIT_MS);
-      throw new RateLimitError();
+    // Admission first: a denied call costs no record round trip. While the provider is unproven and
+    // its trial calls are all out, wait here, holding the hop: handing it back to BullMQ would spend
+    // an RPM slot again on its return, and a queue-wide pause would restart the RPM window.
+    let admission = await breakers.admit(this.provider);
+    while (admission.kind === 'wait') {
+      await new Promise((r) => setTimeout(r, TRIAL_WAIT_MS * (1 + Math.random())));
+      admission = await breakers.admit(this.provider);
     }
     const ticket: Ticket | null = admission.kind === 'call' ? admission.ticket : null;
     const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral') : undefined);
@@ -99,13 +101,9 @@ export class HopProcessor {
       if (!reservation.ok) {
         await giveBack();
         await store.settle(id, hop, null, { status: 'retry' });
-        if (reservation.scope === 'provider') {
-          // The provider's token budget is spent: pause its whole queue, in every process.
-          await this.deps.queues.get(this.provider).rateLimit(reservation.waitMs);
-          throw new RateLimitError();
-        }
-        await job.moveToDelayed(Date.now() + reservation.waitMs, token);
-        throw new DelayedError();
+        // The provider's token budget is spent: pause its whole queue, in every process.
+        if (reservation.scope === 'provider') await this.deps.queues.get(this.provider).rateLimit(reservation.waitMs);
+        return this.waitOnQueue(job, token, reservation.waitMs);
       }
     }
 
@@ -168,7 +166,16 @@ export class HopProcessor {
       },
       'attempt',
     );
-    if (requeue) throw new RateLimitError();
+    if (requeue) await this.waitOnQueue(job, token, error?.retryAfterMs ?? settings.default_retry_after_ms);
+  }
+
+  /**
+   * Puts this hop back on its queue until `ms` from now. A delayed job also leaves BullMQ a marker
+   * due at that time, which wakes workers blocked on an idle queue when the wait is over.
+   */
+  private async waitOnQueue(job: Job<HopData>, token: string | undefined, ms: number): Promise<never> {
+    await job.moveToDelayed(Date.now() + ms, token);
+    throw new DelayedError();
   }
 
   private client(): ProviderClient {

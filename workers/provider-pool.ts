@@ -40,6 +40,9 @@ export class ProviderPool {
         lockDuration: config.workers.lock_ms,
         stalledInterval: config.workers.stalled_interval_ms,
         maxStalledCount: config.workers.max_stalled,
+        // Workers idle on an empty queue look again every second: a queue-wide pause (a 429, a spent
+        // token budget) leaves no marker to wake them when it ends, so this bounds the extra wait.
+        drainDelay: 1,
       });
       // A hop whose processing itself failed (Redis unreachable, a bug) must still end its job visibly.
       worker.on('failed', (job, err) => {

@@ -44,7 +44,7 @@ export interface MockStats {
   /** The last user message of the most recent calls, oldest first (bounded), for order checks. */
   recent: string[];
   /** When each recent call arrived (ms since the epoch), its status and the tokens it reported. */
-  timeline: { at: number; status: number; tokens: number }[];
+  timeline: { at: number; status: number; tokens: number; model: string }[];
 }
 
 const RECENT_KEPT = 10_000;
@@ -86,9 +86,9 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
   const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [] };
   let seq = 0;
 
-  const count = (at: number, status: number, tokens: number) => {
+  const count = (at: number, status: number, tokens: number, model: string) => {
     stats.by_status[status] = (stats.by_status[status] ?? 0) + 1;
-    stats.timeline.push({ at, status, tokens });
+    stats.timeline.push({ at, status, tokens, model });
     if (stats.timeline.length > RECENT_KEPT) stats.timeline.shift();
   };
 
@@ -163,7 +163,7 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
         }
         return completion;
       } finally {
-        count(arrived, status, usedTokens);
+        count(arrived, status, usedTokens, typeof body.model === 'string' ? body.model : '');
       }
     } finally {
       stats.in_flight--;
