@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../src/redis/embedded.js';
-import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
 
 /** A retryable failure moves the job down its chain; a bad request fails it at once. */
 describe('fallback along the chain', () => {
@@ -26,6 +26,8 @@ describe('fallback along the chain', () => {
   });
   beforeEach(async () => {
     for (const m of [primary, secondary]) await fetch(`${m.url}/_mock/reset`, { method: 'POST' });
+    // A 429 in an earlier case paused the primary; let the pause run out so routing reaches it again.
+    await waitFor(async () => !broker.runtime.breakers.isUnavailable('primary'), 5000);
   });
   afterAll(async () => {
     await broker.close();

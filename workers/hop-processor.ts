@@ -32,7 +32,8 @@ const toJobError = (e: ProviderError): JobError => ({
   ...(e.retryAfterMs !== undefined && { retry_after_ms: e.retryAfterMs }),
 });
 
-const breakerOutcome = (error: ProviderError | null): CallOutcome => (!error ? 'success' : error.breakerFailure ? 'failure' : 'neutral');
+const breakerOutcome = (error: ProviderError | null): CallOutcome =>
+  !error ? 'success' : error.type === 'rate_limited' ? 'throttled' : error.breakerFailure ? 'failure' : 'neutral';
 
 /**
  * Runs one hop of one job on one provider (DESIGN section 4):
@@ -78,20 +79,22 @@ export class HopProcessor {
     const { model } = splitTarget(ref);
     const next = claim.chain[hop + 1];
 
-    if (admission.kind === 'open') {
+    if (admission.kind === 'open' || admission.kind === 'throttled') {
+      // Not called: its breaker is open, or it asked us (429) to hold off. Move on, or on the last
+      // target wait for the probe / the pause rather than fail a job a little patience could save.
       const until = new Date(admission.until).toISOString();
       const skipped: Attempt = {
         hop, provider: this.provider, model, outcome: 'skipped', started_at: Date.now(), latency_ms: 0,
-        error: { type: 'circuit_open', message: `the circuit breaker for ${this.provider} is open until ${until}` },
+        error: admission.kind === 'open'
+          ? { type: 'circuit_open', message: `the circuit breaker for ${this.provider} is open until ${until}` }
+          : { type: 'rate_limited', message: `${this.provider} asked for a pause until ${until}` },
       };
       if (next) {
         await this.handOn(id, hop, next, priority, skipped);
         return;
       }
-      // The last target: wait for the breaker's next probe rather than fail a job another minute could save.
       await store.settle(id, hop, null, { status: 'retry' });
-      await job.moveToDelayed(admission.until + Math.random() * OPEN_WAIT_JITTER_MS, token);
-      throw new DelayedError();
+      return this.waitOnQueue(job, token, admission.until - Date.now() + Math.random() * OPEN_WAIT_JITTER_MS);
     }
 
     const request = claim.request as ChatRequest;
@@ -115,9 +118,12 @@ export class HopProcessor {
     const result = await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs) });
     const latency = Math.round(performance.now() - t0);
     const error = result.ok ? null : result.error;
-    const cutByDeadline = error?.type === 'timeout' && claim.deadlineAt !== null && Date.now() >= claim.deadlineAt;
+    // A timeout under a deadline-shortened limit is the deadline's doing (undici's timers are coarse,
+    // so the clock may still read a moment before it).
+    const cutByDeadline = error?.type === 'timeout' && timeoutMs < settings.timeout_ms;
+    const pauseMs = error?.type === 'rate_limited' ? (error.retryAfterMs ?? settings.default_retry_after_ms) : 0;
     await Promise.all([
-      ticket ? breakers.record(this.provider, ticket, cutByDeadline ? 'neutral' : breakerOutcome(error)) : undefined,
+      ticket ? breakers.record(this.provider, ticket, cutByDeadline ? 'neutral' : breakerOutcome(error), Date.now() + pauseMs) : undefined,
       reservation.holds.length > 0 ? this.deps.budgets.settle(reservation, result.ok ? result.usage : null) : undefined,
     ]);
     if (cutByDeadline) {
@@ -135,10 +141,9 @@ export class HopProcessor {
     } else {
       const err = result.error;
       attempt.error = toJobError(err);
-      if (err.type === 'rate_limited') {
-        // Every process holds off this provider for as long as it asked.
-        await this.deps.queues.get(this.provider).rateLimit(err.retryAfterMs ?? settings.default_retry_after_ms);
-      }
+      // Every process holds off this provider for as long as it asked: its queue pauses, and hops
+      // already taken find it throttled at admission.
+      if (pauseMs > 0) await this.deps.queues.get(this.provider).rateLimit(pauseMs);
       if (err.retryable && next) {
         attempt.outcome = 'fallback';
         applied = await this.handOn(id, hop, next, priority, attempt);
@@ -166,7 +171,7 @@ export class HopProcessor {
       },
       'attempt',
     );
-    if (requeue) await this.waitOnQueue(job, token, error?.retryAfterMs ?? settings.default_retry_after_ms);
+    if (requeue) await this.waitOnQueue(job, token, pauseMs);
   }
 
   /**

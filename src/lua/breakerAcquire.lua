@@ -5,23 +5,33 @@
   ARGV[1] now (ms), ARGV[2] failure threshold, ARGV[3] probe lease (ms), ARGV[4] events channel,
   ARGV[5] provider name
   Returns {verdict, state, until}:
-    'free'  closed and healthy: call without a ticket
-    'trial' closed but unproven (a failure since the last success): one of at most `threshold`
-            calls in flight; release it with breakerRecord
-    'probe' the single half-open probe
-    'wait'  unproven and every trial slot is taken: try again shortly
-    'open'  open (or half-open with its probe out) until `until`
+    'free'      closed and healthy: call without a ticket
+    'trial'     closed but unproven (a failure since the last success): one of at most `threshold`
+                calls in flight, or one at a time after a 429; release it with breakerRecord
+    'probe'     the single half-open probe
+    'wait'      unproven and every trial slot is taken: try again shortly
+    'open'      open (or half-open with its probe out) until `until`
+    'throttled' the provider answered 429: hold off until `until`
 ]]
 local now = tonumber(ARGV[1])
-local f = redis.call('HMGET', KEYS[1], 'state', 'healthy', 'failures', 'trials', 'open_until', 'probe_until')
+local f = redis.call('HMGET', KEYS[1], 'state', 'healthy', 'failures', 'trials', 'open_until', 'probe_until', 'throttled_until', 'throttled')
 local state = f[1] or 'closed'
+local throttledUntil = tonumber(f[7] or '0')
+if now < throttledUntil then
+  return {'throttled', state, throttledUntil}
+end
 if state == 'closed' then
   if f[2] == '1' then
     return {'free', state, 0}
   end
   local failures = tonumber(f[3] or '0')
   local trials = tonumber(f[4] or '0')
-  if failures + trials < tonumber(ARGV[2]) then
+  -- After a 429, one call at a time finds out whether the limit has lifted, not a stampede.
+  local limit = tonumber(ARGV[2])
+  if f[8] == '1' then
+    limit = failures + 1
+  end
+  if failures + trials < limit then
     redis.call('HINCRBY', KEYS[1], 'trials', 1)
     return {'trial', state, 0}
   end

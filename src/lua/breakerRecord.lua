@@ -2,7 +2,8 @@
   Records the outcome of a call made under breakerAcquire's verdict.
   KEYS[1] breaker hash
   ARGV[1] now (ms), ARGV[2] failure threshold, ARGV[3] cooldown (ms), ARGV[4] events channel,
-  ARGV[5] provider name, ARGV[6] outcome: success | failure | neutral, ARGV[7] ticket: free | trial | probe
+  ARGV[5] provider name, ARGV[6] outcome: success | failure | throttled | neutral,
+  ARGV[7] ticket: free | trial | probe, ARGV[8] for throttled: hold off until (ms)
   Returns {state, until, failures}. Transitions are published as "<provider> <state> <until>".
 ]]
 local now = tonumber(ARGV[1])
@@ -17,7 +18,7 @@ local outcome = ARGV[6]
 
 if outcome == 'success' then
   if state ~= 'closed' or f[2] ~= '1' or (f[3] and f[3] ~= '0') then
-    redis.call('HSET', KEYS[1], 'state', 'closed', 'healthy', 1, 'failures', 0)
+    redis.call('HSET', KEYS[1], 'state', 'closed', 'healthy', 1, 'failures', 0, 'throttled', 0)
     if state ~= 'closed' or f[2] ~= '1' then
       redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' closed 0')
     end
@@ -44,7 +45,17 @@ if outcome == 'failure' then
   return {'closed', 0, failures}
 end
 
--- neutral: the call said nothing about the provider's health (429, a bad request, ...).
+if outcome == 'throttled' then
+  -- A 429 is not a failure, but until a call gets through again the provider is not proven.
+  redis.call('HSET', KEYS[1], 'healthy', 0, 'throttled', 1, 'throttled_until', ARGV[8])
+  if ARGV[7] == 'probe' and state == 'half_open' then
+    redis.call('HSET', KEYS[1], 'probe_until', 0)
+  end
+  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' throttled ' .. ARGV[8])
+  return {state, tonumber(f[4] or '0'), tonumber(f[3] or '0')}
+end
+
+-- neutral: the call said nothing about the provider's health (a bad request, ...).
 if ARGV[7] == 'probe' and state == 'half_open' then
   -- Give the probe back so the next caller can try at once.
   redis.call('HSET', KEYS[1], 'probe_until', 0)

@@ -13,6 +13,8 @@ export interface BreakerView {
   /** Until when it stays open, or when the half-open probe's lease runs out (ms). */
   until: number;
   failures: number;
+  /** After a 429: no calls until then (ms). */
+  throttledUntil: number;
 }
 
 /** How a call was admitted; hand it back to `record`. */
@@ -22,9 +24,13 @@ export type Admission =
   | { kind: 'call'; ticket: Ticket }
   /** Unproven and every trial slot is taken: try again shortly. */
   | { kind: 'wait' }
-  | { kind: 'open'; until: number };
+  | { kind: 'open'; until: number }
+  /** The provider asked us (429) to hold off until then. */
+  | { kind: 'throttled'; until: number };
 
-export type CallOutcome = 'success' | 'failure' | 'neutral';
+export type CallOutcome = 'success' | 'failure' | 'throttled' | 'neutral';
+
+const CLOSED: BreakerView = { state: 'closed', healthy: false, until: 0, failures: 0, throttledUntil: 0 };
 
 const REFRESH_MS = 1000;
 
@@ -54,7 +60,7 @@ export class BreakerBoard {
     private readonly log: Logger,
   ) {
     this.redis = withScripts(redis);
-    for (const name of Object.keys(config.providers)) this.views.set(name, { state: 'closed', healthy: false, until: 0, failures: 0 });
+    for (const name of Object.keys(config.providers)) this.views.set(name, { ...CLOSED });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === keys.breakerEvents) this.apply(message);
     });
@@ -73,38 +79,48 @@ export class BreakerBoard {
   }
 
   view(provider: string): BreakerView {
-    return this.views.get(provider) ?? { state: 'closed', healthy: false, until: 0, failures: 0 };
+    return this.views.get(provider) ?? { ...CLOSED };
   }
 
-  /** For routing: skip a provider whose breaker is open and not yet due a probe. */
-  isOpen(provider: string, now = Date.now()): boolean {
+  /** For routing: skip a provider whose breaker is open and not yet due a probe, or that asked (429) for a pause. */
+  isUnavailable(provider: string, now = Date.now()): boolean {
     const v = this.view(provider);
-    return v.state !== 'closed' && now < v.until;
+    return (v.state !== 'closed' && now < v.until) || now < v.throttledUntil;
   }
 
   async admit(provider: string, now = Date.now()): Promise<Admission> {
     const v = this.view(provider);
+    if (now < v.throttledUntil) return { kind: 'throttled', until: v.throttledUntil };
     if (v.state === 'closed' && v.healthy) return { kind: 'call', ticket: 'free' };
     if (v.state !== 'closed' && now < v.until) return { kind: 'open', until: v.until };
     const [verdict, state, until] = (await this.redis.breakerAcquire(
       this.keys.breaker(provider), now, this.config.breaker.failure_threshold, this.probeLease(provider),
       this.keys.breakerEvents, provider,
     )) as [string, BreakerState, number];
-    this.update(provider, { state, until: Number(until), ...(verdict === 'free' && { healthy: true }) });
+    if (verdict !== 'throttled') this.update(provider, { state, until: Number(until), ...(verdict === 'free' && { healthy: true }) });
     if (verdict === 'wait') return { kind: 'wait' };
     if (verdict === 'open') return { kind: 'open', until: Number(until) };
+    if (verdict === 'throttled') {
+      this.update(provider, { throttledUntil: Number(until), healthy: false });
+      return { kind: 'throttled', until: Number(until) };
+    }
     return { kind: 'call', ticket: verdict as Ticket };
   }
 
-  async record(provider: string, ticket: Ticket, outcome: CallOutcome, now = Date.now()): Promise<void> {
+  /** `throttledUntil` goes with a 429: until when the provider asked us to hold off. */
+  async record(provider: string, ticket: Ticket, outcome: CallOutcome, throttledUntil = 0, now = Date.now()): Promise<void> {
     // The common case, a proven provider answering well, writes nothing.
-    if (ticket === 'free' && outcome !== 'failure') return;
+    if (ticket === 'free' && (outcome === 'success' || outcome === 'neutral')) return;
     const before = this.view(provider).state;
     const [state, until, failures] = (await this.redis.breakerRecord(
       this.keys.breaker(provider), now, this.config.breaker.failure_threshold, this.config.breaker.cooldown_ms,
-      this.keys.breakerEvents, provider, outcome, ticket,
+      this.keys.breakerEvents, provider, outcome, ticket, throttledUntil,
     )) as [BreakerState, number, number];
-    this.update(provider, { state, until: Number(until), failures: Number(failures), ...(outcome === 'success' && { healthy: true }), ...(outcome === 'failure' && { healthy: false }) });
+    if (outcome === 'throttled') {
+      this.update(provider, { healthy: false, throttledUntil });
+      return;
+    }
+    this.update(provider, { state, until: Number(until), failures: Number(failures), ...(outcome === 'success' && { healthy: true, throttledUntil: 0 }), ...(outcome === 'failure' && { healthy: false }) });
     if (state !== before) {
       const level = state === 'open' ? 'warn' : 'info';
       this.log[level]({ provider, breaker: state, from: before, failures: Number(failures), ...(state === 'open' && { until: new Date(Number(until)).toISOString() }) }, 'circuit breaker transition');
@@ -129,25 +145,27 @@ export class BreakerBoard {
     const [provider, event, until] = message.split(' ');
     if (!provider || !this.views.has(provider)) return;
     if (event === 'suspect') this.update(provider, { healthy: false });
-    else if (event === 'closed') this.update(provider, { state: 'closed', healthy: true, until: 0, failures: 0 });
+    else if (event === 'throttled') this.update(provider, { healthy: false, throttledUntil: Number(until) });
+    else if (event === 'closed') this.update(provider, { state: 'closed', healthy: true, until: 0, failures: 0, throttledUntil: 0 });
     else if (event === 'open' || event === 'half_open') this.update(provider, { state: event, healthy: false, until: Number(until) });
   }
 
   private async refresh(): Promise<void> {
     const names = [...this.views.keys()];
     const pipeline = this.redis.pipeline();
-    for (const name of names) pipeline.hmget(this.keys.breaker(name), 'state', 'healthy', 'open_until', 'probe_until', 'failures');
+    for (const name of names) pipeline.hmget(this.keys.breaker(name), 'state', 'healthy', 'open_until', 'probe_until', 'failures', 'throttled_until');
     const replies = (await pipeline.exec()) ?? [];
     names.forEach((name, i) => {
       const [err, values] = replies[i] ?? [];
       if (err || !values) return;
-      const [state, healthy, openUntil, probeUntil, failures] = values as (string | null)[];
+      const [state, healthy, openUntil, probeUntil, failures, throttledUntil] = values as (string | null)[];
       const s = (state ?? 'closed') as BreakerState;
       this.views.set(name, {
         state: s,
         healthy: healthy === '1',
         until: Number((s === 'half_open' ? probeUntil : openUntil) ?? 0),
         failures: Number(failures ?? 0),
+        throttledUntil: Number(throttledUntil ?? 0),
       });
     });
   }

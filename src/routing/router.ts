@@ -14,13 +14,13 @@ export class RouteError extends Error {
 export class Router {
   constructor(
     private readonly config: Pick<Config, 'models' | 'tasks' | 'providers'>,
-    private readonly health?: { isOpen(provider: string): boolean },
+    private readonly health?: { isUnavailable(provider: string): boolean },
   ) {}
 
-  /** The first hop worth trying: the first target whose breaker is not open (or the first, if all are). */
+  /** The first hop worth trying: the first target neither open nor throttled (or the first, if none is). */
   firstHop(chain: string[]): number {
     if (!this.health) return 0;
-    const i = chain.findIndex((ref) => !this.health!.isOpen(ref.slice(0, ref.indexOf('/'))));
+    const i = chain.findIndex((ref) => !this.health!.isUnavailable(ref.slice(0, ref.indexOf('/'))));
     return i < 0 ? 0 : i;
   }
 
