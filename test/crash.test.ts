@@ -1,0 +1,75 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config/load.js';
+import { chat, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor } from './support/broker.js';
+import { type BrokerProcess, spawnBroker, writeConfig } from './support/process.js';
+
+const JOBS = 2000;
+
+/** SIGKILL a worker process mid-run: no job is lost, none ends twice. */
+describe('crash safety', () => {
+  let mock: MockServer;
+  let api: TestBroker;
+  const workers: BrokerProcess[] = [];
+  const prefix = testPrefix();
+  let file: string;
+  let subscriber: Redis;
+  const ends = new Map<string, number>();
+
+  beforeAll(async () => {
+    mock = await startMock({ latencyMs: 20, jitterMs: 30 });
+    const raw = {
+      redis: { url: redisUrl(), prefix },
+      providers: { mock: { type: 'openai', base_url: mock.baseUrl, max_in_flight: 40 } },
+      models: { fast: ['mock/m'] },
+      tasks: { default: 'fast' },
+      // Short locks so the test sees recovery in seconds; production keeps 30 s / 15 s.
+      workers: { lock_ms: 2000, stalled_interval_ms: 1000 },
+    };
+    file = writeConfig(raw);
+    api = await startBroker(parseConfig(raw, {}, 'test'), { workers: undefined });
+    subscriber = new Redis(redisUrl());
+    subscriber.on('message', (_c: string, id: string) => ends.set(id, (ends.get(id) ?? 0) + 1));
+    await subscriber.subscribe(api.runtime.store.keys.events);
+  });
+  afterAll(async () => {
+    subscriber.disconnect();
+    await Promise.all(workers.map((w) => w.stop('SIGKILL')));
+    await api.close();
+    await mock.app.close();
+    await dropPrefix(prefix);
+  });
+
+  it(`loses none of ${JOBS} jobs and finishes none twice when a worker is SIGKILLed mid-call`, async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < JOBS; i += 100) {
+      const batch = await Promise.all(
+        Array.from({ length: 100 }, (_, k) => api.call('POST', '/v1/jobs', { request: chat(`crash ${i + k}`) })),
+      );
+      ids.push(...batch.map((r) => r.body.id as string));
+    }
+    const victim = spawnBroker('worker', { SWITCHYARD_CONFIG: file });
+    const survivor = spawnBroker('worker', { SWITCHYARD_CONFIG: file });
+    workers.push(victim, survivor);
+    await Promise.all([victim.waitForLog('provider worker pools started'), survivor.waitForLog('provider worker pools started')]);
+    // Kill once the victim is busy: it holds up to 40 calls in flight.
+    await waitFor(async () => victim.lines.filter((l) => l.msg === 'attempt').length >= 300, 60_000);
+    const inFlight = mock.stats.in_flight;
+    await victim.stop('SIGKILL');
+    expect(inFlight).toBeGreaterThan(0);
+
+    await waitFor(async () => ends.size >= JOBS, 90_000, 200);
+    // Give any duplicate a chance to show itself.
+    await new Promise((r) => setTimeout(r, 2500));
+    const jobs = await api.runtime.store.getMany(ids);
+    expect(jobs.filter((j) => j?.status !== 'succeeded').map((j) => [j?.id, j?.status])).toEqual([]);
+    expect(jobs.every((j) => (j!.result as { object: string }).object === 'chat.completion')).toBe(true);
+    expect([...ends.values()].filter((n) => n !== 1)).toEqual([]);
+    expect(ends.size).toBe(JOBS);
+    // The survivor picked up the hops the victim held mid-call and ran them again.
+    const reruns = survivor.lines.filter((l) => l.msg === 'attempt' && l.rerun === true);
+    expect(reruns.length).toBeGreaterThan(0);
+    // At least once per job, and more where a killed call had already reached the provider.
+    expect(mock.stats.calls).toBeGreaterThan(JOBS);
+  }, 150_000);
+});
