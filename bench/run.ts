@@ -3,7 +3,7 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss) runs a subset.
+ * (comma-separated: throughput, intake, latency, rss, resilience) runs a subset.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
@@ -219,6 +219,94 @@ async function peakRss(redisUrl: string) {
   return { idle, peak };
 }
 
+/** Time from a provider starting to fail to its breaker opening, with steady traffic on it. */
+async function outageToOpen(redisUrl: string): Promise<number[]> {
+  const port = await freePort();
+  const flaky = await spawnCli(['mock-provider', '--port', String(port)], /listening/);
+  const spare = await freePort();
+  const healthy = await spawnCli(['mock-provider', '--port', String(spare)], /listening/);
+  const control = `http://127.0.0.1:${port}/_mock/behaviour`;
+  const samples: number[] = [];
+  try {
+    for (let round = 0; round < 5; round++) {
+      const config = parseConfig(
+        {
+          redis: { url: redisUrl, prefix: newPrefix() },
+          providers: { a: { type: 'openai', base_url: `http://127.0.0.1:${port}/v1` }, b: { type: 'openai', base_url: `http://127.0.0.1:${spare}/v1` } },
+          models: { chain: ['a/m', 'b/m'] },
+          tasks: { default: 'chain' },
+          breaker: { failure_threshold: 3, cooldown_ms: 30_000 },
+        },
+        {},
+        'bench',
+      );
+      await fetch(control, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ errorRate: 0 }) });
+      const rt = await startRuntime({ config, redisUrl, log: quiet, workers: [] });
+      let stop = false;
+      // Steady traffic, 200 jobs/s, until the breaker has opened.
+      const traffic = (async () => {
+        for (let i = 0; !stop; i++) {
+          void rt.intake.submit({ priority: 5, metadata: {}, request: chatBody(i) }, { tenant: 'bench' });
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 1000));
+      const t0 = performance.now();
+      await fetch(control, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ errorRate: 1, errorStatus: 503 }) });
+      while (rt.breakers.view('a').state !== 'open') await new Promise((r) => setImmediate(r));
+      samples.push(performance.now() - t0);
+      stop = true;
+      await traffic;
+      await rt.close();
+    }
+  } finally {
+    await flaky.stop();
+    await healthy.stop();
+  }
+  return samples;
+}
+
+/** Completion time of jobs that fall back once (the first target answers 503 at once) against jobs that go straight to a healthy target. */
+async function fallbackHopCost(redisUrl: string, mockBaseUrl: string) {
+  const port = await freePort();
+  const failing = await spawnCli(['mock-provider', '--port', String(port), '--error-rate', '1', '--error-status', '503'], /listening/);
+  try {
+    const config = parseConfig(
+      {
+        redis: { url: redisUrl, prefix: newPrefix() },
+        providers: { down: { type: 'openai', base_url: `http://127.0.0.1:${port}/v1` }, up: { type: 'openai', base_url: mockBaseUrl } },
+        models: { direct: ['up/m'], fallback: ['down/m', 'up/m'] },
+        tasks: { default: 'direct' },
+        // Keep calling the failing target: this measures a real failed call plus the hop, not a skip.
+        breaker: { failure_threshold: 1_000_000 },
+      },
+      {},
+      'bench',
+    );
+    const rt = await startRuntime({ config, redisUrl, log: quiet, workers: [] });
+    const total = 1000;
+    const measure = async (model: string) => {
+      const counter = await terminalCounter(redisUrl, rt.store.keys.events, total);
+      const ids: string[] = [];
+      await paced(total, 100, async (i) => {
+        const { job } = await rt.intake.submit({ model, priority: 5, metadata: {}, request: chatBody(i) }, { tenant: 'bench' });
+        ids.push(job.id);
+      });
+      await counter.all;
+      counter.close();
+      const jobs = await rt.store.getMany(ids);
+      return percentiles(jobs.map((j) => j!.finished_at! - j!.created_at));
+    };
+    await measure('direct'); // warm-up
+    const direct = await measure('direct');
+    const fallback = await measure('fallback');
+    await rt.close();
+    return { direct, fallback };
+  } finally {
+    await failing.stop();
+  }
+}
+
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ms = (p: { p50: number; p95: number; p99: number }) => `${fmt(p.p50, 1)} / ${fmt(p.p95, 1)} / ${fmt(p.p99, 1)}`;
 
@@ -257,6 +345,18 @@ async function main() {
       process.stderr.write(`peak RSS with ${fmt(IN_FLIGHT)} jobs in flight…\n`);
       const rss = await peakRss(redis.url);
       rows.push([`peak RSS, all-in-one, ${fmt(IN_FLIGHT)} jobs in flight (MiB)`, `${fmt(rss.peak)} (idle ${fmt(rss.idle)})`, '', '']);
+    }
+    if (wanted('resilience')) {
+      process.stderr.write('outage to breaker open…\n');
+      const open = percentiles(await outageToOpen(redis.url));
+      rows.push(['provider outage → breaker open (ms, 5 runs, 200 jobs/s): p50 / max', `${fmt(open.p50, 1)} / ${fmt(open.p99, 1)}`, '', '']);
+      process.stderr.write('fallback hop cost…\n');
+      const hop = await fallbackHopCost(redis.url, mockBaseUrl);
+      rows.push(
+        ['completion time p50 / p95 / p99 (ms), direct', ms(hop.direct), '', ''],
+        ['  … with one fallback hop (503 first)', ms(hop.fallback), '', ''],
+        ['  added per fallback hop, p50 (ms)', fmt(hop.fallback.p50 - hop.direct.p50, 1), '', ''],
+      );
     }
     const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'Switchyard', 'raw BullMQ', 'ratio'][c]!.length));
     const line = (r: string[]) => `| ${r.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
