@@ -133,6 +133,7 @@ export class HopProcessor {
     }
 
     const attempt: Attempt = { hop, provider: this.provider, model, outcome: 'succeeded', started_at: startedAt, latency_ms: latency };
+    if (result.dropped) attempt.dropped = result.dropped;
     let applied: boolean;
     let requeue = false;
     if (result.ok) {

@@ -1,7 +1,7 @@
 import { Pool } from 'undici';
 import type { ProviderConfig } from '../config/schema.js';
 import { badResponse, classifyTransport } from './errors.js';
-import type { ChatRequest, HttpAnswer, ProviderAdapter, ProviderResult } from './types.js';
+import type { ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter, ProviderResult } from './types.js';
 
 /**
  * Calls one configured provider: a keep-alive connection pool per origin sized to the in-flight
@@ -40,8 +40,13 @@ export class ProviderClient {
   }
 
   async complete(request: ChatRequest, model: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ProviderResult> {
+    const call = await this.adapter.buildRequest(request, model);
+    const result = await this.send(call, model, opts);
+    return call.dropped?.length ? { ...result, dropped: call.dropped } : result;
+  }
+
+  private async send(call: HttpRequest, model: string, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<ProviderResult> {
     const timeout = opts.timeoutMs ?? this.config.timeout_ms;
-    const call = this.adapter.buildRequest(request, model);
     const { pool, path } = this.target(call.url);
     let res;
     try {

@@ -11,6 +11,11 @@ export interface HttpRequest {
   url: string;
   headers: Record<string, string>;
   body: string;
+  /**
+   * Request parameters this wire format cannot honour and did not send, with why; they go into the
+   * attempt's ledger entry so nothing changes meaning silently.
+   */
+  dropped?: string[];
 }
 
 export interface HttpAnswer {
@@ -20,16 +25,18 @@ export interface HttpAnswer {
   body: unknown;
 }
 
-export type ProviderResult =
+export type ProviderResult = (
   | { ok: true; completion: ChatCompletion; usage: Usage | null }
-  | { ok: false; error: ProviderError };
+  | { ok: false; error: ProviderError }
+) & { dropped?: string[] };
 
 /**
  * One wire format. Adapters only translate; the shared caller does the HTTP, timeouts and
- * transport errors, so a new provider is one new file implementing these three functions.
+ * transport errors, so a new provider is one new folder implementing these three functions.
+ * `buildRequest` may be async for formats that sign the finished request (SigV4).
  */
 export interface ProviderAdapter {
-  buildRequest(request: ChatRequest, model: string): HttpRequest;
+  buildRequest(request: ChatRequest, model: string): HttpRequest | Promise<HttpRequest>;
   /** A 2xx answer into an OpenAI chat.completion (or a bad_response error). */
   parseSuccess(answer: HttpAnswer, model: string): ProviderResult;
   /** A non-2xx answer into the taxonomy. */

@@ -37,6 +37,8 @@ export interface Attempt {
   started_at: number;
   latency_ms: number;
   usage?: Usage;
+  /** Request parameters this target could not honour and did not send. */
+  dropped?: string[];
 }
 
 export interface JobRecord {
