@@ -59,7 +59,10 @@ export const DIALECTS: MockDialect[] = [openAIDialect];
  * error bodies) with latency, error, 429 and wire-fault injection shared by all of them. Tests and
  * benchmarks run the real adapter code against it.
  */
-export function buildMockProvider(initial: Partial<MockBehaviour> = {}): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
+export function buildMockProvider(
+  initial: Partial<MockBehaviour> = {},
+  dialects: MockDialect[] = DIALECTS,
+): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
   const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024 });
   const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, ...initial };
   const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [] };
@@ -124,7 +127,7 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
     }
   };
 
-  for (const dialect of DIALECTS) app.post(dialect.path, handle(dialect));
+  for (const dialect of dialects) app.post(dialect.path, handle(dialect));
 
   app.get('/_mock/stats', async () => stats);
   app.get('/_mock/behaviour', async () => behaviour);
@@ -141,8 +144,9 @@ export function buildMockProvider(initial: Partial<MockBehaviour> = {}): Fastify
 export async function startMockProvider(
   behaviour: Partial<MockBehaviour> = {},
   listen: { port?: number; host?: string } = {},
+  dialects: MockDialect[] = DIALECTS,
 ) {
-  const app = buildMockProvider(behaviour);
+  const app = buildMockProvider(behaviour, dialects);
   const address = await app.listen({ port: listen.port ?? 0, host: listen.host ?? '127.0.0.1' });
   return { app, url: address, baseUrl: `${address}/v1`, stats: app.stats, behaviour: app.behaviour };
 }
