@@ -8,6 +8,7 @@ import { JobIntake } from './intake/job-intake.js';
 import type { Logger } from './log.js';
 import { startMockProvider } from './mock-provider/server.js';
 import type { ProviderClient } from './providers/client.js';
+import { Pricing } from './providers/pricing.js';
 import { createProviderClients } from './providers/registry.js';
 import { DeadlineQueue } from './queues/deadline-queue.js';
 import { ProviderQueues } from './queues/provider-queues.js';
@@ -83,7 +84,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, config, log, connection: bullRedis });
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(store, log, async (id, hop) => {

@@ -78,6 +78,21 @@ describe('configuration', () => {
     expect(config.models.fast).toEqual(['mock/mock-fast']);
   });
 
+  it('fills a provider from its preset: type, base URL and the key from the usual variable', () => {
+    const path = file('preset.yaml', 'providers:\n  groq: { preset: groq, rpm: 30 }\n  local: { preset: vllm, base_url: "http://10.0.0.9:8000/v1" }\ntasks: { default: groq/llama-3.1-8b-instant }');
+    const { config } = loadConfig({ SWITCHYARD_CONFIG: path, GROQ_API_KEY: 'gsk-preset' });
+    expect(config.providers.groq).toMatchObject({ type: 'openai', base_url: 'https://api.groq.com/openai/v1', api_key: 'gsk-preset', rpm: 30 });
+    expect(config.providers.local).toMatchObject({ type: 'openai', base_url: 'http://10.0.0.9:8000/v1' });
+    const unknown = file('preset-bad.yaml', 'providers:\n  x: { preset: nowhere }\ntasks: { default: x/m }');
+    expect(() => loadConfig({ SWITCHYARD_CONFIG: unknown })).toThrow(/providers\.x\.preset: unknown preset "nowhere"/);
+  });
+
+  it('asks azure-openai for its endpoint and api-version, bedrock for region and credentials', () => {
+    const azure = file('azure.yaml', 'providers:\n  az: { type: azure-openai }\ntasks: { default: az/gpt-4o }');
+    expect(() => loadConfig({ SWITCHYARD_CONFIG: azure })).toThrow(/providers\.az\.base_url: required for type azure-openai/);
+    expect(() => loadConfig({ SWITCHYARD_CONFIG: azure })).toThrow(/providers\.az\.api_version/);
+  });
+
   it('without a file, enables every provider whose key variable is set, in a fallback chain', () => {
     const { config } = loadConfig({ OPENAI_API_KEY: 'sk-a', GROQ_API_KEY: 'gsk-b' });
     expect(Object.keys(config.providers).sort()).toEqual(['groq', 'openai']);

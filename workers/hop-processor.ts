@@ -3,6 +3,7 @@ import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import type { ProviderClient } from '../src/providers/client.js';
 import type { ProviderError } from '../src/providers/errors.js';
+import type { Pricing } from '../src/providers/pricing.js';
 import type { ChatRequest } from '../src/providers/types.js';
 import { type HopData, hopJobId, type ProviderQueues } from '../src/queues/provider-queues.js';
 import type { BreakerBoard, CallOutcome, Ticket } from '../src/resilience/breaker-board.js';
@@ -16,6 +17,7 @@ export interface HopProcessorDeps {
   clients: Map<string, ProviderClient>;
   breakers: BreakerBoard;
   budgets: RateBudgets;
+  pricing: Pricing;
   config: Config;
   log: Logger;
 }
@@ -138,7 +140,8 @@ export class HopProcessor {
     let requeue = false;
     if (result.ok) {
       if (result.usage) attempt.usage = result.usage;
-      applied = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: null });
+      attempt.cost_usd = this.deps.pricing.cost(this.provider, model, result.usage);
+      applied = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: attempt.cost_usd });
     } else {
       const err = result.error;
       attempt.error = toJobError(err);
@@ -167,7 +170,7 @@ export class HopProcessor {
     log.info(
       {
         job: id, provider: this.provider, model, hop, outcome: attempt.outcome, latency_ms: latency,
-        tokens: attempt.usage?.total_tokens, error: attempt.error?.type, status: attempt.error?.status,
+        tokens: attempt.usage?.total_tokens, cost_usd: attempt.cost_usd ?? undefined, error: attempt.error?.type, status: attempt.error?.status,
         ...(claim.rerun && { rerun: true }), ...(!applied && { discarded: 'job already ended (cancelled or expired)' }),
       },
       'attempt',

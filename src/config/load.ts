@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { OPENAI_COMPATIBLE_PRESETS } from '../providers/presets.js';
+import { PRESETS } from '../providers/presets.js';
 import { configSchema, type Config } from './schema.js';
 
 /** A configuration that cannot be used; the message names the path and the problem. */
@@ -40,9 +40,9 @@ export function defaultConfigInput(env: Env): Record<string, unknown> {
   const providers: Record<string, unknown> = {};
   const fast: string[] = [];
   const smart: string[] = [];
-  for (const [name, preset] of Object.entries(OPENAI_COMPATIBLE_PRESETS)) {
-    if (!env[preset.key_env]) continue;
-    providers[name] = { type: 'openai', base_url: preset.base_url, api_key: `\${${preset.key_env}}` };
+  for (const [name, preset] of Object.entries(PRESETS)) {
+    if (preset.key_env ? !env[preset.key_env] : !(preset.base_url_env && env[preset.base_url_env])) continue;
+    providers[name] = { preset: name };
     fast.push(`${name}/${preset.fast}`);
     smart.push(`${name}/${preset.smart}`);
   }
@@ -60,8 +60,30 @@ export interface LoadedConfig {
   source: string;
 }
 
+/** `preset: groq` supplies what a provider entry leaves out: type, base URL, the key from its usual variable. */
+function applyPresets(providers: unknown, env: Env): unknown {
+  if (!providers || typeof providers !== 'object') return providers;
+  return Object.fromEntries(
+    Object.entries(providers as Record<string, Record<string, unknown>>).map(([name, entry]) => {
+      if (!entry || typeof entry !== 'object' || entry.preset === undefined) return [name, entry];
+      const { preset: presetName, ...rest } = entry;
+      const preset = PRESETS[String(presetName)];
+      if (!preset) {
+        throw new ConfigError(`config error at providers.${name}.preset: unknown preset "${String(presetName)}"; known: ${Object.keys(PRESETS).join(', ')}`);
+      }
+      const baseUrl = (preset.base_url_env && env[preset.base_url_env]) || preset.base_url;
+      const key = preset.key_env ? env[preset.key_env] : undefined;
+      if (!baseUrl && rest.base_url === undefined) {
+        throw new ConfigError(`config error at providers.${name}.base_url: preset ${String(presetName)} needs base_url (or ${preset.base_url_env})`);
+      }
+      return [name, { type: preset.type, ...(baseUrl && { base_url: baseUrl }), ...(key && { api_key: key }), ...rest }];
+    }),
+  );
+}
+
 export function parseConfig(input: unknown, env: Env, source: string): Config {
   const withEnv = interpolate(input ?? {}, env, []) as Record<string, unknown>;
+  if (withEnv.providers) withEnv.providers = applyPresets(withEnv.providers, env);
   const redis = { ...(withEnv.redis as object | undefined) } as Record<string, unknown>;
   if (env.REDIS_URL) redis.url = env.REDIS_URL;
   const server = { ...(withEnv.server as object | undefined) } as Record<string, unknown>;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /** Wire formats an adapter exists for; the config refuses any other `type`. */
-export const PROVIDER_TYPES = ['openai', 'mock'] as const;
+export const PROVIDER_TYPES = ['openai', 'azure-openai', 'mock'] as const;
 
 const targetRef = z
   .string()
@@ -12,6 +12,13 @@ const chain = z.array(targetRef).min(1, 'a chain needs at least one target');
 const modelLimits = z.strictObject({
   rpm: z.int().positive().optional(),
   tpm: z.int().positive().optional(),
+});
+
+const price = z.strictObject({
+  input: z.number().nonnegative(),
+  output: z.number().nonnegative(),
+  cached_input: z.number().nonnegative().optional(),
+  cache_write: z.number().nonnegative().optional(),
 });
 
 const providerSchema = z.strictObject({
@@ -32,6 +39,15 @@ const providerSchema = z.strictObject({
   headers: z.record(z.string(), z.string()).optional(),
   /** Per-model limits, for providers that limit each model on its own. */
   models: z.record(z.string(), modelLimits).optional(),
+  /** azure-openai: the `api-version` query parameter. */
+  api_version: z.string().min(1).optional(),
+  /** anthropic: the `anthropic-version` header. */
+  anthropic_version: z.string().min(1).optional(),
+  /** bedrock: the AWS region and credentials SigV4 signs with. */
+  region: z.string().min(1).optional(),
+  aws_access_key_id: z.string().min(1).optional(),
+  aws_secret_access_key: z.string().min(1).optional(),
+  aws_session_token: z.string().min(1).optional(),
 });
 
 export const configSchema = z
@@ -82,6 +98,8 @@ export const configSchema = z
         retry_schedule_s: z.array(z.int().nonnegative()).optional(),
       })
       .prefault({}),
+    /** USD per million tokens, by "provider/model" or by model; overrides the shipped price table. */
+    pricing: z.record(z.string(), price).default({}),
     retention: z
       .strictObject({
         job_ttl_s: z.int().positive().default(7 * 24 * 3600),
@@ -94,6 +112,21 @@ export const configSchema = z
   .superRefine((cfg, ctx) => {
     if (Object.keys(cfg.providers).length === 0) {
       ctx.addIssue({ code: 'custom', path: ['providers'], message: 'configure at least one provider' });
+    }
+    for (const [name, p] of Object.entries(cfg.providers)) {
+      const need = (field: keyof typeof p, why: string) => {
+        if (p[field] === undefined) ctx.addIssue({ code: 'custom', path: ['providers', name, field], message: `required for type ${p.type}: ${why}` });
+      };
+      const type: string = p.type;
+      if (type === 'azure-openai') {
+        need('base_url', 'the resource endpoint, https://<resource>.openai.azure.com');
+        need('api_version', 'the api-version query parameter, e.g. 2024-10-21');
+      }
+      if (type === 'bedrock') {
+        need('region', 'the AWS region, e.g. us-east-1');
+        need('aws_access_key_id', 'SigV4 credentials');
+        need('aws_secret_access_key', 'SigV4 credentials');
+      }
     }
     const checkTarget = (ref: string, path: (string | number)[]) => {
       const provider = ref.slice(0, ref.indexOf('/'));
@@ -122,3 +155,4 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 export type ProviderConfig = z.infer<typeof providerSchema>;
+export type Price = z.infer<typeof price>;

@@ -3,10 +3,11 @@
   ends the job (succeeded / failed), moves it to the next hop (queued), or puts it back to wait for
   the same hop (retry: rate limited or breaker open on its last target). Only the hop that holds
   the job may settle it, and never after a terminal state, so a job ends exactly once.
-  KEYS[1] job hash
+  KEYS[1] job hash, KEYS[2] the attempt provider's usage totals (hash)
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] attempt (JSON object, or '' for none), ARGV[7] queued | retry | succeeded | failed,
-  ARGV[8..] field, value, ...
+  ARGV[8] prompt tokens, ARGV[9] completion tokens, ARGV[10] cost in 1e-10 USD (each '' if none),
+  ARGV[11..] field, value, ...
   Returns 1 when applied, 0 when the job had already moved on.
 ]]
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'attempts')
@@ -26,8 +27,22 @@ if ARGV[6] ~= '' then
   end
   redis.call('HSET', KEYS[1], 'attempts', attempts)
 end
-if #ARGV >= 8 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+if #ARGV >= 11 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+end
+if ARGV[6] ~= '' then
+  -- Totals per provider move with the ledger, in the same atomic step, so they never drift from it.
+  redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+  if ARGV[7] == 'succeeded' then
+    redis.call('HINCRBY', KEYS[2], 'succeeded', 1)
+  end
+  if ARGV[8] ~= '' then
+    redis.call('HINCRBY', KEYS[2], 'prompt_tokens', ARGV[8])
+    redis.call('HINCRBY', KEYS[2], 'completion_tokens', ARGV[9])
+  end
+  if ARGV[10] ~= '' then
+    redis.call('HINCRBY', KEYS[2], 'cost_e10', ARGV[10])
+  end
 end
 if ARGV[7] == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'queued')

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { answer, type MockDialect, type MockErrorKind } from './dialect.js';
+import { azureOpenAIDialect } from './dialects/azure-openai.js';
 import { openAIDialect } from './dialects/openai.js';
 
 /** How the fake provider misbehaves; every field can be changed at run time through `/_mock/behaviour`. */
@@ -52,7 +53,7 @@ export interface MockStats {
 const RECENT_KEPT = 10_000;
 
 /** Every wire format the mock speaks; one file each under dialects/. */
-export const DIALECTS: MockDialect[] = [openAIDialect];
+export const DIALECTS: MockDialect[] = [openAIDialect, azureOpenAIDialect];
 
 /**
  * A fake LLM provider over real HTTP, speaking each provider's wire format (paths, auth headers,

@@ -1,19 +1,28 @@
 /**
- * OpenAI-compatible services reachable with the `openai` wire format: where they live, which
- * environment variable usually holds their key, and sensible default models for the no-config start.
+ * Well-known providers: where they live, which environment variable usually holds their key, and
+ * sensible default models for the no-config start. In a config file `preset: groq` fills in
+ * `type`, `base_url` and `api_key` (from the variable) for whatever the entry leaves out.
  */
 export interface ProviderPreset {
-  base_url: string;
-  key_env: string;
+  type: 'openai' | 'azure-openai' | 'anthropic' | 'gemini' | 'bedrock';
+  base_url?: string;
+  /** The variable holding the key; the provider is enabled without a config file when it is set. */
+  key_env?: string;
+  /** For local servers with no key: the variable holding the base URL enables them instead. */
+  base_url_env?: string;
   fast: string;
   smart: string;
 }
 
-export const OPENAI_COMPATIBLE_PRESETS: Record<string, ProviderPreset> = {
-  openai: { base_url: 'https://api.openai.com/v1', key_env: 'OPENAI_API_KEY', fast: 'gpt-4o-mini', smart: 'gpt-4o' },
-  deepseek: { base_url: 'https://api.deepseek.com/v1', key_env: 'DEEPSEEK_API_KEY', fast: 'deepseek-chat', smart: 'deepseek-reasoner' },
-  groq: { base_url: 'https://api.groq.com/openai/v1', key_env: 'GROQ_API_KEY', fast: 'llama-3.1-8b-instant', smart: 'llama-3.3-70b-versatile' },
-  mistral: { base_url: 'https://api.mistral.ai/v1', key_env: 'MISTRAL_API_KEY', fast: 'mistral-small-latest', smart: 'mistral-large-latest' },
-  xai: { base_url: 'https://api.x.ai/v1', key_env: 'XAI_API_KEY', fast: 'grok-3-mini', smart: 'grok-4' },
-  openrouter: { base_url: 'https://openrouter.ai/api/v1', key_env: 'OPENROUTER_API_KEY', fast: 'openai/gpt-4o-mini', smart: 'anthropic/claude-sonnet-4.5' },
+export const PRESETS: Record<string, ProviderPreset> = {
+  openai: { type: 'openai', base_url: 'https://api.openai.com/v1', key_env: 'OPENAI_API_KEY', fast: 'gpt-4o-mini', smart: 'gpt-4o' },
+  deepseek: { type: 'openai', base_url: 'https://api.deepseek.com/v1', key_env: 'DEEPSEEK_API_KEY', fast: 'deepseek-chat', smart: 'deepseek-reasoner' },
+  groq: { type: 'openai', base_url: 'https://api.groq.com/openai/v1', key_env: 'GROQ_API_KEY', fast: 'llama-3.1-8b-instant', smart: 'llama-3.3-70b-versatile' },
+  mistral: { type: 'openai', base_url: 'https://api.mistral.ai/v1', key_env: 'MISTRAL_API_KEY', fast: 'mistral-small-latest', smart: 'mistral-large-latest' },
+  xai: { type: 'openai', base_url: 'https://api.x.ai/v1', key_env: 'XAI_API_KEY', fast: 'grok-3-mini', smart: 'grok-4' },
+  together: { type: 'openai', base_url: 'https://api.together.xyz/v1', key_env: 'TOGETHER_API_KEY', fast: 'meta-llama/Llama-3.3-70B-Instruct-Turbo', smart: 'deepseek-ai/DeepSeek-V3' },
+  fireworks: { type: 'openai', base_url: 'https://api.fireworks.ai/inference/v1', key_env: 'FIREWORKS_API_KEY', fast: 'accounts/fireworks/models/llama-v3p1-8b-instruct', smart: 'accounts/fireworks/models/deepseek-v3' },
+  openrouter: { type: 'openai', base_url: 'https://openrouter.ai/api/v1', key_env: 'OPENROUTER_API_KEY', fast: 'openai/gpt-4o-mini', smart: 'anthropic/claude-sonnet-4.5' },
+  ollama: { type: 'openai', base_url: 'http://127.0.0.1:11434/v1', base_url_env: 'OLLAMA_BASE_URL', fast: 'llama3.2', smart: 'llama3.1:70b' },
+  vllm: { type: 'openai', base_url_env: 'VLLM_BASE_URL', fast: 'default', smart: 'default' },
 };

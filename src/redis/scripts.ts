@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 const SCRIPTS = {
   createJob: 3,
   startAttempt: 1,
-  settleAttempt: 1,
+  settleAttempt: 2,
   endJob: 1,
   breakerAcquire: 1,
   breakerRecord: 1,

@@ -37,6 +37,8 @@ export interface Attempt {
   started_at: number;
   latency_ms: number;
   usage?: Usage;
+  /** What this call cost, from its usage and the price table; null when the model has no price. */
+  cost_usd?: number | null;
   /** Request parameters this target could not honour and did not send. */
   dropped?: string[];
 }

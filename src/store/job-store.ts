@@ -133,10 +133,27 @@ export class JobStore {
     } else if (outcome.status === 'failed') {
       fields.push('error', JSON.stringify(outcome.error));
     }
+    const usage = attempt?.usage;
     const applied = await this.redis.settleAttempt(
-      this.keys.job(id), hop, now, this.keys.events, this.ttlMs, id, attempt ? JSON.stringify(attempt) : '', outcome.status, ...fields,
+      this.keys.job(id), this.keys.usage(attempt?.provider ?? '-'), hop, now, this.keys.events, this.ttlMs, id,
+      attempt ? JSON.stringify(attempt) : '', outcome.status,
+      usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
+      attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
+      ...fields,
     );
     return applied === 1;
+  }
+
+  /** Attempts, tokens and USD per provider since the totals began. */
+  async providerTotals(provider: string) {
+    const t = await this.redis.hgetall(this.keys.usage(provider));
+    return {
+      attempts: Number(t.attempts ?? 0),
+      succeeded: Number(t.succeeded ?? 0),
+      prompt_tokens: Number(t.prompt_tokens ?? 0),
+      completion_tokens: Number(t.completion_tokens ?? 0),
+      cost_usd: Number(t.cost_e10 ?? 0) / 1e10,
+    };
   }
 
   /** Ends a job from outside its hop: the caller cancelled it, or its deadline passed. */

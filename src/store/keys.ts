@@ -26,6 +26,11 @@ export class Keys {
     return `${this.prefix}:breaker-events`;
   }
 
+  /** Running totals for one provider: attempts, tokens, cost. */
+  usage(provider: string): string {
+    return `${this.prefix}:usage:${provider}`;
+  }
+
   /** A fixed-window usage counter: `tpm:openai`, `rpm:openai:gpt-4o`, ... */
   budget(name: string): string {
     return `${this.prefix}:budget:${name}`;

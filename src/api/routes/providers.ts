@@ -4,7 +4,7 @@ const seconds = (ms: number) => (ms > 0 ? Math.ceil(ms / 1000) : null);
 
 /** GET /v1/providers: each provider's breaker, queue, limits and current use, for operators and callers. */
 export const providersRoutes: FastifyPluginAsync = async (app) => {
-  const { queues, breakers, budgets, config, auth, redis } = app.services;
+  const { queues, breakers, budgets, config, auth, redis, store } = app.services;
   app.addHook('onRequest', auth.hook);
 
   app.get('/providers', async () => {
@@ -12,11 +12,12 @@ export const providersRoutes: FastifyPluginAsync = async (app) => {
       queues.all().map(async ([name, queue]) => {
         const settings = config.providers[name]!;
         const breaker = breakers.view(name);
-        const [counts, pausedMs, requests, tokens] = await Promise.all([
+        const [counts, pausedMs, requests, tokens, totals] = await Promise.all([
           queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
           queue.getRateLimitTtl(),
           redis.get(queue.keys.limiter!),
           budgets.tokensUsed(name),
+          store.providerTotals(name),
         ]);
         // A 429 pause writes a sentinel far above any real count into BullMQ's limiter key.
         const used = Number(requests ?? 0);
@@ -32,6 +33,7 @@ export const providersRoutes: FastifyPluginAsync = async (app) => {
           queue: { ...counts, waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0), paused_for_ms: pausedMs > 0 ? pausedMs : 0 },
           limits: { rpm: settings.rpm ?? null, tpm: settings.tpm ?? null, window_ms: settings.rate_window_ms, max_in_flight: settings.max_in_flight, timeout_ms: settings.timeout_ms },
           usage: { requests_in_window: used > 1e12 ? null : used, tokens_in_window: tokens },
+          totals,
         };
       }),
     );

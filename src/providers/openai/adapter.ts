@@ -39,10 +39,15 @@ export function openAIAdapter(opts: OpenAIAdapterOptions): ProviderAdapter {
   const url = `${opts.baseUrl.replace(/\/+$/, '')}/chat/completions`;
   const headers: Record<string, string> = { 'content-type': 'application/json', ...opts.headers };
   if (opts.apiKey) headers.authorization = `Bearer ${opts.apiKey}`;
+  return openAIFamily({
+    buildRequest: (request, model) => ({ url, headers, body: JSON.stringify({ ...request, model }) }),
+  });
+}
+
+/** The parts every OpenAI-format service shares: the answer is already a chat.completion, errors are `{"error": {...}}`. */
+export function openAIFamily(parts: Pick<ProviderAdapter, 'buildRequest'>): ProviderAdapter {
   return {
-    buildRequest(request, model) {
-      return { url, headers, body: JSON.stringify({ ...request, model }) };
-    },
+    buildRequest: parts.buildRequest,
     parseSuccess(answer: HttpAnswer) {
       const body = answer.body as Record<string, unknown> | undefined;
       if (!body || !Array.isArray(body.choices) || body.choices.length === 0) {
