@@ -65,5 +65,15 @@ describe('usage and cost', () => {
     expect(after.totals.succeeded - before.succeeded).toBe(2);
     expect(after.totals.prompt_tokens - before.prompt_tokens).toBe(jobs[0].usage.prompt_tokens + jobs[1].usage.prompt_tokens);
     expect(after.totals.cost_usd - before.cost_usd).toBeCloseTo(jobs[0].cost_usd + jobs[1].cost_usd, 9);
+
+    // The same totals, for Prometheus.
+    const res = await fetch(`${broker.url}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/text\/plain/);
+    const text = await res.text();
+    const metric = (line: RegExp) => Number(text.split('\n').find((l) => line.test(l))?.split(' ').at(-1));
+    expect(metric(/^switchyard_provider_attempts_total\{provider="az",outcome="succeeded"\}/)).toBe(after.totals.succeeded);
+    expect(metric(/^switchyard_provider_tokens_total\{provider="az",kind="prompt"\}/)).toBe(after.totals.prompt_tokens);
+    expect(metric(/^switchyard_provider_cost_usd_total\{provider="az"\}/)).toBeCloseTo(after.totals.cost_usd, 9);
+    expect(metric(/^switchyard_breaker_state\{provider="az"\}/)).toBe(0);
   });
 });

@@ -13,6 +13,7 @@ import type { ApiKeyAuth } from './auth.js';
 import { installErrorHandling } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { jobsRoutes } from './routes/jobs.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { providersRoutes } from './routes/providers.js';
 
 export interface ApiServices {
@@ -80,5 +81,6 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   await app.register(healthRoutes);
   await app.register(jobsRoutes, { prefix: '/v1' });
   await app.register(providersRoutes, { prefix: '/v1' });
+  await app.register(metricsRoutes);
   return app;
 }

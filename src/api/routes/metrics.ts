@@ -1,0 +1,63 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+
+const BREAKER_LEVEL = { closed: 0, half_open: 1, open: 2 } as const;
+
+/**
+ * GET /metrics for Prometheus. Provider totals come from Redis at scrape time, so every API
+ * process reports the same cluster-wide numbers: aggregate them with max(), not sum().
+ */
+export const metricsRoutes: FastifyPluginAsync = async (app) => {
+  const { queues, breakers, store, auth } = app.services;
+  app.addHook('onRequest', auth.hook);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'switchyard_process_' });
+  const providers = () => queues.all().map(([name]) => name);
+
+  const totals = async () => Promise.all(providers().map(async (p) => [p, await store.providerTotals(p)] as const));
+  new Counter({
+    name: 'switchyard_provider_attempts_total', help: 'Provider calls settled, by outcome.', labelNames: ['provider', 'outcome'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [provider, t] of await totals()) {
+        this.inc({ provider, outcome: 'succeeded' }, t.succeeded);
+        this.inc({ provider, outcome: 'other' }, t.attempts - t.succeeded);
+      }
+    },
+  });
+  new Counter({
+    name: 'switchyard_provider_tokens_total', help: 'Tokens reported by providers.', labelNames: ['provider', 'kind'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [provider, t] of await totals()) {
+        this.inc({ provider, kind: 'prompt' }, t.prompt_tokens);
+        this.inc({ provider, kind: 'completion' }, t.completion_tokens);
+      }
+    },
+  });
+  new Counter({
+    name: 'switchyard_provider_cost_usd_total', help: 'Cost of provider calls in USD, from the price table.', labelNames: ['provider'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [provider, t] of await totals()) this.inc({ provider }, t.cost_usd);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_queue_jobs', help: 'Hops on each provider queue, by state.', labelNames: ['provider', 'state'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [provider, queue] of queues.all()) {
+        const counts = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed');
+        for (const [state, n] of Object.entries(counts)) this.set({ provider, state }, n);
+      }
+    },
+  });
+  new Gauge({
+    name: 'switchyard_breaker_state', help: 'Circuit breaker per provider: 0 closed, 1 half-open, 2 open.', labelNames: ['provider'], registers: [registry],
+    collect() {
+      for (const p of providers()) this.set({ provider: p }, BREAKER_LEVEL[breakers.view(p).state]);
+    },
+  });
+
+  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+};
