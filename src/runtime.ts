@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { ProviderPool } from '../workers/provider-pool.js';
+import { WebhookSender } from '../workers/webhook-sender.js';
 import { buildApi } from './api/app.js';
 import { ApiKeyAuth } from './api/auth.js';
 import type { Config } from './config/schema.js';
@@ -10,6 +11,8 @@ import { startMockProvider } from './mock-provider/server.js';
 import type { ProviderClient } from './providers/client.js';
 import { Pricing } from './providers/pricing.js';
 import { createProviderClients } from './providers/registry.js';
+import { TargetPolicy } from './delivery/target-policy.js';
+import { WebhookQueue } from './delivery/webhook-queue.js';
 import { DeadlineQueue } from './queues/deadline-queue.js';
 import { ProviderQueues } from './queues/provider-queues.js';
 import { BreakerBoard } from './resilience/breaker-board.js';
@@ -77,21 +80,28 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const breakers = new BreakerBoard(storeRedis, storeRedis.duplicate(), store.keys, config, log);
   await breakers.start();
   const budgets = new RateBudgets(storeRedis, store.keys, config);
-  const intake = new JobIntake(store, queues, new Router(config, breakers), deadlines);
+  const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
+  const intake = new JobIntake(store, queues, new Router(config, breakers), deadlines, { policy, signing: Boolean(config.webhooks.secret) });
+  const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
   const runtime: Runtime = { config, store, queues, intake, breakers, budgets, close: async () => {} };
 
   let clients: Map<string, ProviderClient> | undefined;
+  let sender: WebhookSender | undefined;
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis });
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis, onTerminal: webhooks.onTerminal });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(store, log, async (id, hop) => {
+      webhooks.onTerminal(id);
       const job = await store.get(id);
       const ref = job?.chain[hop];
       if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);
     });
+    sender = new WebhookSender({ connection: bullRedis, config, store, log });
+    sender.start();
+    webhooks.startSweeper();
   }
 
   let events: JobEvents | undefined;
@@ -100,7 +110,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events.start();
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
@@ -120,6 +130,8 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await runtime.api?.close();
     await events?.close();
     await runtime.pool?.close();
+    await sender?.close();
+    await webhooks.close();
     await Promise.all([...(clients?.values() ?? [])].map((c) => c.close()));
     await deadlines.close();
     await breakers.close();

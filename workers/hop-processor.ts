@@ -20,6 +20,8 @@ export interface HopProcessorDeps {
   pricing: Pricing;
   config: Config;
   log: Logger;
+  /** Called after this process ends a job, so its webhook goes out at once. */
+  onTerminal?: (id: string) => void;
 }
 
 /** How often a hop asks again while its unproven provider has every trial call out. */
@@ -72,6 +74,7 @@ export class HopProcessor {
     const claim = await store.start(id, hop);
     if (claim.kind !== 'ok') {
       await giveBack();
+      if (claim.kind === 'expired') this.deps.onTerminal?.(id);
       if (claim.kind === 'moved') return this.resumeLaterHop(id, hop);
       log.debug({ job: id, hop, claim: claim.kind }, 'hop skipped');
       return;
@@ -129,7 +132,7 @@ export class HopProcessor {
       reservation.holds.length > 0 ? this.deps.budgets.settle(reservation, result.ok ? result.usage : null) : undefined,
     ]);
     if (cutByDeadline) {
-      await store.end(id, 'expired');
+      if ((await store.end(id, 'expired')).kind === 'ended') this.deps.onTerminal?.(id);
       log.info({ job: id, provider: this.provider, model, hop, outcome: 'expired', latency_ms: latency }, 'attempt');
       return;
     }
@@ -164,6 +167,7 @@ export class HopProcessor {
         applied = await store.settle(id, hop, attempt, { status: 'failed', error: jobError });
       }
     }
+    if (applied && (attempt.outcome === 'succeeded' || attempt.outcome === 'failed')) this.deps.onTerminal?.(id);
     if (error?.type === 'provider_auth') {
       log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
     }

@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
+import type { WebhookQueue } from '../delivery/webhook-queue.js';
 import type { JobIntake } from '../intake/job-intake.js';
 import { type Logger } from '../log.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
@@ -26,6 +27,7 @@ export interface ApiServices {
   breakers: BreakerBoard;
   budgets: RateBudgets;
   config: Config;
+  webhooks: WebhookQueue;
 }
 
 declare module 'fastify' {

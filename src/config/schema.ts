@@ -92,10 +92,16 @@ export const configSchema = z
       .prefault({}),
     webhooks: z
       .strictObject({
-        secret: z.string().optional(),
+        /** A `whsec_...` secret (base64 key bytes after the prefix); jobs may only name a webhook_url when one is set. */
+        secret: z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, 'expected whsec_ followed by a base64 key').optional(),
+        /** Also sign with these while receivers move to the new secret. */
+        previous_secrets: z.array(z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, 'expected whsec_ followed by a base64 key')).default([]),
         allow_private_targets: z.boolean().default(false),
+        /** Hosts or CIDRs a webhook may reach even though they are private. */
+        allowlist: z.array(z.string().min(1)).default([]),
         timeout_ms: z.int().positive().default(15_000),
-        retry_schedule_s: z.array(z.int().nonnegative()).optional(),
+        /** Delay before each attempt, in seconds; its length is the number of attempts. */
+        retry_schedule_s: z.array(z.int().nonnegative()).min(1).default([0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]),
       })
       .prefault({}),
     /** USD per million tokens, by "provider/model" or by model; overrides the shipped price table. */

@@ -1,4 +1,5 @@
 import { newJobId } from '../ids.js';
+import { type TargetPolicy, TargetRefused } from '../delivery/target-policy.js';
 import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import { RouteError, type Router } from '../routing/router.js';
@@ -41,12 +42,24 @@ export class JobIntake {
     private readonly queues: ProviderQueues,
     private readonly router: Router,
     private readonly deadlines: DeadlineQueue,
+    private readonly webhooks: { policy: TargetPolicy; signing: boolean },
   ) {}
 
-  async submit(body: JobBody, ctx: SubmitContext): Promise<{ job: JobRecord; replayed: boolean }> {
-    if (body.webhook_url !== undefined) {
-      throw new IntakeError(400, 'invalid_request_error', 'webhook delivery is not available in this version; poll GET /v1/jobs/:id?wait=N', 'webhook_url', 'unsupported_parameter');
+  /** A refused webhook is a 400 now, not a delivery that silently never happens. */
+  private async checkWebhook(url: string): Promise<void> {
+    if (!this.webhooks.signing) {
+      throw new IntakeError(400, 'invalid_request_error', 'webhooks are off: the server has no webhooks.secret to sign them with', 'webhook_url', 'webhooks_disabled');
     }
+    try {
+      await this.webhooks.policy.check(url);
+    } catch (err) {
+      if (err instanceof TargetRefused) throw new IntakeError(400, 'invalid_request_error', `webhook_url refused: ${err.message}`, 'webhook_url', 'webhook_target_refused');
+      throw err;
+    }
+  }
+
+  async submit(body: JobBody, ctx: SubmitContext): Promise<{ job: JobRecord; replayed: boolean }> {
+    if (body.webhook_url !== undefined) await this.checkWebhook(body.webhook_url);
     let chain: string[];
     try {
       chain = this.router.resolve(body);
@@ -86,7 +99,7 @@ export class JobIntake {
     if (job.deadline_at !== null) await this.deadlines.schedule(job.id, job.deadline_at);
     await this.queues.enqueueHop(splitTarget(chain[hop]!).provider, job.id, hop, job.priority);
     return {
-      job: { ...job, status: 'queued', attempts: [], started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null },
+      job: { ...job, status: 'queued', attempts: [], webhook_status: null, webhook_attempts: [], started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null },
       replayed: false,
     };
   }

@@ -1,7 +1,7 @@
 --[[
   Ends a job that has not finished, from outside its hop: cancelled by the caller, or expired at
   its deadline. A worker still holding the job finds it terminal when it settles and drops its result.
-  KEYS[1] job hash
+  KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] now (ms), ARGV[2] events channel, ARGV[3] record TTL (ms), ARGV[4] job id,
   ARGV[5] cancelled | expired, ARGV[6] error (JSON)
   Returns {'missing'} | {'terminal', status} | {'ended', hop, previous status}
@@ -17,5 +17,9 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'finished_at', ARGV[1], 'error', ARGV[6])
 redis.call('HDEL', KEYS[1], 'request')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+-- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
+if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
+end
 redis.call('PUBLISH', ARGV[2], ARGV[4])
 return {'ended', f[2], status}

@@ -3,7 +3,7 @@
   ends the job (succeeded / failed), moves it to the next hop (queued), or puts it back to wait for
   the same hop (retry: rate limited or breaker open on its last target). Only the hop that holds
   the job may settle it, and never after a terminal state, so a job ends exactly once.
-  KEYS[1] job hash, KEYS[2] the attempt provider's usage totals (hash)
+  KEYS[1] job hash, KEYS[2] the attempt provider's usage totals (hash), KEYS[3] webhook outbox (zset)
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] attempt (JSON object, or '' for none), ARGV[7] queued | retry | succeeded | failed,
   ARGV[8] prompt tokens, ARGV[9] completion tokens, ARGV[10] cost in 1e-10 USD (each '' if none),
@@ -55,6 +55,10 @@ else
   -- The prompt is only needed to run the job; a finished record keeps the result, not the request.
   redis.call('HDEL', KEYS[1], 'request')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
+  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
+    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
+  end
   redis.call('PUBLISH', ARGV[3], ARGV[5])
 end
 return 1

@@ -1,7 +1,7 @@
 --[[
   Claims hop ARGV[1] of a job for a worker. This guard is what makes a hop run at most once in
   effect: a duplicate or stale BullMQ job finds the record terminal or moved on and does nothing.
-  KEYS[1] job hash
+  KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id
   Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired'} | {'ok', request, chain, previous status, deadline}
 ]]
@@ -22,6 +22,10 @@ if f[3] and now > tonumber(f[3]) then
     'error', '{"type":"deadline_exceeded","message":"the job passed its deadline before it could run"}')
   redis.call('HDEL', KEYS[1], 'request')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
+  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+  end
   redis.call('PUBLISH', ARGV[3], ARGV[5])
   return {'expired'}
 end

@@ -4,9 +4,9 @@ import type { Redis } from 'ioredis';
 /** Switchyard's Redis-side logic, one named Lua file per operation in src/lua (as BullMQ does). */
 const SCRIPTS = {
   createJob: 3,
-  startAttempt: 1,
-  settleAttempt: 2,
-  endJob: 1,
+  startAttempt: 2,
+  settleAttempt: 3,
+  endJob: 2,
   breakerAcquire: 1,
   breakerRecord: 1,
   windowBudget: 1,

@@ -43,6 +43,19 @@ export interface Attempt {
   dropped?: string[];
 }
 
+/** One try at delivering a job's event to its webhook. */
+export interface WebhookAttempt {
+  attempt: number;
+  /** Milliseconds since the epoch; the public view rounds to seconds. */
+  at: number;
+  status_code: number | null;
+  latency_ms: number;
+  error?: string;
+  redelivery?: boolean;
+}
+
+export type WebhookStatus = 'pending' | 'delivered' | 'failed';
+
 export interface JobRecord {
   id: string;
   tenant: string;
@@ -64,13 +77,16 @@ export interface JobRecord {
   cost_usd: number | null;
   error: JobError | null;
   webhook_url: string | null;
+  webhook_status: WebhookStatus | null;
+  /** Filled by the store only when the job has a webhook. */
+  webhook_attempts: WebhookAttempt[];
 }
 
 /** Hash fields read for a job view; the request body is left in Redis (it can be large). */
 export const RECORD_FIELDS = [
   'id', 'tenant', 'status', 'task', 'model', 'priority', 'metadata', 'created_at', 'started_at',
   'finished_at', 'deadline_at', 'chain', 'hop', 'attempts', 'result', 'usage', 'cost_usd', 'error',
-  'webhook_url',
+  'webhook_url', 'webhook_status',
 ] as const;
 
 const num = (v: string | null | undefined): number | null => (v === null || v === undefined || v === '' ? null : Number(v));
@@ -99,6 +115,8 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
     cost_usd: num(f.cost_usd),
     error: json(f.error, null),
     webhook_url: f.webhook_url || null,
+    webhook_status: (f.webhook_status as WebhookStatus | null) || null,
+    webhook_attempts: [],
   };
 }
 
@@ -132,6 +150,14 @@ export function toPublicJob(job: JobRecord) {
     usage: job.usage,
     cost_usd: job.cost_usd,
     error: job.error,
+    webhook: job.webhook_url
+      ? {
+          url: job.webhook_url,
+          // Owed once the job has ended, until the sender says otherwise.
+          status: job.webhook_status ?? (isTerminal(job.status) ? 'pending' : null),
+          attempts: job.webhook_attempts.map((a) => ({ ...a, at: Math.floor(a.at / 1000) })),
+        }
+      : null,
   };
 }
 

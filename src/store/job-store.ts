@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { type Attempt, type JobError, type JobRecord, type JobStatus, type Usage, parseRecord, RECORD_FIELDS } from './job-record.js';
+import { type Attempt, type JobError, type JobRecord, type JobStatus, type Usage, parseRecord, RECORD_FIELDS, type WebhookAttempt } from './job-record.js';
 import { Keys } from './keys.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
 
@@ -91,7 +91,7 @@ export class JobStore {
   }
 
   async get(id: string): Promise<JobRecord | null> {
-    return parseRecord(await this.redis.hmget(this.keys.job(id), ...RECORD_FIELDS));
+    return (await this.getMany([id]))[0] ?? null;
   }
 
   async getMany(ids: string[]): Promise<(JobRecord | null)[]> {
@@ -99,11 +99,39 @@ export class JobStore {
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hmget(this.keys.job(id), ...RECORD_FIELDS);
     const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([err, values]) => (err ? null : parseRecord(values as (string | null)[])));
+    const jobs = replies.map(([err, values]) => (err ? null : parseRecord(values as (string | null)[])));
+    // Delivery attempts live in a list of their own, read only for jobs that have a webhook.
+    const hooked = jobs.filter((j): j is JobRecord => j?.webhook_url != null);
+    if (hooked.length > 0) {
+      const lists = this.redis.pipeline();
+      for (const j of hooked) lists.lrange(this.keys.webhookAttempts(j.id), 0, -1);
+      const entries = (await lists.exec()) ?? [];
+      hooked.forEach((j, i) => {
+        j.webhook_attempts = ((entries[i]?.[1] as string[] | undefined) ?? []).map((e) => JSON.parse(e) as WebhookAttempt);
+      });
+    }
+    return jobs;
+  }
+
+  /** Appends a delivery attempt; `final` marks the delivery delivered or given up. */
+  async recordWebhookAttempt(id: string, attempt: WebhookAttempt, final?: 'delivered' | 'failed' | 'pending'): Promise<void> {
+    const list = this.keys.webhookAttempts(id);
+    const tx = this.redis.multi().rpush(list, JSON.stringify(attempt)).pexpire(list, this.ttlMs);
+    if (final) tx.hset(this.keys.job(id), 'webhook_status', final);
+    await tx.exec();
+  }
+
+  /** Ids of jobs whose webhook event ended more than `olderThanMs` ago and was not handed to the sender yet. */
+  async webhookOutbox(olderThanMs: number, limit: number, now = Date.now()): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.webhookOutbox, '-inf', now - olderThanMs, 'LIMIT', 0, limit);
+  }
+
+  async clearWebhookOutbox(id: string): Promise<void> {
+    await this.redis.zrem(this.keys.webhookOutbox, id);
   }
 
   async start(id: string, hop: number, now = Date.now()): Promise<StartOutcome> {
-    const reply = (await this.redis.startAttempt(this.keys.job(id), hop, now, this.keys.events, this.ttlMs, id)) as string[];
+    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id)) as string[];
     switch (reply[0]) {
       case 'missing':
       case 'expired':
@@ -135,7 +163,7 @@ export class JobStore {
     }
     const usage = attempt?.usage;
     const applied = await this.redis.settleAttempt(
-      this.keys.job(id), this.keys.usage(attempt?.provider ?? '-'), hop, now, this.keys.events, this.ttlMs, id,
+      this.keys.job(id), this.keys.usage(attempt?.provider ?? '-'), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id,
       attempt ? JSON.stringify(attempt) : '', outcome.status,
       usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
       attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
@@ -162,7 +190,7 @@ export class JobStore {
       status === 'cancelled'
         ? { type: 'cancelled', message: 'the job was cancelled by the caller' }
         : { type: 'deadline_exceeded', message: 'the job did not finish before its deadline' };
-    const reply = (await this.redis.endJob(this.keys.job(id), now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error))) as string[];
+    const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error))) as string[];
     if (reply[0] === 'missing') return { kind: 'missing' };
     if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };
     return { kind: 'ended', hop: Number(reply[1]), previous: reply[2] as JobStatus };

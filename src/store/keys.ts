@@ -18,6 +18,16 @@ export class Keys {
     return `${this.prefix}:job-events`;
   }
 
+  /** Job ids whose terminal event is owed to a webhook, scored by when they ended. */
+  get webhookOutbox(): string {
+    return `${this.prefix}:webhook-outbox`;
+  }
+
+  /** The webhook delivery attempts of one job (a list of JSON entries). */
+  webhookAttempts(id: string): string {
+    return `${this.prefix}:job:${id}:webhook`;
+  }
+
   breaker(provider: string): string {
     return `${this.prefix}:breaker:${provider}`;
   }

@@ -10,7 +10,7 @@ const idParams = z.object({ id: z.string().min(1).max(64) });
 
 /** The jobs API: submit, read (with long-poll), cancel, list. */
 export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { intake, store, events, queues, auth } = app.services;
+  const { intake, store, events, queues, auth, webhooks } = app.services;
   app.addHook('onRequest', auth.hook);
 
   /** A job the caller may see; another tenant's job is indistinguishable from a missing one. */
@@ -78,11 +78,22 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     if (outcome.kind === 'terminal' && outcome.status !== 'cancelled') {
       return reply.code(409).send(apiError('conflict_error', `job ${id} has already ${outcome.status === 'expired' ? 'expired' : outcome.status}`, 'id', 'job_not_cancellable'));
     }
+    if (outcome.kind === 'ended') webhooks.onTerminal(id);
     if (outcome.kind === 'ended' && outcome.previous === 'queued') {
       const ref = job.chain[outcome.hop];
       if (ref) await queues.removeHop(splitTarget(ref).provider, id, outcome.hop);
     }
     return toPublicJob((await store.get(id)) ?? job);
+  });
+
+  app.post('/jobs/:id/webhook/redeliver', { schema: { params: idParams } }, async (request, reply) => {
+    const { id } = request.params;
+    const job = visible(await store.get(id), request.tenant);
+    if (!job) return reply.code(404).send(notFound(id));
+    if (!job.webhook_url) return reply.code(409).send(apiError('conflict_error', `job ${id} has no webhook_url`, 'id', 'no_webhook'));
+    if (!isTerminal(job.status)) return reply.code(409).send(apiError('conflict_error', `job ${id} has not finished; its event is sent when it does`, 'id', 'job_not_finished'));
+    await webhooks.redeliver(id);
+    return reply.code(202).send(toPublicJob((await store.get(id)) ?? job));
   });
 
   app.get(

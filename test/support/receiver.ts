@@ -1,0 +1,52 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+
+export interface Received {
+  at: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** What the receiver answers next: a status, optionally after a delay and with headers. */
+export interface Answer {
+  status: number;
+  delayMs?: number;
+  headers?: Record<string, string>;
+}
+
+/** A webhook receiver on loopback that records every delivery byte for byte and answers from a script. */
+export class Receiver {
+  readonly received: Received[] = [];
+  /** Answers to give, in order; when empty, 200. */
+  readonly script: Answer[] = [];
+  private server: Server | undefined;
+  port = 0;
+
+  async start(port = 0): Promise<this> {
+    this.server = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        this.received.push({ at: Date.now(), headers: req.headers, body });
+        const answer = this.script.shift() ?? { status: 200 };
+        setTimeout(() => {
+          if (res.destroyed) return;
+          res.writeHead(answer.status, answer.headers);
+          res.end('ok');
+        }, answer.delayMs ?? 0);
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', () => resolve()));
+    this.port = (this.server.address() as { port: number }).port;
+    return this;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/hooks`;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+}
