@@ -1,6 +1,8 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { answer, type MockDialect, type MockErrorKind } from './dialect.js';
+import { anthropicDialect } from './dialects/anthropic.js';
 import { azureOpenAIDialect } from './dialects/azure-openai.js';
+import { geminiDialect } from './dialects/gemini.js';
 import { openAIDialect } from './dialects/openai.js';
 
 /** How the fake provider misbehaves; every field can be changed at run time through `/_mock/behaviour`. */
@@ -53,7 +55,7 @@ export interface MockStats {
 const RECENT_KEPT = 10_000;
 
 /** Every wire format the mock speaks; one file each under dialects/. */
-export const DIALECTS: MockDialect[] = [openAIDialect, azureOpenAIDialect];
+export const DIALECTS: MockDialect[] = [openAIDialect, azureOpenAIDialect, anthropicDialect, geminiDialect];
 
 /**
  * A fake LLM provider over real HTTP, speaking each provider's wire format (paths, auth headers,

@@ -16,6 +16,8 @@ export interface ProviderPreset {
 
 export const PRESETS: Record<string, ProviderPreset> = {
   openai: { type: 'openai', base_url: 'https://api.openai.com/v1', key_env: 'OPENAI_API_KEY', fast: 'gpt-4o-mini', smart: 'gpt-4o' },
+  anthropic: { type: 'anthropic', base_url: 'https://api.anthropic.com', key_env: 'ANTHROPIC_API_KEY', fast: 'claude-haiku-4-5', smart: 'claude-sonnet-4-5' },
+  gemini: { type: 'gemini', base_url: 'https://generativelanguage.googleapis.com/v1beta', key_env: 'GEMINI_API_KEY', fast: 'gemini-2.5-flash', smart: 'gemini-2.5-pro' },
   deepseek: { type: 'openai', base_url: 'https://api.deepseek.com/v1', key_env: 'DEEPSEEK_API_KEY', fast: 'deepseek-chat', smart: 'deepseek-reasoner' },
   groq: { type: 'openai', base_url: 'https://api.groq.com/openai/v1', key_env: 'GROQ_API_KEY', fast: 'llama-3.1-8b-instant', smart: 'llama-3.3-70b-versatile' },
   mistral: { type: 'openai', base_url: 'https://api.mistral.ai/v1', key_env: 'MISTRAL_API_KEY', fast: 'mistral-small-latest', smart: 'mistral-large-latest' },

@@ -1,6 +1,8 @@
 import type { Config, ProviderConfig } from '../config/schema.js';
 import { ProviderClient } from './client.js';
+import { anthropicAdapter } from './anthropic/adapter.js';
 import { azureOpenAIAdapter } from './azure-openai/adapter.js';
+import { geminiAdapter } from './gemini/adapter.js';
 import { openAIAdapter } from './openai/adapter.js';
 import type { ProviderAdapter } from './types.js';
 
@@ -14,6 +16,8 @@ function requireBaseUrl(config: ProviderConfig): string {
 /** Wire format → adapter. Adding a wire format is one entry here and one folder beside this file. */
 const ADAPTERS: Record<ProviderConfig['type'], AdapterFactory> = {
   openai: (c) => openAIAdapter({ baseUrl: c.base_url ?? 'https://api.openai.com/v1', apiKey: c.api_key, headers: c.headers }),
+  anthropic: (c) => anthropicAdapter({ baseUrl: c.base_url ?? 'https://api.anthropic.com', apiKey: c.api_key, version: c.anthropic_version, headers: c.headers }),
+  gemini: (c) => geminiAdapter({ baseUrl: c.base_url ?? 'https://generativelanguage.googleapis.com/v1beta', apiKey: c.api_key, headers: c.headers }),
   'azure-openai': (c) => azureOpenAIAdapter({ baseUrl: requireBaseUrl(c), apiVersion: c.api_version!, apiKey: c.api_key, headers: c.headers }),
   // The built-in mock speaks the OpenAI wire format; the runtime fills in where it listens.
   mock: (c) => openAIAdapter({ baseUrl: requireBaseUrl(c), apiKey: c.api_key, headers: c.headers }),
