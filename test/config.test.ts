@@ -87,6 +87,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ SWITCHYARD_CONFIG: unknown })).toThrow(/providers\.x\.preset: unknown preset "nowhere"/);
   });
 
+  it('fills bedrock from the AWS variables when a config names its preset', () => {
+    const path = file('bedrock.yaml', 'providers:\n  aws: { preset: bedrock }\ntasks: { default: aws/amazon.nova-lite-v1:0 }');
+    const { config } = loadConfig({ SWITCHYARD_CONFIG: path, AWS_REGION: 'eu-west-1', AWS_ACCESS_KEY_ID: 'AKIA123', AWS_SECRET_ACCESS_KEY: 'secret/123' });
+    expect(config.providers.aws).toMatchObject({ type: 'bedrock', region: 'eu-west-1', aws_access_key_id: 'AKIA123', aws_secret_access_key: 'secret/123' });
+    // Generic AWS variables alone do not switch Bedrock on.
+    expect(Object.keys(loadConfig({ AWS_ACCESS_KEY_ID: 'AKIA123', AWS_SECRET_ACCESS_KEY: 's', AWS_REGION: 'us-east-1' }).config.providers)).toEqual(['mock']);
+  });
+
   it('asks azure-openai for its endpoint and api-version, bedrock for region and credentials', () => {
     const azure = file('azure.yaml', 'providers:\n  az: { type: azure-openai }\ntasks: { default: az/gpt-4o }');
     expect(() => loadConfig({ SWITCHYARD_CONFIG: azure })).toThrow(/providers\.az\.base_url: required for type azure-openai/);

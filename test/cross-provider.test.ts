@@ -15,6 +15,7 @@ describe('fallback across wire formats, with tool calls', () => {
       [`${tag}-openai`]: { type: 'openai', base_url: m.baseUrl, api_key: 'sk-x' },
       [`${tag}-anthropic`]: { type: 'anthropic', base_url: m.url, api_key: 'sk-ant-x' },
       [`${tag}-gemini`]: { type: 'gemini', base_url: `${m.url}/v1beta`, api_key: 'g-x' },
+      [`${tag}-bedrock`]: { type: 'bedrock', base_url: m.url, region: 'us-east-1', aws_access_key_id: 'AKIDEXAMPLE', aws_secret_access_key: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' },
     });
     const config = parseConfig(
       {
@@ -25,6 +26,8 @@ describe('fallback across wire formats, with tool calls', () => {
           'anthropic-to-openai': ['down-anthropic/claude-sonnet-4-5', 'up-openai/gpt-4o-mini'],
           'openai-to-gemini': ['down-openai/gpt-4o-mini', 'up-gemini/gemini-2.5-flash'],
           'gemini-to-openai': ['down-gemini/gemini-2.5-flash', 'up-openai/gpt-4o-mini'],
+          'bedrock-to-anthropic': ['down-bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0', 'up-anthropic/claude-sonnet-4-5'],
+          'openai-to-bedrock': ['down-openai/gpt-4o-mini', 'up-bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0'],
         },
         tasks: { default: 'openai-to-anthropic' },
         breaker: { failure_threshold: 1000 },
@@ -57,7 +60,7 @@ describe('fallback across wire formats, with tool calls', () => {
     return (await broker.call('GET', `/v1/jobs/${body.id}?wait=30`)).body;
   };
 
-  const chains = ['openai-to-anthropic', 'anthropic-to-openai', 'openai-to-gemini', 'gemini-to-openai'];
+  const chains = ['openai-to-anthropic', 'anthropic-to-openai', 'openai-to-gemini', 'gemini-to-openai', 'bedrock-to-anthropic', 'openai-to-bedrock'];
 
   it.each(chains)('%s: the tool call comes back in the same chat.completion shape', async (model) => {
     const job = await run(model, [ask]);

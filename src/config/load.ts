@@ -73,10 +73,11 @@ function applyPresets(providers: unknown, env: Env): unknown {
       }
       const baseUrl = (preset.base_url_env && env[preset.base_url_env]) || preset.base_url;
       const key = preset.key_env ? env[preset.key_env] : undefined;
-      if (!baseUrl && rest.base_url === undefined) {
+      const fromEnv = Object.fromEntries(Object.entries(preset.env_fields ?? {}).flatMap(([field, variable]) => (env[variable] ? [[field, env[variable]]] : [])));
+      if (!baseUrl && rest.base_url === undefined && preset.type !== 'bedrock') {
         throw new ConfigError(`config error at providers.${name}.base_url: preset ${String(presetName)} needs base_url (or ${preset.base_url_env})`);
       }
-      return [name, { type: preset.type, ...(baseUrl && { base_url: baseUrl }), ...(key && { api_key: key }), ...rest }];
+      return [name, { type: preset.type, ...(baseUrl && { base_url: baseUrl }), ...(key && { api_key: key }), ...fromEnv, ...rest }];
     }),
   );
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /** Wire formats an adapter exists for; the config refuses any other `type`. */
-export const PROVIDER_TYPES = ['openai', 'azure-openai', 'anthropic', 'gemini', 'mock'] as const;
+export const PROVIDER_TYPES = ['openai', 'azure-openai', 'anthropic', 'gemini', 'bedrock', 'mock'] as const;
 
 const targetRef = z
   .string()

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { answer, type MockDialect, type MockErrorKind } from './dialect.js';
 import { anthropicDialect } from './dialects/anthropic.js';
 import { azureOpenAIDialect } from './dialects/azure-openai.js';
+import { bedrockDialect } from './dialects/bedrock.js';
 import { geminiDialect } from './dialects/gemini.js';
 import { openAIDialect } from './dialects/openai.js';
 
@@ -55,7 +56,7 @@ export interface MockStats {
 const RECENT_KEPT = 10_000;
 
 /** Every wire format the mock speaks; one file each under dialects/. */
-export const DIALECTS: MockDialect[] = [openAIDialect, azureOpenAIDialect, anthropicDialect, geminiDialect];
+export const DIALECTS: MockDialect[] = [openAIDialect, azureOpenAIDialect, anthropicDialect, geminiDialect, bedrockDialect];
 
 /**
  * A fake LLM provider over real HTTP, speaking each provider's wire format (paths, auth headers,

@@ -10,6 +10,8 @@ export interface ProviderPreset {
   key_env?: string;
   /** For local servers with no key: the variable holding the base URL enables them instead. */
   base_url_env?: string;
+  /** Other config fields read from the environment (Bedrock's AWS credentials). */
+  env_fields?: Record<string, string>;
   fast: string;
   smart: string;
 }
@@ -18,6 +20,13 @@ export const PRESETS: Record<string, ProviderPreset> = {
   openai: { type: 'openai', base_url: 'https://api.openai.com/v1', key_env: 'OPENAI_API_KEY', fast: 'gpt-4o-mini', smart: 'gpt-4o' },
   anthropic: { type: 'anthropic', base_url: 'https://api.anthropic.com', key_env: 'ANTHROPIC_API_KEY', fast: 'claude-haiku-4-5', smart: 'claude-sonnet-4-5' },
   gemini: { type: 'gemini', base_url: 'https://generativelanguage.googleapis.com/v1beta', key_env: 'GEMINI_API_KEY', fast: 'gemini-2.5-flash', smart: 'gemini-2.5-pro' },
+  // Not enabled by AWS variables alone (they are often set for other reasons): name it in a config file.
+  bedrock: {
+    type: 'bedrock',
+    env_fields: { region: 'AWS_REGION', aws_access_key_id: 'AWS_ACCESS_KEY_ID', aws_secret_access_key: 'AWS_SECRET_ACCESS_KEY', aws_session_token: 'AWS_SESSION_TOKEN' },
+    fast: 'amazon.nova-lite-v1:0',
+    smart: 'anthropic.claude-3-5-sonnet-20240620-v1:0',
+  },
   deepseek: { type: 'openai', base_url: 'https://api.deepseek.com/v1', key_env: 'DEEPSEEK_API_KEY', fast: 'deepseek-chat', smart: 'deepseek-reasoner' },
   groq: { type: 'openai', base_url: 'https://api.groq.com/openai/v1', key_env: 'GROQ_API_KEY', fast: 'llama-3.1-8b-instant', smart: 'llama-3.3-70b-versatile' },
   mistral: { type: 'openai', base_url: 'https://api.mistral.ai/v1', key_env: 'MISTRAL_API_KEY', fast: 'mistral-small-latest', smart: 'mistral-large-latest' },

@@ -2,6 +2,7 @@ import type { Config, ProviderConfig } from '../config/schema.js';
 import { ProviderClient } from './client.js';
 import { anthropicAdapter } from './anthropic/adapter.js';
 import { azureOpenAIAdapter } from './azure-openai/adapter.js';
+import { bedrockAdapter } from './bedrock/adapter.js';
 import { geminiAdapter } from './gemini/adapter.js';
 import { openAIAdapter } from './openai/adapter.js';
 import type { ProviderAdapter } from './types.js';
@@ -17,6 +18,13 @@ function requireBaseUrl(config: ProviderConfig): string {
 const ADAPTERS: Record<ProviderConfig['type'], AdapterFactory> = {
   openai: (c) => openAIAdapter({ baseUrl: c.base_url ?? 'https://api.openai.com/v1', apiKey: c.api_key, headers: c.headers }),
   anthropic: (c) => anthropicAdapter({ baseUrl: c.base_url ?? 'https://api.anthropic.com', apiKey: c.api_key, version: c.anthropic_version, headers: c.headers }),
+  bedrock: (c) =>
+    bedrockAdapter({
+      region: c.region!,
+      baseUrl: c.base_url,
+      credentials: { accessKeyId: c.aws_access_key_id!, secretAccessKey: c.aws_secret_access_key!, sessionToken: c.aws_session_token },
+      headers: c.headers,
+    }),
   gemini: (c) => geminiAdapter({ baseUrl: c.base_url ?? 'https://generativelanguage.googleapis.com/v1beta', apiKey: c.api_key, headers: c.headers }),
   'azure-openai': (c) => azureOpenAIAdapter({ baseUrl: requireBaseUrl(c), apiVersion: c.api_version!, apiKey: c.api_key, headers: c.headers }),
   // The built-in mock speaks the OpenAI wire format; the runtime fills in where it listens.
