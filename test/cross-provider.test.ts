@@ -86,6 +86,16 @@ describe('fallback across wire formats, with tool calls', () => {
     expect(job.usage).toEqual(result.usage);
   });
 
+  it('records in the ledger what a target could not honour, instead of changing its meaning silently', async () => {
+    const { body } = await broker.call('POST', '/v1/jobs', { model: 'up-anthropic/claude-sonnet-4-5', request: { messages: [ask], seed: 7, temperature: 1.5, max_tokens: 50 } });
+    const job = (await broker.call('GET', `/v1/jobs/${body.id}?wait=30`)).body;
+    expect(job.status).toBe('succeeded');
+    const dropped: string[] = job.attempts[0].dropped;
+    expect(dropped.some((d) => d.startsWith('seed'))).toBe(true);
+    expect(dropped.some((d) => d.startsWith('temperature'))).toBe(true);
+    expect(up.stats.last_request).not.toHaveProperty('seed');
+  });
+
   it.each(chains)('%s: the tool result goes back in OpenAI form and the answer comes back as text', async (model) => {
     const first = await run(model, [ask]);
     const call = first.result.choices[0].message.tool_calls[0];

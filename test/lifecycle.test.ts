@@ -39,6 +39,8 @@ describe('job lifecycle', () => {
     expect(job.finished_at).toBeGreaterThanOrEqual(job.started_at);
     expect(job.error).toBeNull();
     expect(mock.stats.models['model-b']).toBe(1);
+    // Fields Switchyard does not know reach an OpenAI-format provider unchanged.
+    expect(mock.stats.last_request).toMatchObject({ model: 'model-b', temperature: 0.2, custom_field: 'passes through' });
   });
 
   it('routes by model alias, by provider/model, by inline task chain, and by the default task', async () => {

@@ -49,6 +49,8 @@ export interface MockStats {
   models: Record<string, number>;
   /** The last user message of the most recent calls, oldest first (bounded), for order checks. */
   recent: string[];
+  /** The body of the last call, as the provider received it. */
+  last_request: unknown;
   /** When each recent call arrived (ms since the epoch), its status and the tokens it reported. */
   timeline: { at: number; status: number; tokens: number; model: string }[];
 }
@@ -69,7 +71,7 @@ export function buildMockProvider(
 ): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
   const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024 });
   const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, ...initial };
-  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [] };
+  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null };
   let seq = 0;
 
   const count = (at: number, status: number, tokens: number, model: string) => {
@@ -107,6 +109,7 @@ export function buildMockProvider(
         return reply.hijack();
       }
       if (Math.random() < behaviour.garbageRate) return reply.type('application/json').send('<html><body>502 Bad Gateway</body></html>');
+      stats.last_request = req.body;
       const call = dialect.parse(req);
       if ('invalid' in call) return reject(400, call.invalid, 'invalid');
       model = call.model;
@@ -138,7 +141,7 @@ export function buildMockProvider(
   app.put('/_mock/behaviour', async (req) => Object.assign(behaviour, req.body as Partial<MockBehaviour>));
   app.post('/_mock/reset', async () => {
     Object.assign(behaviour, DEFAULT_BEHAVIOUR, initial);
-    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [] });
+    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null });
     return { ok: true };
   });
 
