@@ -3,7 +3,7 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss, resilience) runs a subset.
+ * (comma-separated: throughput, intake, latency, rss, resilience, webhooks) runs a subset.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
@@ -307,6 +307,78 @@ async function fallbackHopCost(redisUrl: string, mockBaseUrl: string) {
   }
 }
 
+/**
+ * Webhooks: deliveries per second from the sender to a loopback receiver, and the time from a job
+ * finishing to its event arriving, at a steady 100 jobs/s.
+ */
+async function webhookRates(redisUrl: string, mockBaseUrl: string) {
+  const received: { at: number; body: string }[] = [];
+  let expected = 0;
+  let done!: () => void;
+  let all = new Promise<void>((r) => (done = r));
+  const receiver = Fastify();
+  receiver.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, cb) => cb(null, body));
+  receiver.post('/hooks', async (req) => {
+    received.push({ at: Date.now(), body: req.body as string });
+    if (received.length === expected) done();
+    return 'ok';
+  });
+  const url = `${await receiver.listen({ port: 0, host: '127.0.0.1' })}/hooks`;
+  const config = parseConfig(
+    {
+      redis: { url: redisUrl, prefix: newPrefix() },
+      providers: { mock: { type: 'openai', base_url: mockBaseUrl, max_in_flight: CONCURRENCY } },
+      models: { fast: ['mock/bench-model'] },
+      tasks: { default: 'fast' },
+      webhooks: { secret: `whsec_${Buffer.from('switchyard-bench-webhook-secret!').toString('base64')}`, allow_private_targets: true },
+    },
+    {},
+    'bench',
+  );
+  // Queue N finished jobs' events with the sender stopped, then time the drain.
+  const n = Math.min(N, 5000);
+  const api = await startRuntime({ config, redisUrl, log: quiet });
+  const ids: string[] = [];
+  for (let i = 0; i < n; i += 500) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(500, n - i) }, (_, k) => api.intake.submit({ priority: 5, metadata: {}, request: chatBody(i + k), webhook_url: url }, { tenant: 'bench' })),
+    );
+    ids.push(...batch.map((b) => b.job.id));
+  }
+  // Cancelled as the API would: the hop leaves its queue, the event goes to the webhook queue.
+  await Promise.all(ids.map(async (id) => {
+    await api.store.end(id, 'cancelled');
+    await api.queues.removeHop('mock', id, 0);
+    await api.webhooks.dispatch(id);
+  }));
+  expected = n;
+  const t0 = performance.now();
+  const workers = await startRuntime({ config, redisUrl, log: quiet, workers: [] });
+  await all;
+  const perSecond = n / ((performance.now() - t0) / 1000);
+
+  // Completion → receipt at a steady pace, with everything running.
+  received.length = 0;
+  const paceTotal = 1000;
+  expected = paceTotal;
+  all = new Promise<void>((r) => (done = r));
+  const paceIds: string[] = [];
+  await paced(paceTotal, 100, async (i) => {
+    const { job } = await api.intake.submit({ priority: 5, metadata: {}, request: chatBody(i), webhook_url: url }, { tenant: 'bench' });
+    paceIds.push(job.id);
+  });
+  await all;
+  const jobs = new Map((await api.store.getMany(paceIds)).map((j) => [j!.id, j!]));
+  const lags = received.map((r) => {
+    const id = (JSON.parse(r.body) as { data: { id: string } }).data.id;
+    return r.at - jobs.get(id)!.finished_at!;
+  });
+  await workers.close();
+  await api.close();
+  await receiver.close();
+  return { perSecond, n, lag: percentiles(lags) };
+}
+
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ms = (p: { p50: number; p95: number; p99: number }) => `${fmt(p.p50, 1)} / ${fmt(p.p95, 1)} / ${fmt(p.p99, 1)}`;
 
@@ -356,6 +428,14 @@ async function main() {
         ['completion time p50 / p95 / p99 (ms), direct', ms(hop.direct), '', ''],
         ['  … with one fallback hop (503 first)', ms(hop.fallback), '', ''],
         ['  added per fallback hop, p50 (ms)', fmt(hop.fallback.p50 - hop.direct.p50, 1), '', ''],
+      );
+    }
+    if (wanted('webhooks')) {
+      process.stderr.write('webhooks…\n');
+      const hooks = await webhookRates(redis.url, mockBaseUrl);
+      rows.push(
+        [`webhook deliveries to a loopback receiver (per s, ${fmt(hooks.n)} events, signed)`, fmt(hooks.perSecond), '', ''],
+        ['job finished → webhook received p50 / p95 / p99 (ms), 100 jobs/s', ms(hooks.lag), '', ''],
       );
     }
     const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'Switchyard', 'raw BullMQ', 'ratio'][c]!.length));

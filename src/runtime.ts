@@ -41,6 +41,7 @@ export interface Runtime {
   intake: JobIntake;
   breakers: BreakerBoard;
   budgets: RateBudgets;
+  webhooks: WebhookQueue;
   api?: FastifyInstance;
   /** The API's base URL, when serving. */
   url?: string;
@@ -83,7 +84,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
   const intake = new JobIntake(store, queues, new Router(config, breakers), deadlines, { policy, signing: Boolean(config.webhooks.secret) });
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
-  const runtime: Runtime = { config, store, queues, intake, breakers, budgets, close: async () => {} };
+  const runtime: Runtime = { config, store, queues, intake, breakers, budgets, webhooks, close: async () => {} };
 
   let clients: Map<string, ProviderClient> | undefined;
   let sender: WebhookSender | undefined;

@@ -19,6 +19,7 @@ export interface DeliveryData {
 /** How long the outbox sweeper waits before taking over an event its own process did not hand on. */
 const SWEEP_AFTER_MS = 2000;
 const SWEEP_EVERY_MS = 1000;
+const SWEEP_BATCH = 500;
 
 /**
  * The webhook queue and its outbox. Ending a job with a webhook writes its id to the outbox in the
@@ -61,13 +62,24 @@ export class WebhookQueue {
   };
 
   startSweeper(): void {
+    let sweeping = false;
     this.sweeper = setInterval(() => {
-      void this.store
-        .webhookOutbox(SWEEP_AFTER_MS, 100)
-        .then((ids) => Promise.all(ids.map((id) => this.dispatch(id))))
-        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'webhook outbox sweep failed'));
+      if (sweeping) return;
+      sweeping = true;
+      void this.sweep()
+        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'webhook outbox sweep failed'))
+        .finally(() => (sweeping = false));
     }, SWEEP_EVERY_MS);
     this.sweeper.unref();
+  }
+
+  /** Drains what is overdue in batches, so a backlog left by a crash goes out at the sender's pace. */
+  private async sweep(): Promise<void> {
+    for (;;) {
+      const ids = await this.store.webhookOutbox(SWEEP_AFTER_MS, SWEEP_BATCH);
+      await Promise.all(ids.map((id) => this.dispatch(id)));
+      if (ids.length < SWEEP_BATCH) return;
+    }
   }
 
   private async enqueue(jobId: string, url: string, event: { id: string; body: string }, deliveryId: string, redelivery = false): Promise<void> {
