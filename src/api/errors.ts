@@ -19,6 +19,8 @@ function paramPath(context: string | undefined, instancePath: string, keys?: unk
   return context === 'body' ? null : (context ?? null);
 }
 
+const MAX_LISTED = 20;
+
 const STATUS_TYPES: Record<number, string> = {
   401: 'authentication_error',
   403: 'permission_error',
@@ -38,7 +40,10 @@ export function installErrorHandling(app: FastifyInstance): void {
         return { param, message: param ? `${param}: ${v.message}` : v.message };
       });
       const first = issues[0]!;
-      const body = apiError('invalid_request_error', issues.map((i) => i.message).join('; '), first.param, 'invalid_value');
+      // A 10,000-item bulk body can fail everywhere; name the first few and count the rest.
+      const listed = issues.slice(0, MAX_LISTED).map((i) => i.message).join('; ');
+      const more = issues.length > MAX_LISTED ? `; and ${issues.length - MAX_LISTED} more` : '';
+      const body = apiError('invalid_request_error', `${listed}${more}`, first.param, 'invalid_value');
       return reply.code(400).send(body);
     }
     if (error instanceof IntakeError) {

@@ -30,6 +30,11 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** How many bad items a bulk refusal spells out. */
+const MAX_LISTED_PROBLEMS = 20;
+/** Records written per pipelined round. */
+const RECORD_CHUNK = 500;
+
 export interface SubmitContext {
   tenant: string;
   idempotencyKey?: string | undefined;
@@ -58,7 +63,8 @@ export class JobIntake {
     }
   }
 
-  async submit(body: JobBody, ctx: SubmitContext): Promise<{ job: JobRecord; replayed: boolean }> {
+  /** Routes and shapes one job without touching Redis; throws the IntakeError a caller should see. */
+  private async prepare(body: JobBody, tenant: string, now: number): Promise<NewJob> {
     if (body.webhook_url !== undefined) await this.checkWebhook(body.webhook_url);
     let chain: string[];
     try {
@@ -67,23 +73,25 @@ export class JobIntake {
       if (err instanceof RouteError) throw new IntakeError(400, 'invalid_request_error', err.message, err.param, 'unknown_route');
       throw err;
     }
-    const now = Date.now();
-    const hop = this.router.firstHop(chain);
-    const job: NewJob = {
+    return {
       id: newJobId(),
-      tenant: ctx.tenant,
+      tenant,
       task: body.task ?? (body.model === undefined ? 'default' : null),
       model: body.model ?? null,
       priority: body.priority,
       metadata: body.metadata,
       chain,
-      hop,
+      hop: this.router.firstHop(chain),
       request: body.request,
       webhook_url: body.webhook_url ?? null,
       deadline_at: body.deadline_s === undefined ? null : now + body.deadline_s * 1000,
       created_at: now,
     };
-    const idempotency = ctx.idempotencyKey ? { key: ctx.idempotencyKey, bodyHash: sha256(canonicalJson(body)) } : undefined;
+  }
+
+  /** Writes the record (or finds the job its Idempotency-Key names); says what still has to be enqueued. */
+  private async record(job: NewJob, body: JobBody, key: string | undefined): Promise<{ job: JobRecord; replayed: boolean }> {
+    const idempotency = key ? { key, bodyHash: sha256(canonicalJson(body)) } : undefined;
     const outcome = await this.store.create(job, idempotency);
     if (outcome.kind === 'conflict') {
       throw new IntakeError(422, 'idempotency_error', `Idempotency-Key was already used with a different body (job ${outcome.id})`, null, 'idempotency_key_reused');
@@ -91,16 +99,62 @@ export class JobIntake {
     if (outcome.kind === 'replayed') {
       const prior = await this.store.get(outcome.id);
       if (!prior) throw new IntakeError(409, 'conflict_error', `the job ${outcome.id} for this Idempotency-Key has expired`, null, 'idempotent_job_expired');
-      // The first request may have died between writing the record and enqueueing: finish its work.
-      if (prior.status === 'queued') await this.queues.enqueueHop(splitTarget(prior.chain[prior.hop]!).provider, prior.id, prior.hop, prior.priority);
       return { job: prior, replayed: true };
     }
-    // The deadline is scheduled before the hop, so a job with a deadline can never outlive it.
-    if (job.deadline_at !== null) await this.deadlines.schedule(job.id, job.deadline_at);
-    await this.queues.enqueueHop(splitTarget(chain[hop]!).provider, job.id, hop, job.priority);
-    return {
-      job: { ...job, status: 'queued', attempts: [], webhook_status: null, webhook_attempts: [], started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null },
-      replayed: false,
-    };
+    const fresh: JobRecord = { ...job, status: 'queued', attempts: [], webhook_status: null, webhook_attempts: [], started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null };
+    return { job: fresh, replayed: false };
+  }
+
+  async submit(body: JobBody, ctx: SubmitContext): Promise<{ job: JobRecord; replayed: boolean }> {
+    const prepared = await this.prepare(body, ctx.tenant, Date.now());
+    const outcome = await this.record(prepared, body, ctx.idempotencyKey);
+    // A replayed job still queued may have lost its hop between record and enqueue: finish that work.
+    if (!outcome.replayed || outcome.job.status === 'queued') await this.enqueue([outcome.job]);
+    return outcome;
+  }
+
+  /**
+   * Many jobs at once: every body is routed before any is written, so one bad item refuses them all
+   * (400 naming each bad index); records are written in pipelined chunks and hops added with
+   * BullMQ's addBulk. With an Idempotency-Key, item i is keyed `<key>:<i>`, so a retried chunk
+   * returns the jobs it created the first time.
+   */
+  async submitMany(bodies: JobBody[], ctx: SubmitContext): Promise<JobRecord[]> {
+    const now = Date.now();
+    const problems: string[] = [];
+    const prepared = await Promise.all(
+      bodies.map((b, i) =>
+        this.prepare(b, ctx.tenant, now).catch((err: unknown) => {
+          if (!(err instanceof IntakeError)) throw err;
+          problems.push(`jobs[${i}]${err.param ? `.${err.param}` : ''}: ${err.message}`);
+          return null;
+        }),
+      ),
+    );
+    if (problems.length > 0) {
+      const shown = problems.slice(0, MAX_LISTED_PROBLEMS).join('; ');
+      const more = problems.length > MAX_LISTED_PROBLEMS ? `; and ${problems.length - MAX_LISTED_PROBLEMS} more` : '';
+      throw new IntakeError(400, 'invalid_request_error', `${problems.length} of ${bodies.length} jobs are invalid, none was enqueued: ${shown}${more}`, 'jobs', 'invalid_jobs');
+    }
+    const jobs: JobRecord[] = [];
+    const owed: JobRecord[] = [];
+    for (let i = 0; i < prepared.length; i += RECORD_CHUNK) {
+      const chunk = await Promise.all(
+        prepared.slice(i, i + RECORD_CHUNK).map((job, k) => this.record(job!, bodies[i + k]!, ctx.idempotencyKey && `${ctx.idempotencyKey}:${i + k}`)),
+      );
+      for (const outcome of chunk) {
+        jobs.push(outcome.job);
+        if (!outcome.replayed || outcome.job.status === 'queued') owed.push(outcome.job);
+      }
+    }
+    await this.enqueue(owed);
+    return jobs;
+  }
+
+  /** The deadline is scheduled before the hop, so a job with a deadline can never outlive it. */
+  private async enqueue(jobs: JobRecord[]): Promise<void> {
+    await Promise.all(jobs.filter((j) => j.deadline_at !== null).map((j) => this.deadlines.schedule(j.id, j.deadline_at!)));
+    await this.queues.enqueueHops(jobs.map((j) => ({ provider: splitTarget(j.chain[j.hop]!).provider, id: j.id, hop: j.hop, priority: j.priority })));
   }
 }
+

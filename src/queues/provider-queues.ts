@@ -25,6 +25,8 @@ export function bullPriority(priority: number): number {
   return Math.min(10, Math.max(1, Math.round(priority)));
 }
 
+const ADD_BULK_CHUNK = 1000;
+
 /** One BullMQ queue per configured provider: the transport for one hop of a job each. */
 export class ProviderQueues {
   private readonly queues = new Map<string, Queue<HopData>>();
@@ -49,20 +51,40 @@ export class ProviderQueues {
   }
 
   async enqueueHop(provider: string, id: string, hop: number, priority: number): Promise<void> {
-    const { queue_keep_completed, queue_keep_failed } = this.config.retention;
-    await this.get(provider).add(
-      'hop',
-      { id, hop },
-      {
-        jobId: hopJobId(id, hop),
-        priority: bullPriority(priority),
-        // Retries cover the broker's own faults (Redis blips); provider failures never throw.
-        attempts: 3,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { count: queue_keep_completed },
-        removeOnFail: { count: queue_keep_failed },
-      },
+    await this.get(provider).add('hop', { id, hop }, this.hopOptions(id, hop, priority));
+  }
+
+  /** Many hops, grouped by provider, added with BullMQ's addBulk a chunk at a time. */
+  async enqueueHops(hops: { provider: string; id: string; hop: number; priority: number }[]): Promise<void> {
+    if (hops.length === 1) return this.enqueueHop(hops[0]!.provider, hops[0]!.id, hops[0]!.hop, hops[0]!.priority);
+    const byProvider = new Map<string, typeof hops>();
+    for (const h of hops) {
+      const list = byProvider.get(h.provider);
+      if (list) list.push(h);
+      else byProvider.set(h.provider, [h]);
+    }
+    await Promise.all(
+      [...byProvider].map(async ([provider, list]) => {
+        for (let i = 0; i < list.length; i += ADD_BULK_CHUNK) {
+          await this.get(provider).addBulk(
+            list.slice(i, i + ADD_BULK_CHUNK).map((h) => ({ name: 'hop', data: { id: h.id, hop: h.hop }, opts: this.hopOptions(h.id, h.hop, h.priority) })),
+          );
+        }
+      }),
     );
+  }
+
+  private hopOptions(id: string, hop: number, priority: number) {
+    const { queue_keep_completed, queue_keep_failed } = this.config.retention;
+    return {
+      jobId: hopJobId(id, hop),
+      priority: bullPriority(priority),
+      // Retries cover the broker's own faults (Redis blips); provider failures never throw.
+      attempts: 3,
+      backoff: { type: 'exponential' as const, delay: 1000 },
+      removeOnComplete: { count: queue_keep_completed },
+      removeOnFail: { count: queue_keep_failed },
+    };
   }
 
   /** Best effort: a hop job already taken by a worker is locked and stays; the record guard stops it. */

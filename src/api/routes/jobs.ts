@@ -5,6 +5,8 @@ import { isTerminal, JOB_STATUSES, type JobRecord, splitTarget, toPublicJob } fr
 import { apiError } from '../errors.js';
 
 const MAX_WAIT_S = 60;
+const MAX_BULK = 10_000;
+const BULK_BODY_LIMIT = 64 * 1024 * 1024;
 
 const idParams = z.object({ id: z.string().min(1).max(64) });
 
@@ -34,6 +36,22 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
         .code(replayed ? 200 : 202)
         .header('location', `/v1/jobs/${job.id}`)
         .send(toPublicJob(job));
+    },
+  );
+
+  app.post(
+    '/jobs/bulk',
+    {
+      // Ten thousand jobs of ordinary size do not fit the default body limit.
+      bodyLimit: BULK_BODY_LIMIT,
+      schema: {
+        body: z.strictObject({ jobs: z.array(jobBodySchema).min(1).max(MAX_BULK) }),
+        headers: z.looseObject({ 'idempotency-key': z.string().min(1).max(255).optional() }),
+      },
+    },
+    async (request, reply) => {
+      const jobs = await intake.submitMany(request.body.jobs, { tenant: request.tenant, idempotencyKey: request.headers['idempotency-key'] });
+      return reply.code(202).send({ object: 'list', data: jobs.map(toPublicJob) });
     },
   );
 
