@@ -1,7 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { ProviderPool } from '../workers/provider-pool.js';
+import { BatchWorker } from '../workers/batch-worker.js';
 import { WebhookSender } from '../workers/webhook-sender.js';
+import { BatchStore } from './batches/batch-store.js';
+import { FileStore } from './batches/file-store.js';
 import { buildApi } from './api/app.js';
 import { ApiKeyAuth } from './api/auth.js';
 import type { Config } from './config/schema.js';
@@ -82,8 +85,13 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   await breakers.start();
   const budgets = new RateBudgets(storeRedis, store.keys, config);
   const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
-  const intake = new JobIntake(store, queues, new Router(config, breakers), deadlines, { policy, signing: Boolean(config.webhooks.secret) });
+  const router = new Router(config, breakers);
+  const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) });
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
+  const ttlMs = config.retention.job_ttl_s * 1000;
+  const files = new FileStore(storeRedis, store.keys, ttlMs);
+  const batches = new BatchStore(storeRedis, store.keys, ttlMs);
+  const batchRunner = new BatchWorker({ connection: bullRedis, prefix: config.redis.prefix, batches, files, store, intake, router, queues, log });
   const runtime: Runtime = { config, store, queues, intake, breakers, budgets, webhooks, close: async () => {} };
 
   let clients: Map<string, ProviderClient> | undefined;
@@ -103,6 +111,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     sender = new WebhookSender({ connection: bullRedis, config, store, log });
     sender.start();
     webhooks.startSweeper();
+    batchRunner.start();
   }
 
   let events: JobEvents | undefined;
@@ -111,7 +120,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events.start();
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchRunner },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
@@ -132,6 +141,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events?.close();
     await runtime.pool?.close();
     await sender?.close();
+    await batchRunner.close();
     await webhooks.close();
     await Promise.all([...(clients?.values() ?? [])].map((c) => c.close()));
     await deadlines.close();

@@ -1,6 +1,9 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
+import type { BatchWorker } from '../../workers/batch-worker.js';
+import type { BatchStore } from '../batches/batch-store.js';
+import type { FileStore } from '../batches/file-store.js';
 import type { Config } from '../config/schema.js';
 import type { WebhookQueue } from '../delivery/webhook-queue.js';
 import type { JobIntake } from '../intake/job-intake.js';
@@ -12,6 +15,8 @@ import type { JobEvents } from '../store/job-events.js';
 import type { JobStore } from '../store/job-store.js';
 import type { ApiKeyAuth } from './auth.js';
 import { installErrorHandling } from './errors.js';
+import { batchesRoutes } from './routes/batches.js';
+import { filesRoutes } from './routes/files.js';
 import { healthRoutes } from './routes/health.js';
 import { jobsRoutes } from './routes/jobs.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -28,6 +33,9 @@ export interface ApiServices {
   budgets: RateBudgets;
   config: Config;
   webhooks: WebhookQueue;
+  files: FileStore;
+  batches: BatchStore;
+  batchRunner: BatchWorker;
 }
 
 declare module 'fastify' {
@@ -83,6 +91,8 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   await app.register(healthRoutes);
   await app.register(jobsRoutes, { prefix: '/v1' });
   await app.register(providersRoutes, { prefix: '/v1' });
+  await app.register(filesRoutes, { prefix: '/v1' });
+  await app.register(batchesRoutes, { prefix: '/v1' });
   await app.register(metricsRoutes);
   return app;
 }

@@ -38,6 +38,8 @@ const RECORD_CHUNK = 500;
 export interface SubmitContext {
   tenant: string;
   idempotencyKey?: string | undefined;
+  /** The batch these jobs are lines of. */
+  batch?: string | undefined;
 }
 
 /** Accepts a validated job: routes it, writes its record, and puts hop 0 on the first target's queue. */
@@ -64,7 +66,7 @@ export class JobIntake {
   }
 
   /** Routes and shapes one job without touching Redis; throws the IntakeError a caller should see. */
-  private async prepare(body: JobBody, tenant: string, now: number): Promise<NewJob> {
+  private async prepare(body: JobBody, tenant: string, now: number, batch?: string): Promise<NewJob> {
     if (body.webhook_url !== undefined) await this.checkWebhook(body.webhook_url);
     let chain: string[];
     try {
@@ -86,6 +88,7 @@ export class JobIntake {
       webhook_url: body.webhook_url ?? null,
       deadline_at: body.deadline_s === undefined ? null : now + body.deadline_s * 1000,
       created_at: now,
+      batch,
     };
   }
 
@@ -124,7 +127,7 @@ export class JobIntake {
     const problems: string[] = [];
     const prepared = await Promise.all(
       bodies.map((b, i) =>
-        this.prepare(b, ctx.tenant, now).catch((err: unknown) => {
+        this.prepare(b, ctx.tenant, now, ctx.batch).catch((err: unknown) => {
           if (!(err instanceof IntakeError)) throw err;
           problems.push(`jobs[${i}]${err.param ? `.${err.param}` : ''}: ${err.message}`);
           return null;

@@ -7,7 +7,7 @@
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] attempt (JSON object, or '' for none), ARGV[7] queued | retry | succeeded | failed,
   ARGV[8] prompt tokens, ARGV[9] completion tokens, ARGV[10] cost in 1e-10 USD (each '' if none),
-  ARGV[11..] field, value, ...
+  ARGV[11] key prefix (a batch job's batch lives under it), ARGV[12..] field, value, ...
   Returns 1 when applied, 0 when the job had already moved on.
 ]]
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'attempts')
@@ -27,8 +27,8 @@ if ARGV[6] ~= '' then
   end
   redis.call('HSET', KEYS[1], 'attempts', attempts)
 end
-if #ARGV >= 11 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+if #ARGV >= 12 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 12))
 end
 if ARGV[6] ~= '' then
   -- Totals per provider move with the ledger, in the same atomic step, so they never drift from it.
@@ -58,6 +58,16 @@ else
   -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
     redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
+  end
+  -- A batch's job reports to the batch in the same step; the last one marks the batch for finalizing.
+  local batch = redis.call('HGET', KEYS[1], 'batch')
+  if batch then
+    local batchKey = ARGV[11] .. ':batch:' .. batch
+    redis.call('HINCRBY', batchKey, ARGV[7] == 'succeeded' and 'completed' or 'failed', 1)
+    local c = redis.call('HMGET', batchKey, 'completed', 'failed', 'total')
+    if c[3] and tonumber(c[1] or '0') + tonumber(c[2] or '0') >= tonumber(c[3]) then
+      redis.call('SADD', ARGV[11] .. ':batches-done', batch)
+    end
   end
   redis.call('PUBLISH', ARGV[3], ARGV[5])
 end

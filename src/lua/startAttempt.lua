@@ -2,7 +2,8 @@
   Claims hop ARGV[1] of a job for a worker. This guard is what makes a hop run at most once in
   effect: a duplicate or stale BullMQ job finds the record terminal or moved on and does nothing.
   KEYS[1] job hash, KEYS[2] webhook outbox (zset)
-  ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id
+  ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
+  ARGV[6] key prefix
   Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired'} | {'ok', request, chain, previous status, deadline}
 ]]
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at')
@@ -25,6 +26,16 @@ if f[3] and now > tonumber(f[3]) then
   -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
     redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+  end
+  -- A batch's job reports to the batch in the same step; the last one marks the batch for finalizing.
+  local batch = redis.call('HGET', KEYS[1], 'batch')
+  if batch then
+    local batchKey = ARGV[6] .. ':batch:' .. batch
+    redis.call('HINCRBY', batchKey, 'expired' == 'succeeded' and 'completed' or 'failed', 1)
+    local c = redis.call('HMGET', batchKey, 'completed', 'failed', 'total')
+    if c[3] and tonumber(c[1] or '0') + tonumber(c[2] or '0') >= tonumber(c[3]) then
+      redis.call('SADD', ARGV[6] .. ':batches-done', batch)
+    end
   end
   redis.call('PUBLISH', ARGV[3], ARGV[5])
   return {'expired'}

@@ -18,6 +18,8 @@ export interface NewJob {
   webhook_url: string | null;
   deadline_at: number | null;
   created_at: number;
+  /** The batch this job is a line of, if any. */
+  batch?: string | undefined;
 }
 
 export type CreateOutcome =
@@ -81,6 +83,7 @@ export class JobStore {
     ];
     if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
     if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
+    if (job.batch) fields.push('batch', job.batch);
     const idemKey = idempotency ? this.keys.idempotency(job.tenant, sha256(idempotency.key)) : this.keys.idempotency(job.tenant, '-');
     const [code, id] = (await this.redis.createJob(
       this.keys.job(job.id), this.keys.jobIndex(job.tenant), idemKey,
@@ -131,7 +134,7 @@ export class JobStore {
   }
 
   async start(id: string, hop: number, now = Date.now()): Promise<StartOutcome> {
-    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id)) as string[];
+    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id, this.keys.prefix)) as string[];
     switch (reply[0]) {
       case 'missing':
       case 'expired':
@@ -167,6 +170,7 @@ export class JobStore {
       attempt ? JSON.stringify(attempt) : '', outcome.status,
       usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
       attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
+      this.keys.prefix,
       ...fields,
     );
     return applied === 1;
@@ -190,7 +194,7 @@ export class JobStore {
       status === 'cancelled'
         ? { type: 'cancelled', message: 'the job was cancelled by the caller' }
         : { type: 'deadline_exceeded', message: 'the job did not finish before its deadline' };
-    const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error))) as string[];
+    const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error), this.keys.prefix)) as string[];
     if (reply[0] === 'missing') return { kind: 'missing' };
     if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };
     return { kind: 'ended', hop: Number(reply[1]), previous: reply[2] as JobStatus };

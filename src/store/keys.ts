@@ -28,6 +28,37 @@ export class Keys {
     return `${this.prefix}:job:${id}:webhook`;
   }
 
+  file(id: string): string {
+    return `${this.prefix}:file:${id}`;
+  }
+
+  fileLines(id: string): string {
+    return `${this.prefix}:file:${id}:lines`;
+  }
+
+  fileIndex(tenant: string): string {
+    return `${this.prefix}:files:${tenant}`;
+  }
+
+  /** Must match the key the Lua scripts build from the prefix. */
+  batch(id: string): string {
+    return `${this.prefix}:batch:${id}`;
+  }
+
+  /** Line index → "<job id>\t<custom_id>" for one batch. */
+  batchJobs(id: string): string {
+    return `${this.prefix}:batch:${id}:jobs`;
+  }
+
+  batchIndex(tenant: string): string {
+    return `${this.prefix}:batches:${tenant}`;
+  }
+
+  /** Batches whose every job has ended, waiting to be finalized (filled by the Lua scripts). */
+  get batchesDone(): string {
+    return `${this.prefix}:batches-done`;
+  }
+
   breaker(provider: string): string {
     return `${this.prefix}:breaker:${provider}`;
   }

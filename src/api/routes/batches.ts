@@ -1,0 +1,65 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { type BatchRecord, toPublicBatch } from '../../batches/batch-store.js';
+import { apiError } from '../errors.js';
+
+const WINDOWS: Record<string, number> = { '24h': 24 * 3600 * 1000 };
+
+/** OpenAI-compatible /v1/batches: create, retrieve, cancel, list. */
+export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { files, batches, batchRunner, auth } = app.services;
+  app.addHook('onRequest', auth.hook);
+  const notFound = (id: string) => apiError('not_found_error', `no batch ${id}`, 'id', 'batch_not_found');
+  const mine = (b: BatchRecord | null, tenant: string) => (b && b.tenant === tenant ? b : null);
+
+  app.post(
+    '/batches',
+    {
+      schema: {
+        body: z.strictObject({
+          input_file_id: z.string().min(1),
+          endpoint: z.literal('/v1/chat/completions', { error: 'only /v1/chat/completions batches are supported' }),
+          completion_window: z.literal('24h', { error: 'completion_window must be "24h"' }),
+          metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
+        }),
+      },
+    },
+    async (request, reply) => {
+      const { input_file_id, endpoint, completion_window, metadata } = request.body;
+      const file = await files.get(input_file_id, request.tenant);
+      if (!file) return reply.code(400).send(apiError('invalid_request_error', `no file ${input_file_id}`, 'input_file_id', 'file_not_found'));
+      if (file.purpose !== 'batch') return reply.code(400).send(apiError('invalid_request_error', `file ${input_file_id} has purpose ${file.purpose}, not batch`, 'input_file_id', 'invalid_purpose'));
+      const id = await batches.create({ tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs: WINDOWS[completion_window]!, metadata: metadata ?? null });
+      await batchRunner.schedule('start', id);
+      return toPublicBatch(id, (await batches.get(id))!);
+    },
+  );
+
+  app.get('/batches/:id', { schema: { params: z.object({ id: z.string() }) } }, async (request, reply) => {
+    const b = mine(await batches.get(request.params.id), request.tenant);
+    return b ? toPublicBatch(request.params.id, b) : reply.code(404).send(notFound(request.params.id));
+  });
+
+  app.post('/batches/:id/cancel', { schema: { params: z.object({ id: z.string() }) } }, async (request, reply) => {
+    const { id } = request.params;
+    const b = mine(await batches.get(id), request.tenant);
+    if (!b) return reply.code(404).send(notFound(id));
+    if (b.status === 'validating' || b.status === 'in_progress') {
+      await batches.mark(id, 'cancelling', 'cancelling_at');
+      await batchRunner.schedule('cancel', id);
+    } else if (b.status !== 'cancelling' && b.status !== 'cancelled') {
+      return reply.code(409).send(apiError('conflict_error', `batch ${id} is ${b.status} and cannot be cancelled`, 'id', 'batch_not_cancellable'));
+    }
+    return toPublicBatch(id, (await batches.get(id))!);
+  });
+
+  app.get(
+    '/batches',
+    { schema: { querystring: z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), after: z.string().optional() }) } },
+    async (request) => {
+      const { data: records, hasMore } = await batches.list(request.tenant, request.query.limit, request.query.after);
+      const data = records.map(([id, b]) => toPublicBatch(id, b));
+      return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore };
+    },
+  );
+};

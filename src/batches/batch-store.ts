@@ -1,0 +1,136 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Keys } from '../store/keys.js';
+import { pageIds } from '../store/pagination.js';
+
+export const BATCH_STATUSES = ['validating', 'failed', 'in_progress', 'finalizing', 'completed', 'expired', 'cancelling', 'cancelled'] as const;
+export type BatchStatus = (typeof BATCH_STATUSES)[number];
+
+export interface BatchLineError {
+  code: string;
+  message: string;
+  param: string | null;
+  line: number | null;
+}
+
+/** Timestamps (Unix seconds) the OpenAI batch object carries, set as the batch moves. */
+const STAMPS = ['in_progress_at', 'finalizing_at', 'completed_at', 'failed_at', 'expired_at', 'cancelling_at', 'cancelled_at'] as const;
+type Stamp = (typeof STAMPS)[number];
+
+const FIELDS = [
+  'tenant', 'status', 'total', 'completed', 'failed', 'endpoint', 'input_file_id', 'completion_window', 'created_at',
+  'expires_at', 'output_file_id', 'error_file_id', 'errors', 'metadata', 'enqueued', ...STAMPS,
+] as const;
+
+export const newBatchId = () => `batch_${randomBytes(12).toString('base64url')}`;
+
+export type BatchRecord = Record<(typeof FIELDS)[number], string | null>;
+
+/**
+ * Batches as Redis hashes, one field per fact, so the batch worker, the API's cancel and the job
+ * scripts' counters (completed / failed, incremented as each line's job ends) never overwrite each
+ * other. Line i's job is field i of a second hash.
+ */
+export class BatchStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly ttlMs: number,
+  ) {}
+
+  async create(b: { tenant: string; inputFileId: string; endpoint: string; window: string; windowMs: number; metadata: Record<string, string> | null }): Promise<string> {
+    const id = newBatchId();
+    const now = Date.now();
+    await this.redis
+      .multi()
+      .hset(this.keys.batch(id), {
+        tenant: b.tenant, status: 'validating', endpoint: b.endpoint, input_file_id: b.inputFileId, completion_window: b.window,
+        created_at: Math.floor(now / 1000), expires_at: Math.floor((now + b.windowMs) / 1000), metadata: JSON.stringify(b.metadata),
+        completed: 0, failed: 0,
+      })
+      .pexpire(this.keys.batch(id), this.ttlMs)
+      .zadd(this.keys.batchIndex(b.tenant), now, id)
+      .exec();
+    return id;
+  }
+
+  async get(id: string): Promise<BatchRecord | null> {
+    const values = await this.redis.hmget(this.keys.batch(id), ...FIELDS);
+    if (!values[0]) return null;
+    return Object.fromEntries(FIELDS.map((f, i) => [f, values[i] ?? null])) as BatchRecord;
+  }
+
+  /** Moves the batch to `status`, stamping `<stamp>` with now, plus any other fields. */
+  async mark(id: string, status: BatchStatus, stamp: Stamp | null, extra: Record<string, string | number> = {}): Promise<void> {
+    await this.redis.hset(this.keys.batch(id), { status, ...(stamp && { [stamp]: Math.floor(Date.now() / 1000) }), ...extra });
+  }
+
+  async set(id: string, fields: Record<string, string | number>): Promise<void> {
+    await this.redis.hset(this.keys.batch(id), fields);
+  }
+
+  async recordLines(id: string, first: number, entries: { jobId: string; customId: string }[]): Promise<void> {
+    const fields: Record<string, string> = {};
+    entries.forEach((e, k) => (fields[String(first + k)] = `${e.jobId}\t${e.customId}`));
+    await this.redis.multi().hset(this.keys.batchJobs(id), fields).pexpire(this.keys.batchJobs(id), this.ttlMs).hset(this.keys.batch(id), 'enqueued', first + entries.length - 1).exec();
+  }
+
+  /** Lines `from`..`to` (1-based, inclusive) as job id and custom_id. */
+  async lines(id: string, from: number, to: number): Promise<{ line: number; jobId: string; customId: string }[]> {
+    const indexes = Array.from({ length: to - from + 1 }, (_, k) => String(from + k));
+    if (indexes.length === 0) return [];
+    const values = await this.redis.hmget(this.keys.batchJobs(id), ...indexes);
+    return values.flatMap((v, k) => {
+      if (!v) return [];
+      const tab = v.indexOf('\t');
+      return [{ line: from + k, jobId: v.slice(0, tab), customId: v.slice(tab + 1) }];
+    });
+  }
+
+  /** Re-checks completion after `total` changed (a cancel stopped the batch part way through enqueueing). */
+  async checkDone(id: string): Promise<void> {
+    const [completed, failed, total] = await this.redis.hmget(this.keys.batch(id), 'completed', 'failed', 'total');
+    if (total !== null && Number(completed) + Number(failed) >= Number(total)) await this.redis.sadd(this.keys.batchesDone, id);
+  }
+
+  async list(tenant: string, limit: number, after?: string): Promise<{ data: [string, BatchRecord][]; hasMore: boolean }> {
+    const ids = await pageIds(this.redis, this.keys.batchIndex(tenant), limit, after);
+    const records = await Promise.all(ids.slice(0, limit).map(async (id) => [id, await this.get(id)] as const));
+    return { data: records.filter((r): r is [string, BatchRecord] => r[1] !== null), hasMore: ids.length > limit };
+  }
+
+  async takeDone(): Promise<string[]> {
+    return this.redis.smembers(this.keys.batchesDone);
+  }
+
+  async clearDone(id: string): Promise<void> {
+    await this.redis.srem(this.keys.batchesDone, id);
+  }
+}
+
+/** OpenAI's batch object. */
+export function toPublicBatch(id: string, b: BatchRecord) {
+  const num = (v: string | null) => (v === null ? null : Number(v));
+  return {
+    id,
+    object: 'batch' as const,
+    endpoint: b.endpoint,
+    errors: b.errors ? { object: 'list' as const, data: JSON.parse(b.errors) as BatchLineError[] } : null,
+    input_file_id: b.input_file_id,
+    completion_window: b.completion_window,
+    status: b.status as BatchStatus,
+    output_file_id: b.output_file_id,
+    error_file_id: b.error_file_id,
+    created_at: num(b.created_at),
+    in_progress_at: num(b.in_progress_at),
+    expires_at: num(b.expires_at),
+    finalizing_at: num(b.finalizing_at),
+    completed_at: num(b.completed_at),
+    failed_at: num(b.failed_at),
+    expired_at: num(b.expired_at),
+    cancelling_at: num(b.cancelling_at),
+    cancelled_at: num(b.cancelled_at),
+    request_counts: { total: num(b.total) ?? 0, completed: num(b.completed) ?? 0, failed: num(b.failed) ?? 0 },
+    metadata: b.metadata ? (JSON.parse(b.metadata) as Record<string, string> | null) : null,
+  };
+}

@@ -1,0 +1,238 @@
+import { type Job, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { BatchLineError, BatchStore } from '../src/batches/batch-store.js';
+import type { FileStore } from '../src/batches/file-store.js';
+import { IntakeError, type JobIntake } from '../src/intake/job-intake.js';
+import { type JobBody, jobBodySchema } from '../src/intake/job-request.js';
+import type { Logger } from '../src/log.js';
+import type { ProviderQueues } from '../src/queues/provider-queues.js';
+import { RouteError, type Router } from '../src/routing/router.js';
+import type { JobRecord } from '../src/store/job-record.js';
+import { isTerminal, splitTarget } from '../src/store/job-record.js';
+import type { JobStore } from '../src/store/job-store.js';
+
+export const BATCH_QUEUE = 'sy-batches';
+
+type Step = { step: 'start' | 'cancel' | 'finalize'; batch: string };
+
+/** Lines validated, enqueued and finalized per round: bounded memory whatever the batch size. */
+const CHUNK = 1000;
+/** A failed validation keeps this many line errors; the count of the rest is in the last one. */
+const MAX_ERRORS = 1000;
+const SWEEP_EVERY_MS = 1000;
+
+interface Line {
+  custom_id?: unknown;
+  method?: unknown;
+  url?: unknown;
+  body?: { model?: unknown } & Record<string, unknown>;
+}
+
+/**
+ * Runs OpenAI-shaped batches through Switchyard jobs: validate the input file (every line, before any
+ * job exists), turn each line into a job routed by its `body.model` (with fallback), and when the
+ * last job ends (the job scripts count them into the batch) write the output and error files.
+ * Every step is a BullMQ job with a deterministic id and is safe to run again after a crash.
+ */
+export class BatchWorker {
+  readonly queue: Queue<Step>;
+  private worker: Worker<Step> | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly deps: {
+      connection: Redis; prefix: string; batches: BatchStore; files: FileStore; store: JobStore; intake: JobIntake;
+      router: Router; queues: ProviderQueues; log: Logger;
+    },
+  ) {
+    this.queue = new Queue<Step>(BATCH_QUEUE, { connection: deps.connection, prefix: deps.prefix });
+  }
+
+  async schedule(step: Step['step'], batch: string): Promise<void> {
+    await this.queue.add(step, { step, batch }, { jobId: `${batch}-${step}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: { count: 1000 } });
+  }
+
+  start(): void {
+    this.worker = new Worker<Step>(BATCH_QUEUE, (job) => this.run(job), { connection: this.deps.connection, prefix: this.deps.prefix, concurrency: 4, drainDelay: 1 });
+    this.worker.on('error', (err) => this.deps.log.error({ err: err.message }, 'batch worker error'));
+    this.sweeper = setInterval(() => void this.sweep().catch((err: unknown) => this.deps.log.warn({ err: (err as Error).message }, 'batch sweep failed')), SWEEP_EVERY_MS);
+    this.sweeper.unref();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    await this.worker?.close();
+    await this.queue.close();
+  }
+
+  /** Batches whose last job has ended get finalized. */
+  private async sweep(): Promise<void> {
+    for (const id of await this.deps.batches.takeDone()) {
+      await this.schedule('finalize', id);
+      await this.deps.batches.clearDone(id);
+    }
+  }
+
+  private async run(job: Job<Step>): Promise<void> {
+    const { step, batch } = job.data;
+    if (step === 'start') return this.startBatch(batch);
+    if (step === 'cancel') return this.cancelBatch(batch);
+    return this.finalize(batch);
+  }
+
+  /** A line as a job body, or the reason it cannot be one. */
+  private toJob(raw: string, endpoint: string, batch: string, expiresAt: number): { body: JobBody; customId: string } | Omit<BatchLineError, 'line'> {
+    let line: Line;
+    try {
+      line = JSON.parse(raw) as Line;
+    } catch {
+      return { code: 'invalid_json', message: 'line is not valid JSON', param: null };
+    }
+    if (typeof line.custom_id !== 'string' || line.custom_id === '') return { code: 'invalid_request', message: 'custom_id must be a non-empty string', param: 'custom_id' };
+    if (line.method !== 'POST') return { code: 'invalid_request', message: 'method must be POST', param: 'method' };
+    if (line.url !== endpoint) return { code: 'invalid_request', message: `url must be ${endpoint}, the batch's endpoint`, param: 'url' };
+    if (!line.body || typeof line.body !== 'object' || typeof line.body.model !== 'string') {
+      return { code: 'invalid_request', message: 'body must be an object with a model', param: 'body.model' };
+    }
+    const { model, ...request } = line.body;
+    const parsed = jobBodySchema.safeParse({
+      model,
+      request,
+      metadata: { batch_id: batch, custom_id: line.custom_id.slice(0, 512) },
+      deadline_s: Math.max(1, Math.ceil((expiresAt - Date.now()) / 1000)),
+    });
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const path = issue.path.join('.').replace(/^request/, 'body');
+      return { code: 'invalid_request', message: `${path}: ${issue.message}`, param: path };
+    }
+    try {
+      this.deps.router.resolve(parsed.data);
+    } catch (err) {
+      if (err instanceof RouteError) return { code: 'invalid_request', message: err.message, param: 'body.model' };
+      throw err;
+    }
+    return { body: parsed.data, customId: line.custom_id };
+  }
+
+  private async startBatch(id: string): Promise<void> {
+    const { batches, files, intake, log } = this.deps;
+    const b = await batches.get(id);
+    if (!b || b.status !== 'validating' && b.status !== 'in_progress') return;
+    const endpoint = b.endpoint!;
+    const expiresAt = Number(b.expires_at) * 1000;
+    const fileId = b.input_file_id!;
+
+    if (b.status === 'validating') {
+      // Every line is checked before any job exists: a batch runs whole or not at all.
+      const errors: BatchLineError[] = [];
+      let bad = 0;
+      let total = 0;
+      const seen = new Set<string>();
+      for await (const { first, lines } of files.chunks(fileId, CHUNK)) {
+        lines.forEach((raw, k) => {
+          total++;
+          const result = this.toJob(raw, endpoint, id, expiresAt);
+          let error = 'body' in result ? null : result;
+          if (!error && 'customId' in result) {
+            if (seen.has(result.customId)) error = { code: 'duplicate_custom_id', message: `custom_id ${result.customId} appears more than once`, param: 'custom_id' };
+            seen.add(result.customId);
+          }
+          if (error && ++bad <= MAX_ERRORS) errors.push({ ...error, line: first + k });
+        });
+      }
+      if (total === 0) errors.push({ code: 'empty_file', message: 'the input file has no lines', param: null, line: null });
+      if (errors.length > 0) {
+        if (bad > MAX_ERRORS) errors.push({ code: 'too_many_errors', message: `${bad - MAX_ERRORS} more lines are invalid`, param: null, line: null });
+        await batches.mark(id, 'failed', 'failed_at', { errors: JSON.stringify(errors) });
+        log.info({ batch: id, invalid_lines: bad }, 'batch refused at validation');
+        return;
+      }
+      await batches.mark(id, 'in_progress', 'in_progress_at', { total });
+    }
+
+    // Enqueue line by line chunk; a re-run after a crash resumes where `enqueued` stopped, and the
+    // idempotency key per chunk returns the jobs a half-finished chunk had already made.
+    const done = Number((await batches.get(id))?.enqueued ?? 0);
+    for await (const { first, lines } of files.chunks(fileId, CHUNK)) {
+      if (first + lines.length - 1 <= done) continue;
+      if ((await batches.get(id))?.status === 'cancelling') break;
+      const parsed = lines.map((raw) => this.toJob(raw, endpoint, id, expiresAt) as { body: JobBody; customId: string });
+      const jobs = await intake.submitMany(parsed.map((p) => p.body), { tenant: b.tenant!, idempotencyKey: `${id}-${first}`, batch: id }).catch((err: unknown) => {
+        // Validated a moment ago; a model removed from the config since would land here.
+        if (err instanceof IntakeError) throw new Error(`batch ${id} lines ${first}..: ${err.message}`);
+        throw err;
+      });
+      await batches.recordLines(id, first, jobs.map((j, k) => ({ jobId: j.id, customId: parsed[k]!.customId })));
+    }
+    if ((await batches.get(id))?.status === 'cancelling') await this.schedule('cancel', id);
+    log.info({ batch: id }, 'batch enqueued');
+  }
+
+  private async cancelBatch(id: string): Promise<void> {
+    const { batches, store, queues } = this.deps;
+    const b = await batches.get(id);
+    if (!b) return;
+    const enqueued = Number(b.enqueued ?? 0);
+    for (let from = 1; from <= enqueued; from += CHUNK) {
+      const lines = await batches.lines(id, from, Math.min(enqueued, from + CHUNK - 1));
+      const jobs = await store.getMany(lines.map((l) => l.jobId));
+      await Promise.all(
+        jobs.map(async (job) => {
+          if (!job || isTerminal(job.status)) return;
+          const outcome = await store.end(job.id, 'cancelled');
+          const ref = job.chain[job.hop];
+          if (outcome.kind === 'ended' && ref) await queues.removeHop(splitTarget(ref).provider, job.id, job.hop);
+        }),
+      );
+    }
+    // Lines never enqueued will never end: the batch is whole at what was enqueued.
+    if (b.total === null || enqueued < Number(b.total)) await batches.set(id, { total: enqueued });
+    await batches.checkDone(id);
+  }
+
+  private async finalize(id: string): Promise<void> {
+    const { batches, files, store, log } = this.deps;
+    const b = await batches.get(id);
+    if (!b || !['in_progress', 'cancelling', 'finalizing'].includes(b.status!)) return;
+    await batches.mark(id, b.status === 'cancelling' ? 'cancelling' : 'finalizing', b.status === 'cancelling' ? null : 'finalizing_at');
+    const total = Number(b.total ?? 0);
+    const results = async function* (want: 'output' | 'error') {
+      for (let from = 1; from <= total; from += CHUNK) {
+        const lines = await batches.lines(id, from, Math.min(total, from + CHUNK - 1));
+        const jobs = await store.getMany(lines.map((l) => l.jobId));
+        yield lines.flatMap((l, k) => {
+          const job = jobs[k];
+          const ok = job?.status === 'succeeded';
+          if ((want === 'output') !== ok) return [];
+          return [JSON.stringify(outputLine(l.customId, l.jobId, job ?? null))];
+        });
+      }
+    };
+    const output = await files.write(b.tenant!, `${id}_output.jsonl`, 'batch_output', results('output'));
+    const errors = await files.write(b.tenant!, `${id}_error.jsonl`, 'batch_output', results('error'));
+    const fileIds = { ...(output && { output_file_id: output.id }), ...(errors && { error_file_id: errors.id }) };
+    const expired = Date.now() >= Number(b.expires_at) * 1000;
+    if (b.status === 'cancelling') await batches.mark(id, 'cancelled', 'cancelled_at', fileIds);
+    else if (expired && errors) await batches.mark(id, 'expired', 'expired_at', fileIds);
+    else await batches.mark(id, 'completed', 'completed_at', fileIds);
+    log.info({ batch: id, total, output: output?.id, errors: errors?.id }, 'batch finalized');
+  }
+}
+
+/** One line of a batch's output or error file, as OpenAI writes them. */
+function outputLine(customId: string, jobId: string, job: JobRecord | null) {
+  const id = `batch_req_${jobId.slice('job_'.length)}`;
+  if (job?.status === 'succeeded') {
+    return { id, custom_id: customId, response: { status_code: 200, request_id: jobId, body: job.result }, error: null };
+  }
+  const error = job?.error ?? { type: 'not_found', message: 'the job for this line no longer exists' };
+  const code = job?.status === 'expired' ? 'batch_expired' : job?.status === 'cancelled' ? 'batch_cancelled' : error.type;
+  const status = error.status ?? (job?.status === 'failed' ? 500 : null);
+  return {
+    id,
+    custom_id: customId,
+    response: status === null ? null : { status_code: status, request_id: jobId, body: { error: { message: error.message, type: error.type, code } } },
+    error: { code, message: error.message },
+  };
+}
