@@ -14,10 +14,28 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** Runs `switchyard <args>` and resolves once stdout shows `ready`. */
-export async function spawnCli(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<Child> {
+/** Polls `url` until it answers 200. */
+export async function waitHttp(url: string, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error(`${url} did not answer in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Runs `switchyard <args>` and resolves once stdout shows `ready`, or once `ready` (a URL) answers. */
+export async function spawnCli(args: string[], ready: RegExp | string, env: Record<string, string> = {}): Promise<Child> {
   const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
+  if (typeof ready === 'string') {
+    proc.stdout!.resume();
+    proc.stderr!.resume();
+    await waitHttp(ready);
+  } else await new Promise<void>((resolve, reject) => {
     let out = '';
     let err = '';
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${ready}: ${out}${err}`)), 20_000);
@@ -34,6 +52,7 @@ export async function spawnCli(args: string[], ready: RegExp, env: Record<string
   // Keep draining output so the child never blocks on a full pipe.
   proc.stdout!.resume();
   proc.stderr!.resume();
+
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   return {
     proc,

@@ -3,7 +3,8 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss, resilience, webhooks) runs a subset.
+ * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch) runs a subset.
+ * BENCH_BATCH_LINES (default 50000) sets the batch size.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
@@ -17,6 +18,7 @@ import { loggerOptions } from '../src/log.js';
 import { resolveRedis } from '../src/redis/connection.js';
 import { freePort } from '../src/redis/embedded.js';
 import { startRuntime } from '../src/runtime.js';
+import { Pool } from 'undici';
 import { chatBody, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
 const N = Number(process.env.BENCH_JOBS ?? 20_000);
@@ -379,6 +381,85 @@ async function webhookRates(redisUrl: string, mockBaseUrl: string) {
   return { perSecond, n, lag: percentiles(lags) };
 }
 
+/** POST /v1/jobs/bulk in requests of 1,000 against BullMQ's addBulk in chunks of 1,000, same jobs. */
+async function bulkIntake(redisUrl: string, mockBaseUrl: string) {
+  const per = 1000;
+  const api = await startRuntime({ config: configFor(redisUrl, mockBaseUrl), redisUrl, log: quiet, api: true, listen: { port: 0, host: '127.0.0.1' } });
+  const pool = new Pool(api.url!, { connections: 2 });
+  const body = (start: number) => JSON.stringify({ jobs: Array.from({ length: per }, (_, k) => ({ request: chatBody(start + k) })) });
+  // Two requests in flight, as a pipeline pushing a file would have.
+  let next = 0;
+  let t0 = performance.now();
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (next < N) {
+        const start = next;
+        next += per;
+        const res = await pool.request({ path: '/v1/jobs/bulk', method: 'POST', headers: { 'content-type': 'application/json' }, body: body(start) });
+        const text = await res.body.text();
+        if (res.statusCode !== 202) throw new Error(`bulk answered ${res.statusCode}: ${text.slice(0, 200)}`);
+      }
+    }),
+  );
+  const switchyard = N / ((performance.now() - t0) / 1000);
+  await pool.close();
+  await api.close();
+
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue('raw-bulk', { connection, prefix: newPrefix() });
+  next = 0;
+  t0 = performance.now();
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (next < N) {
+        const start = next;
+        next += per;
+        await queue.addBulk(Array.from({ length: per }, (_, k) => ({ name: 'hop', data: { id: `job_${start + k}`, body: { request: chatBody(start + k) } }, opts: { priority: 5 } })));
+      }
+    }),
+  );
+  const raw = N / ((performance.now() - t0) / 1000);
+  await queue.close();
+  connection.disconnect();
+  return { switchyard, raw };
+}
+
+/** A batch of BENCH_BATCH_LINES lines, upload to completed, through `npm start` as its own process. */
+async function bigBatch(redisUrl: string, mockBaseUrl: string) {
+  const lines = Number(process.env.BENCH_BATCH_LINES ?? 50_000);
+  const port = await freePort();
+  const file = writeYaml({
+    redis: { url: redisUrl, prefix: newPrefix() },
+    providers: { mock: { type: 'openai', base_url: mockBaseUrl, max_in_flight: CONCURRENCY } },
+    models: { fast: ['mock/bench-model'] },
+    tasks: { default: 'fast' },
+  });
+  const broker = await spawnCli(['start'], `http://127.0.0.1:${port}/healthz`, { SWITCHYARD_CONFIG: file, PORT: String(port), LOG_LEVEL: 'warn' });
+  const base = `http://127.0.0.1:${port}/v1`;
+  try {
+    const jsonl = Array.from({ length: lines }, (_, i) => JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', ...chatBody(i) } })).join('\n');
+    const t0 = performance.now();
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('file', new Blob([jsonl]), 'bench.jsonl');
+    const uploaded = (await (await fetch(`${base}/files`, { method: 'POST', body: form })).json()) as { id: string };
+    const uploadS = (performance.now() - t0) / 1000;
+    const created = (await (await fetch(`${base}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input_file_id: uploaded.id, endpoint: '/v1/chat/completions', completion_window: '24h' }) })).json()) as { id: string };
+    let status = '';
+    let counts = { total: 0, completed: 0, failed: 0 };
+    while (!['completed', 'failed', 'cancelled', 'expired'].includes(status)) {
+      await new Promise((r) => setTimeout(r, 250));
+      const b = (await (await fetch(`${base}/batches/${created.id}`)).json()) as { status: string; request_counts: typeof counts };
+      status = b.status;
+      counts = b.request_counts;
+    }
+    const totalS = (performance.now() - t0) / 1000;
+    return { lines, status, counts, uploadS, totalS, rss: peakRssMiB(broker.proc.pid!) };
+  } finally {
+    await broker.stop();
+  }
+}
+
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ms = (p: { p50: number; p95: number; p99: number }) => `${fmt(p.p50, 1)} / ${fmt(p.p95, 1)} / ${fmt(p.p99, 1)}`;
 
@@ -437,6 +518,22 @@ async function main() {
         [`webhook deliveries to a loopback receiver (per s, ${fmt(hooks.n)} events, signed)`, fmt(hooks.perSecond), '', ''],
         ['job finished → webhook received p50 / p95 / p99 (ms), 100 jobs/s', ms(hooks.lag), '', ''],
       );
+    }
+    if (wanted('bulk')) {
+      process.stderr.write('bulk intake…\n');
+      const bulk = await bulkIntake(redis.url, mockBaseUrl);
+      rows.push([`bulk intake POST /v1/jobs/bulk (jobs/s, 1,000 a request)`, fmt(bulk.switchyard), `${fmt(bulk.raw)} (addBulk, 1,000 a call)`, fmt(bulk.switchyard / bulk.raw, 2)]);
+    }
+    if (wanted('batch')) {
+      process.stderr.write('big batch…\n');
+      const big = await bigBatch(redis.url, mockBaseUrl);
+      rows.push([
+        `batch of ${fmt(big.lines)} lines, upload → ${big.status} (s), all-in-one process`,
+        `${fmt(big.totalS, 1)} (upload ${fmt(big.uploadS, 1)}; ${fmt(big.counts.completed)} ok, ${fmt(big.counts.failed)} failed)`,
+        '',
+        '',
+      ]);
+      rows.push(['  peak RSS of that process (MiB)', fmt(big.rss), '', '']);
     }
     const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'Switchyard', 'raw BullMQ', 'ratio'][c]!.length));
     const line = (r: string[]) => `| ${r.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
