@@ -120,7 +120,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events.start();
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchRunner },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchRunner, deadlines },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';

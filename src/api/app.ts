@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js';
 import type { WebhookQueue } from '../delivery/webhook-queue.js';
 import type { JobIntake } from '../intake/job-intake.js';
 import { type Logger } from '../log.js';
+import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import type { BreakerBoard } from '../resilience/breaker-board.js';
 import type { RateBudgets } from '../resilience/rate-budget.js';
@@ -15,6 +16,7 @@ import type { JobEvents } from '../store/job-events.js';
 import type { JobStore } from '../store/job-store.js';
 import type { ApiKeyAuth } from './auth.js';
 import { installErrorHandling } from './errors.js';
+import { adminRoutes } from './routes/admin.js';
 import { batchesRoutes } from './routes/batches.js';
 import { filesRoutes } from './routes/files.js';
 import { healthRoutes } from './routes/health.js';
@@ -36,6 +38,7 @@ export interface ApiServices {
   files: FileStore;
   batches: BatchStore;
   batchRunner: BatchWorker;
+  deadlines: DeadlineQueue;
 }
 
 declare module 'fastify' {
@@ -94,5 +97,6 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   await app.register(filesRoutes, { prefix: '/v1' });
   await app.register(batchesRoutes, { prefix: '/v1' });
   await app.register(metricsRoutes);
+  await app.register(adminRoutes, { prefix: '/admin' });
   return app;
 }

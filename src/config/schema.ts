@@ -71,7 +71,14 @@ export const configSchema = z
         api_keys: z
           .array(z.strictObject({ name: z.string().min(1), key: z.string().min(16, 'use a key of at least 16 characters') }))
           .default([]),
-        admin: z.strictObject({ user: z.string().min(1), password: z.string().min(8) }).optional(),
+        admin: z
+          .strictObject({
+            user: z.string().min(1),
+            password: z.string().min(8),
+            /** Let Bull Board retry and remove jobs; off, it is read-only. */
+            queue_actions: z.boolean().default(false),
+          })
+          .optional(),
       })
       .prefault({}),
     providers: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, 'provider names use letters, digits, _ and -'), providerSchema),

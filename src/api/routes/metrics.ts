@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { protectOperatorRoutes } from '../operator-auth.js';
 
 const BREAKER_LEVEL = { closed: 0, half_open: 1, open: 2 } as const;
 
@@ -8,8 +9,8 @@ const BREAKER_LEVEL = { closed: 0, half_open: 1, open: 2 } as const;
  * process reports the same cluster-wide numbers: aggregate them with max(), not sum().
  */
 export const metricsRoutes: FastifyPluginAsync = async (app) => {
-  const { queues, breakers, store, auth } = app.services;
-  app.addHook('onRequest', auth.hook);
+  const { queues, breakers, store, config } = app.services;
+  await protectOperatorRoutes(app, config.auth);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'switchyard_process_' });
   const providers = () => queues.all().map(([name]) => name);

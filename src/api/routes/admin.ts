@@ -1,0 +1,31 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { FastifyPluginAsync } from 'fastify';
+import { protectOperatorRoutes } from '../operator-auth.js';
+
+/**
+ * Bull Board at /admin/queues: every provider queue and the broker's own queues (webhooks, deadlines,
+ * batches), grouped by their name prefix, read-only unless `auth.admin.queue_actions` allows retries
+ * and removals.
+ */
+export const adminRoutes: FastifyPluginAsync = async (app) => {
+  const { config, queues, webhooks, deadlines, batchRunner } = app.services;
+  await protectOperatorRoutes(app, config.auth);
+  const actions = config.auth.admin?.queue_actions ?? false;
+  const adapter = (queue: ConstructorParameters<typeof BullMQAdapter>[0], description: string) =>
+    new BullMQAdapter(queue, { readOnlyMode: !actions, allowRetries: actions, description, delimiter: '-' });
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath('/admin/queues');
+  createBullBoard({
+    queues: [
+      ...queues.all().map(([name, queue]) => adapter(queue, `hops for provider ${name}`)),
+      adapter(webhooks.queue, 'webhook deliveries'),
+      adapter(deadlines.bullQueue, 'job deadlines'),
+      adapter(batchRunner.queue, 'batch steps'),
+    ],
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'Switchyard queues' } },
+  });
+  await app.register(serverAdapter.registerPlugin(), { prefix: '/queues' });
+};

@@ -1,0 +1,52 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
+
+const KEY = 'sy-ops-tenant-key-0123456789';
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+describe('operator endpoints', () => {
+  let mock: MockServer;
+  let broker: TestBroker;
+  let noAdmin: TestBroker;
+
+  beforeAll(async () => {
+    mock = await startMock();
+    broker = await startBroker(configFor({ p: mock }, { auth: { api_keys: [{ name: 't', key: KEY }], admin: { user: 'ops', password: 'correct horse battery' } } }), { workers: undefined });
+    noAdmin = await startBroker(configFor({ p: mock }, { auth: { api_keys: [{ name: 't', key: KEY }] } }), { workers: undefined });
+  });
+  afterAll(async () => {
+    await broker.close();
+    await noAdmin.close();
+    await mock.app.close();
+    await Promise.all([dropPrefix(broker.prefix), dropPrefix(noAdmin.prefix)]);
+  });
+
+  const get = (b: TestBroker, path: string, authorization?: string) => fetch(`${b.url}${path}`, { headers: authorization ? { authorization } : {} });
+
+  it('puts Bull Board behind the admin credentials', async () => {
+    expect((await get(broker, '/admin/queues')).status).toBe(401);
+    expect((await get(broker, '/admin/queues')).headers.get('www-authenticate')).toMatch(/^Basic/);
+    expect((await get(broker, '/admin/queues', basic('ops', 'wrong password'))).status).toBe(401);
+    expect((await get(broker, '/admin/queues', `Bearer ${KEY}`)).status).toBe(401);
+    const page = await get(broker, '/admin/queues', basic('ops', 'correct horse battery'));
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+  });
+
+  it('shows every provider queue and the broker queues, grouped and read-only', async () => {
+    const res = await get(broker, '/admin/queues/api/queues', basic('ops', 'correct horse battery'));
+    expect(res.status).toBe(200);
+    const { queues } = (await res.json()) as { queues: { name: string; readOnlyMode: boolean; delimiter: string }[] };
+    expect(queues.map((q) => q.name).sort()).toEqual(['llm-p', 'sy-batches', 'sy-deadlines', 'sy-webhooks']);
+    expect(queues.every((q) => q.readOnlyMode && q.delimiter === '-')).toBe(true);
+  });
+
+  it('puts /metrics behind the admin credentials, and shuts operator routes when no admin is configured', async () => {
+    expect((await get(broker, '/metrics', `Bearer ${KEY}`)).status).toBe(401);
+    const metrics = await get(broker, '/metrics', basic('ops', 'correct horse battery'));
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/switchyard_queue_jobs/);
+    expect((await get(noAdmin, '/metrics', `Bearer ${KEY}`)).status).toBe(403);
+    expect((await get(noAdmin, '/admin/queues')).status).toBe(403);
+  });
+});
