@@ -9,6 +9,7 @@ import { buildApi } from './api/app.js';
 import { ApiKeyAuth } from './api/auth.js';
 import type { Config } from './config/schema.js';
 import { JobIntake } from './intake/job-intake.js';
+import { TenantLimits } from './intake/tenant-limits.js';
 import type { Logger } from './log.js';
 import { startMockProvider } from './mock-provider/server.js';
 import type { ProviderClient } from './providers/client.js';
@@ -86,7 +87,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const budgets = new RateBudgets(storeRedis, store.keys, config);
   const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
   const router = new Router(config, breakers);
-  const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) });
+  const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) }, new TenantLimits(storeRedis, store, config.auth));
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
   const ttlMs = config.retention.job_ttl_s * 1000;
   const files = new FileStore(storeRedis, store.keys, ttlMs);

@@ -47,6 +47,7 @@ export function installErrorHandling(app: FastifyInstance): void {
       return reply.code(400).send(body);
     }
     if (error instanceof IntakeError) {
+      if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS));
       return reply.code(error.status).send(apiError(error.type, error.message, error.param, error.code));
     }
     const status = error.statusCode ?? 500;

@@ -69,7 +69,23 @@ export const configSchema = z
     auth: z
       .strictObject({
         api_keys: z
-          .array(z.strictObject({ name: z.string().min(1), key: z.string().min(16, 'use a key of at least 16 characters') }))
+          .array(
+            z.strictObject({
+              name: z.string().min(1),
+              key: z.string().min(16, 'use a key of at least 16 characters'),
+              /** Per-tenant limits, checked at intake. */
+              limits: z
+                .strictObject({
+                  /** Intake requests per minute. */
+                  rpm: z.int().positive().optional(),
+                  /** Unfinished jobs at once. */
+                  max_queued: z.int().positive().optional(),
+                  /** Spend per calendar month (UTC), from the price table. */
+                  monthly_budget_usd: z.number().positive().optional(),
+                })
+                .optional(),
+            }),
+          )
           .default([]),
         admin: z
           .strictObject({

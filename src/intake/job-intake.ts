@@ -15,6 +15,8 @@ export class IntakeError extends Error {
     message: string,
     readonly param: string | null = null,
     readonly code: string | null = null,
+    /** Seconds, for a Retry-After header. */
+    readonly retryAfterS?: number,
   ) {
     super(message);
   }
@@ -50,6 +52,7 @@ export class JobIntake {
     private readonly router: Router,
     private readonly deadlines: DeadlineQueue,
     private readonly webhooks: { policy: TargetPolicy; signing: boolean },
+    private readonly limits?: { admit(tenant: string, jobs: number): Promise<void> },
   ) {}
 
   /** A refused webhook is a 400 now, not a delivery that silently never happens. */
@@ -109,6 +112,7 @@ export class JobIntake {
   }
 
   async submit(body: JobBody, ctx: SubmitContext): Promise<{ job: JobRecord; replayed: boolean }> {
+    await this.limits?.admit(ctx.tenant, 1);
     const prepared = await this.prepare(body, ctx.tenant, Date.now());
     const outcome = await this.record(prepared, body, ctx.idempotencyKey);
     // A replayed job still queued may have lost its hop between record and enqueue: finish that work.
@@ -123,6 +127,8 @@ export class JobIntake {
    * returns the jobs it created the first time.
    */
   async submitMany(bodies: JobBody[], ctx: SubmitContext): Promise<JobRecord[]> {
+    // A batch's own lines were admitted with the batch; callers' bulk requests are checked here.
+    if (!ctx.batch) await this.limits?.admit(ctx.tenant, bodies.length);
     const now = Date.now();
     const problems: string[] = [];
     const prepared = await Promise.all(

@@ -16,6 +16,7 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' or statu
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'finished_at', ARGV[1], 'error', ARGV[6])
 redis.call('HDEL', KEYS[1], 'request')
+redis.call('HINCRBY', ARGV[7] .. ':tenant:' .. (redis.call('HGET', KEYS[1], 'tenant') or ''), 'queued', -1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
 if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then

@@ -7,7 +7,8 @@
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] attempt (JSON object, or '' for none), ARGV[7] queued | retry | succeeded | failed,
   ARGV[8] prompt tokens, ARGV[9] completion tokens, ARGV[10] cost in 1e-10 USD (each '' if none),
-  ARGV[11] key prefix (a batch job's batch lives under it), ARGV[12..] field, value, ...
+  ARGV[11] key prefix (a batch job's batch and its tenant's totals live under it),
+  ARGV[12] the month (YYYY-MM) this spend counts against, ARGV[13..] field, value, ...
   Returns 1 when applied, 0 when the job had already moved on.
 ]]
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'attempts')
@@ -27,9 +28,10 @@ if ARGV[6] ~= '' then
   end
   redis.call('HSET', KEYS[1], 'attempts', attempts)
 end
-if #ARGV >= 12 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 12))
+if #ARGV >= 13 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 end
+local tenantKey = ARGV[11] .. ':tenant:' .. (redis.call('HGET', KEYS[1], 'tenant') or '')
 if ARGV[6] ~= '' then
   -- Totals per provider move with the ledger, in the same atomic step, so they never drift from it.
   redis.call('HINCRBY', KEYS[2], 'attempts', 1)
@@ -39,9 +41,13 @@ if ARGV[6] ~= '' then
   if ARGV[8] ~= '' then
     redis.call('HINCRBY', KEYS[2], 'prompt_tokens', ARGV[8])
     redis.call('HINCRBY', KEYS[2], 'completion_tokens', ARGV[9])
+    redis.call('HINCRBY', tenantKey, 'prompt_tokens', ARGV[8])
+    redis.call('HINCRBY', tenantKey, 'completion_tokens', ARGV[9])
   end
   if ARGV[10] ~= '' then
     redis.call('HINCRBY', KEYS[2], 'cost_e10', ARGV[10])
+    redis.call('HINCRBY', tenantKey, 'cost_e10', ARGV[10])
+    redis.call('HINCRBY', tenantKey, 'spend_e10:' .. ARGV[12], ARGV[10])
   end
 end
 if ARGV[7] == 'queued' then
@@ -52,6 +58,7 @@ elseif ARGV[7] == 'retry' then
 else
   redis.call('HSET', KEYS[1], 'status', ARGV[7])
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  redis.call('HINCRBY', tenantKey, 'queued', -1)
   -- The prompt is only needed to run the job; a finished record keeps the result, not the request.
   redis.call('HDEL', KEYS[1], 'request')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])

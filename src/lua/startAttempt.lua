@@ -22,6 +22,7 @@ if f[3] and now > tonumber(f[3]) then
   redis.call('HSET', KEYS[1], 'status', 'expired', 'finished_at', ARGV[2],
     'error', '{"type":"deadline_exceeded","message":"the job passed its deadline before it could run"}')
   redis.call('HDEL', KEYS[1], 'request')
+  redis.call('HINCRBY', ARGV[6] .. ':tenant:' .. (redis.call('HGET', KEYS[1], 'tenant') or ''), 'queued', -1)
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 
 /** Switchyard's Redis-side logic, one named Lua file per operation in src/lua (as BullMQ does). */
 const SCRIPTS = {
-  createJob: 3,
+  createJob: 4,
   startAttempt: 2,
   settleAttempt: 3,
   endJob: 2,

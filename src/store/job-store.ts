@@ -57,6 +57,9 @@ const IDEMPOTENCY_WINDOW_S = 24 * 3600;
 /** Upper bound on index entries read for one filtered list page, so a rare status cannot make a page scan everything. */
 const LIST_SCAN_LIMIT = 5000;
 
+/** The calendar month (UTC) a spend counts against: `2026-11`. */
+export const monthOf = (ms: number) => new Date(ms).toISOString().slice(0, 7);
+
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
@@ -86,7 +89,7 @@ export class JobStore {
     if (job.batch) fields.push('batch', job.batch);
     const idemKey = idempotency ? this.keys.idempotency(job.tenant, sha256(idempotency.key)) : this.keys.idempotency(job.tenant, '-');
     const [code, id] = (await this.redis.createJob(
-      this.keys.job(job.id), this.keys.jobIndex(job.tenant), idemKey,
+      this.keys.job(job.id), this.keys.jobIndex(job.tenant), idemKey, this.keys.tenant(job.tenant),
       job.id, job.created_at, this.ttlMs, idempotency ? '1' : '0', idempotency?.bodyHash ?? '', IDEMPOTENCY_WINDOW_S,
       ...fields,
     )) as [number, string];
@@ -171,9 +174,22 @@ export class JobStore {
       usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
       attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
       this.keys.prefix,
+      monthOf(now),
       ...fields,
     );
     return applied === 1;
+  }
+
+  /** A tenant's unfinished jobs, tokens and USD, and what it spent in `month`. */
+  async tenantTotals(tenant: string, month = monthOf(Date.now())) {
+    const t = await this.redis.hgetall(this.keys.tenant(tenant));
+    return {
+      queued: Math.max(0, Number(t.queued ?? 0)),
+      prompt_tokens: Number(t.prompt_tokens ?? 0),
+      completion_tokens: Number(t.completion_tokens ?? 0),
+      cost_usd: Number(t.cost_e10 ?? 0) / 1e10,
+      month_spend_usd: Number(t[`spend_e10:${month}`] ?? 0) / 1e10,
+    };
   }
 
   /** Attempts, tokens and USD per provider since the totals began. */

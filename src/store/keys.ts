@@ -67,6 +67,11 @@ export class Keys {
     return `${this.prefix}:breaker-events`;
   }
 
+  /** One tenant's unfinished jobs, tokens, cost, and spend per month; must match the Lua scripts' key. */
+  tenant(name: string): string {
+    return `${this.prefix}:tenant:${name}`;
+  }
+
   /** Running totals for one provider: attempts, tokens, cost. */
   usage(provider: string): string {
     return `${this.prefix}:usage:${provider}`;

@@ -43,6 +43,32 @@ export const metricsRoutes: FastifyPluginAsync = async (app) => {
       for (const [provider, t] of await totals()) this.inc({ provider }, t.cost_usd);
     },
   });
+  const tenants = () => (config.auth.api_keys.length > 0 ? config.auth.api_keys.map((k) => k.name) : ['default']);
+  new Counter({
+    name: 'switchyard_tenant_tokens_total', help: 'Tokens used per tenant.', labelNames: ['tenant', 'kind'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const tenant of tenants()) {
+        const t = await store.tenantTotals(tenant);
+        this.inc({ tenant, kind: 'prompt' }, t.prompt_tokens);
+        this.inc({ tenant, kind: 'completion' }, t.completion_tokens);
+      }
+    },
+  });
+  new Counter({
+    name: 'switchyard_tenant_cost_usd_total', help: 'Cost per tenant in USD, from the price table.', labelNames: ['tenant'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const tenant of tenants()) this.inc({ tenant }, (await store.tenantTotals(tenant)).cost_usd);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_tenant_unfinished_jobs', help: 'Jobs accepted and not yet ended, per tenant.', labelNames: ['tenant'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const tenant of tenants()) this.set({ tenant }, (await store.tenantTotals(tenant)).queued);
+    },
+  });
   new Gauge({
     name: 'switchyard_queue_jobs', help: 'Hops on each provider queue, by state.', labelNames: ['provider', 'state'], registers: [registry],
     async collect() {

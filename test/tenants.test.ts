@@ -1,0 +1,61 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
+
+const A = 'sy-tenant-a-key-0123456789';
+const B = 'sy-tenant-b-key-0123456789';
+const as = (key: string) => ({ authorization: `Bearer ${key}` });
+
+describe('tenant limits', () => {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  async function broker(limits: Record<string, unknown>, opts: { workers?: boolean; extra?: Record<string, unknown> } = {}): Promise<{ b: TestBroker; mock: MockServer }> {
+    const mock = await startMock();
+    const config = configFor({ p: mock }, { auth: { api_keys: [{ name: 'a', key: A, limits }, { name: 'b', key: B }] }, ...opts.extra });
+    const b = await startBroker(config, opts.workers ? {} : { workers: undefined });
+    cleanup.push(() => mock.app.close(), () => b.close(), () => dropPrefix(b.prefix));
+    return { b, mock };
+  }
+
+  it('limits intake requests per minute, with Retry-After, and only for that tenant', async () => {
+    const { b } = await broker({ rpm: 3 });
+    for (let i = 0; i < 3; i++) expect((await b.call('POST', '/v1/jobs', { request: chat() }, as(A))).status).toBe(202);
+    const refused = await b.call('POST', '/v1/jobs', { request: chat() }, as(A));
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ type: 'rate_limit_error', code: 'tenant_rate_limited' });
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await b.call('POST', '/v1/jobs', { request: chat() }, as(B))).status).toBe(202);
+  });
+
+  it('caps unfinished jobs, counting a bulk request whole, and frees room as jobs end', async () => {
+    const { b } = await broker({ max_queued: 5 });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await b.call('POST', '/v1/jobs', { request: chat() }, as(A))).body.id);
+    const bulk = await b.call('POST', '/v1/jobs/bulk', { jobs: [{ request: chat() }, { request: chat() }] }, as(A));
+    expect(bulk.status).toBe(429);
+    expect(bulk.body.error.code).toBe('too_many_queued_jobs');
+    expect((await b.call('POST', '/v1/jobs', { request: chat() }, as(A))).status).toBe(202);
+    expect((await b.call('POST', '/v1/jobs', { request: chat() }, as(A))).status).toBe(429);
+    await b.call('POST', `/v1/jobs/${ids[0]}/cancel`, undefined, as(A));
+    expect((await b.call('POST', '/v1/jobs', { request: chat() }, as(A))).status).toBe(202);
+  });
+
+  it("refuses new jobs with 402 once the month's spend reaches the budget", async () => {
+    // A price that makes every token cost a dollar: one job blows a $5 budget.
+    const { b } = await broker({ monthly_budget_usd: 5 }, { workers: true, extra: { pricing: { 'p/model-a': { input: 1_000_000, output: 1_000_000 } } } });
+    const first = await b.call('POST', '/v1/jobs', { request: chat() }, as(A));
+    expect(first.status).toBe(202);
+    const done = (await b.call('GET', `/v1/jobs/${first.body.id}?wait=20`, undefined, as(A))).body;
+    expect(done.cost_usd).toBeGreaterThan(5);
+    const refused = await b.call('POST', '/v1/jobs', { request: chat() }, as(A));
+    expect(refused.status).toBe(402);
+    expect(refused.body.error).toMatchObject({ type: 'budget_exceeded_error', code: 'monthly_budget_exceeded' });
+    expect((await b.call('POST', '/v1/jobs', { request: chat() }, as(B))).status).toBe(202);
+    // The spend is kept per tenant and month, with its tokens.
+    const totals = await b.runtime.store.tenantTotals('a');
+    expect(totals.month_spend_usd).toBeCloseTo(done.cost_usd, 6);
+    expect(totals.prompt_tokens).toBe(done.usage.prompt_tokens);
+  });
+});
