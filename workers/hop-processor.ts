@@ -22,6 +22,8 @@ export interface HopProcessorDeps {
   log: Logger;
   /** Called after this process ends a job, so its webhook goes out at once. */
   onTerminal?: (id: string) => void;
+  /** Aborted when shutdown's grace runs out: calls in flight stop and their hops go back to the queue. */
+  shutdown?: AbortSignal;
 }
 
 /** How often a hop asks again while its unproven provider has every trial call out. */
@@ -120,7 +122,18 @@ export class HopProcessor {
     // The call may not outlive the job's deadline: a job never runs late.
     const timeoutMs = claim.deadlineAt === null ? settings.timeout_ms : Math.min(settings.timeout_ms, claim.deadlineAt - startedAt);
     const t0 = performance.now();
-    const result = await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs) });
+    const shutdown = this.deps.shutdown;
+    const result = shutdown?.aborted
+      ? null
+      : await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs), ...(shutdown && { signal: shutdown }) });
+    if (!result || (!result.ok && shutdown?.aborted)) {
+      // Shutting down: this hop is not done, and not failed. Put it back for another worker now
+      // rather than leave it to the stalled check.
+      await Promise.all([giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
+      await store.settle(id, hop, null, { status: 'retry' });
+      log.info({ job: id, provider: this.provider, hop }, 'hop handed back at shutdown');
+      return this.waitOnQueue(job, token, 0);
+    }
     const latency = Math.round(performance.now() - t0);
     const error = result.ok ? null : result.error;
     // A timeout under a deadline-shortened limit is the deadline's doing (undici's timers are coarse,

@@ -22,6 +22,7 @@ const NO_RPM_LIMIT = 1_000_000_000;
  */
 export class ProviderPool {
   private readonly workers: Worker<HopData>[] = [];
+  private readonly shutdown = new AbortController();
 
   constructor(private readonly deps: HopProcessorDeps & { connection: Redis }) {}
 
@@ -31,7 +32,7 @@ export class ProviderPool {
       const settings = config.providers[provider];
       if (!settings) throw new Error(`unknown provider "${provider}"`);
       await queues.get(provider).setGlobalConcurrency(settings.max_in_flight);
-      const processor = new HopProcessor(provider, this.deps);
+      const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal });
       const worker = new Worker<HopData>(queueName(provider), (job: Job<HopData>, token?: string) => processor.process(job, token), {
         connection,
         prefix: config.redis.prefix,
@@ -60,8 +61,16 @@ export class ProviderPool {
     log.info({ providers }, 'provider worker pools started');
   }
 
-  /** Stops taking hops and waits for the ones in flight. */
+  /**
+   * Stops taking hops and lets the ones in flight finish for up to `workers.shutdown_grace_ms`;
+   * then aborts their calls, and each hop goes back to its queue for another worker.
+   */
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.close()));
+    const grace = setTimeout(() => this.shutdown.abort(), this.deps.config.workers.shutdown_grace_ms);
+    try {
+      await Promise.all(this.workers.map((w) => w.close()));
+    } finally {
+      clearTimeout(grace);
+    }
   }
 }

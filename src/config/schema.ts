@@ -111,6 +111,8 @@ export const configSchema = z
         stalled_interval_ms: z.int().min(500).default(15_000),
         /** How many times a hop may be recovered from a dead worker before it fails. */
         max_stalled: z.int().min(1).default(3),
+        /** On SIGTERM, how long calls in flight may run on before they are aborted and handed back. */
+        shutdown_grace_ms: z.int().nonnegative().default(30_000),
       })
       .prefault({}),
     webhooks: z
