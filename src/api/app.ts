@@ -1,5 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import type { BatchWorker } from '../../workers/batch-worker.js';
 import type { BatchStore } from '../batches/batch-store.js';
@@ -90,6 +92,16 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   app.decorate('services', services);
   app.decorateRequest('tenant', '');
   installErrorHandling(app);
+  // The OpenAPI document is generated from the same zod schemas that validate requests.
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Switchyard', description: 'Asynchronous job broker for LLM calls', version: '1' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+      security: [{ apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
   drainOnClose(app, services.events);
   await app.register(healthRoutes);
   await app.register(jobsRoutes, { prefix: '/v1' });
