@@ -1,4 +1,5 @@
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { protectOperatorRoutes } from './api/operator-auth.js';
 import type { Redis } from 'ioredis';
 import { ProviderPool } from '../workers/provider-pool.js';
 import { BatchWorker } from '../workers/batch-worker.js';
@@ -9,6 +10,7 @@ import { buildApi } from './api/app.js';
 import { ApiKeyAuth } from './api/auth.js';
 import type { Config } from './config/schema.js';
 import { JobIntake } from './intake/job-intake.js';
+import { Metrics } from './metrics.js';
 import { TenantLimits } from './intake/tenant-limits.js';
 import type { Logger } from './log.js';
 import { startMockProvider } from './mock-provider/server.js';
@@ -49,6 +51,8 @@ export interface Runtime {
   api?: FastifyInstance;
   /** The API's base URL, when serving. */
   url?: string;
+  /** A worker-only process's metrics URL, when `server.metrics_port` is set. */
+  metricsUrl?: string;
   pool?: ProviderPool;
   close(): Promise<void>;
 }
@@ -87,7 +91,8 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const budgets = new RateBudgets(storeRedis, store.keys, config);
   const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
   const router = new Router(config, breakers);
-  const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) }, new TenantLimits(storeRedis, store, config.auth));
+  const metrics = new Metrics();
+  const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) }, new TenantLimits(storeRedis, store, config.auth), metrics);
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
   const ttlMs = config.retention.job_ttl_s * 1000;
   const files = new FileStore(storeRedis, store.keys, ttlMs);
@@ -100,7 +105,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis, onTerminal: webhooks.onTerminal });
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis, onTerminal: webhooks.onTerminal, metrics });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(store, log, async (id, hop) => {
@@ -109,7 +114,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const ref = job?.chain[hop];
       if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);
     });
-    sender = new WebhookSender({ connection: bullRedis, config, store, log });
+    sender = new WebhookSender({ connection: bullRedis, config, store, log, metrics });
     sender.start();
     webhooks.startSweeper();
     batchRunner.start();
@@ -121,7 +126,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events.start();
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchRunner, deadlines },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchRunner, deadlines, metrics },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
@@ -136,7 +141,20 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     log.info({ url: runtime.url }, 'API listening');
   }
 
+  let metricsServer: FastifyInstance | undefined;
+  if (!opts.api && opts.workers && config.server.metrics_port !== undefined) {
+    metricsServer = Fastify({ logger: false });
+    await metricsServer.register(async (scope) => {
+      await protectOperatorRoutes(scope, config.auth);
+      scope.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+    });
+    const url = await metricsServer.listen({ port: config.server.metrics_port, host: config.server.host ?? '0.0.0.0' });
+    runtime.metricsUrl = `${url}/metrics`;
+    log.info({ url: runtime.metricsUrl }, 'worker metrics listening');
+  }
+
   runtime.close = async () => {
+    await metricsServer?.close();
     // Stop intake first, then let in-flight hops finish, then drop connections.
     await runtime.api?.close();
     await events?.close();

@@ -75,5 +75,24 @@ describe('usage and cost', () => {
     expect(metric(/^switchyard_provider_tokens_total\{provider="az",kind="prompt"\}/)).toBe(after.totals.prompt_tokens);
     expect(metric(/^switchyard_provider_cost_usd_total\{provider="az"\}/)).toBeCloseTo(after.totals.cost_usd, 9);
     expect(metric(/^switchyard_breaker_state\{provider="az"\}/)).toBe(0);
+
+    // This process's own measurements sit beside the Redis totals.
+    expect(metric(/^switchyard_attempts_total\{provider="az",outcome="succeeded",reason="ok"\}/)).toBeGreaterThanOrEqual(2);
+    expect(metric(/^switchyard_provider_latency_seconds_count\{provider="az"\}/)).toBeGreaterThanOrEqual(2);
+    expect(metric(/^switchyard_broker_overhead_seconds_count /)).toBeGreaterThanOrEqual(2);
+    expect(metric(/^switchyard_jobs_submitted_total\{task="default"\}/)).toBeGreaterThanOrEqual(2);
+    expect(metric(/^switchyard_jobs_finished_total\{status="succeeded",provider="az"\}/)).toBeGreaterThanOrEqual(2);
+    expect(metric(/^switchyard_rate_limit_used\{provider="az",kind="requests"\}/)).toBeGreaterThanOrEqual(0);
+  });
+
+  it('serves a worker-only process\'s metrics on server.metrics_port', async () => {
+    const worker = await startBroker({ ...broker.config, server: { ...broker.config.server, metrics_port: 0, host: '127.0.0.1' } }, { api: false, workers: [] });
+    try {
+      const text = await (await fetch(worker.runtime.metricsUrl!)).text();
+      expect(text).toMatch(/switchyard_process_cpu_user_seconds_total/);
+      expect(text).toMatch(/# TYPE switchyard_attempts_total counter/);
+    } finally {
+      await worker.close();
+    }
   });
 });

@@ -3,6 +3,7 @@ import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import type { ProviderClient } from '../src/providers/client.js';
 import type { ProviderError } from '../src/providers/errors.js';
+import type { Metrics } from '../src/metrics.js';
 import type { Pricing } from '../src/providers/pricing.js';
 import type { ChatRequest } from '../src/providers/types.js';
 import { type HopData, hopJobId, type ProviderQueues } from '../src/queues/provider-queues.js';
@@ -24,6 +25,7 @@ export interface HopProcessorDeps {
   onTerminal?: (id: string) => void;
   /** Aborted when shutdown's grace runs out: calls in flight stop and their hops go back to the queue. */
   shutdown?: AbortSignal;
+  metrics?: Metrics;
 }
 
 /** How often a hop asks again while its unproven provider has every trial call out. */
@@ -181,6 +183,7 @@ export class HopProcessor {
       }
     }
     if (applied && (attempt.outcome === 'succeeded' || attempt.outcome === 'failed')) this.deps.onTerminal?.(id);
+    this.observe(attempt, applied, claim.createdAt);
     if (error?.type === 'provider_auth') {
       log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
     }
@@ -204,6 +207,16 @@ export class HopProcessor {
     throw new DelayedError();
   }
 
+  private observe(attempt: Attempt, applied: boolean, createdAt: number): void {
+    const m = this.deps.metrics;
+    if (!m) return;
+    m.attempts.inc({ provider: this.provider, outcome: attempt.outcome, reason: attempt.error?.type ?? 'ok' });
+    m.providerLatency.observe({ provider: this.provider }, attempt.latency_ms / 1000);
+    if (!applied) return;
+    if (attempt.outcome === 'succeeded' || attempt.outcome === 'failed') m.jobsFinished.inc({ status: attempt.outcome, provider: this.provider });
+    if (attempt.outcome === 'succeeded' && attempt.hop === 0) m.brokerOverhead.observe(Math.max(0, Date.now() - createdAt - attempt.latency_ms) / 1000);
+  }
+
   private client(): ProviderClient {
     const client = this.deps.clients.get(this.provider);
     if (!client) throw new Error(`this worker has no client for provider "${this.provider}"`);
@@ -213,6 +226,7 @@ export class HopProcessor {
   /** Records `attempt` and hands the job to the next target's queue. */
   private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt): Promise<boolean> {
     const applied = await this.deps.store.settle(id, hop, attempt, { status: 'queued' });
+    if (attempt.outcome === 'skipped') this.deps.metrics?.attempts.inc({ provider: this.provider, outcome: 'skipped', reason: attempt.error?.type ?? 'ok' });
     if (applied) await this.deps.queues.enqueueHop(splitTarget(nextRef).provider, id, hop + 1, priority);
     if (attempt.outcome === 'skipped') {
       this.deps.log.info({ job: id, provider: this.provider, hop, outcome: 'skipped', error: 'circuit_open' }, 'attempt');

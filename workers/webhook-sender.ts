@@ -7,6 +7,7 @@ import { signWebhook } from '../src/delivery/signature.js';
 import { TargetPolicy, TargetRefused } from '../src/delivery/target-policy.js';
 import { type DeliveryData, WEBHOOK_QUEUE } from '../src/delivery/webhook-queue.js';
 import type { Logger } from '../src/log.js';
+import type { Metrics } from '../src/metrics.js';
 import { parseRetryAfter } from '../src/providers/errors.js';
 import type { JobStore } from '../src/store/job-store.js';
 
@@ -33,7 +34,7 @@ export class WebhookSender {
   private readonly secrets: string[];
 
   constructor(
-    private readonly deps: { connection: Redis; config: Config; store: JobStore; log: Logger },
+    private readonly deps: { connection: Redis; config: Config; store: JobStore; log: Logger; metrics?: Metrics },
   ) {
     const { webhooks } = deps.config;
     this.policy = new TargetPolicy({ allowPrivate: webhooks.allow_private_targets, allowlist: webhooks.allowlist });
@@ -63,12 +64,15 @@ export class WebhookSender {
     const attempt = job.attemptsMade + 1;
     const last = attempt >= (job.opts.attempts ?? 1);
     const started = Date.now();
-    const record = (status_code: number | null, error: string | undefined, final?: 'delivered' | 'failed') =>
-      this.deps.store.recordWebhookAttempt(
+    const record = (status_code: number | null, error: string | undefined, final?: 'delivered' | 'failed') => {
+      const outcome = final === 'delivered' ? 'delivered' : final === 'failed' || last ? 'gave_up' : 'retry';
+      this.deps.metrics?.webhookDeliveries.inc({ outcome });
+      return this.deps.store.recordWebhookAttempt(
         jobId,
         { attempt, at: started, status_code, latency_ms: Date.now() - started, ...(error && { error }), ...(job.data.redelivery && { redelivery: true }) },
         final ?? (last ? 'failed' : 'pending'),
       );
+    };
 
     let status: number;
     let retryAfter: string | string[] | undefined;

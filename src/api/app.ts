@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import type { WebhookQueue } from '../delivery/webhook-queue.js';
 import type { JobIntake } from '../intake/job-intake.js';
 import { type Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import type { BreakerBoard } from '../resilience/breaker-board.js';
@@ -41,6 +42,7 @@ export interface ApiServices {
   batches: BatchStore;
   batchRunner: BatchWorker;
   deadlines: DeadlineQueue;
+  metrics: Metrics;
 }
 
 declare module 'fastify' {

@@ -64,6 +64,8 @@ export const configSchema = z
         port: z.int().min(0).max(65535).default(8080),
         host: z.string().optional(),
         body_limit_bytes: z.int().positive().default(1_048_576),
+        /** A worker-only process serves its /metrics here (behind the admin credentials). */
+        metrics_port: z.int().min(0).max(65535).optional(),
       })
       .prefault({}),
     auth: z

@@ -1,5 +1,6 @@
 import { newJobId } from '../ids.js';
 import { type TargetPolicy, TargetRefused } from '../delivery/target-policy.js';
+import type { Metrics } from '../metrics.js';
 import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import { RouteError, type Router } from '../routing/router.js';
@@ -53,6 +54,7 @@ export class JobIntake {
     private readonly deadlines: DeadlineQueue,
     private readonly webhooks: { policy: TargetPolicy; signing: boolean },
     private readonly limits?: { admit(tenant: string, jobs: number): Promise<void> },
+    private readonly metrics?: Metrics,
   ) {}
 
   /** A refused webhook is a 400 now, not a delivery that silently never happens. */
@@ -162,6 +164,7 @@ export class JobIntake {
 
   /** The deadline is scheduled before the hop, so a job with a deadline can never outlive it. */
   private async enqueue(jobs: JobRecord[]): Promise<void> {
+    for (const j of jobs) this.metrics?.jobsSubmitted.inc({ task: j.task ?? j.model ?? 'default' });
     await Promise.all(jobs.filter((j) => j.deadline_at !== null).map((j) => this.deadlines.schedule(j.id, j.deadline_at!)));
     await this.queues.enqueueHops(jobs.map((j) => ({ provider: splitTarget(j.chain[j.hop]!).provider, id: j.id, hop: j.hop, priority: j.priority })));
   }

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { protectOperatorRoutes } from '../operator-auth.js';
 
 const BREAKER_LEVEL = { closed: 0, half_open: 1, open: 2 } as const;
@@ -9,10 +9,9 @@ const BREAKER_LEVEL = { closed: 0, half_open: 1, open: 2 } as const;
  * process reports the same cluster-wide numbers: aggregate them with max(), not sum().
  */
 export const metricsRoutes: FastifyPluginAsync = async (app) => {
-  const { queues, breakers, store, config } = app.services;
+  const { queues, breakers, store, config, metrics, budgets, redis } = app.services;
   await protectOperatorRoutes(app, config.auth);
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'switchyard_process_' });
   const providers = () => queues.all().map(([name]) => name);
 
   const totals = async () => Promise.all(providers().map(async (p) => [p, await store.providerTotals(p)] as const));
@@ -86,5 +85,20 @@ export const metricsRoutes: FastifyPluginAsync = async (app) => {
     },
   });
 
-  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  new Gauge({
+    name: 'switchyard_rate_limit_used', help: 'Use of each provider\'s current rate-limit window.', labelNames: ['provider', 'kind'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [provider, queue] of queues.all()) {
+        const requests = Number((await redis.get(queue.keys.limiter!)) ?? 0);
+        // A 429 pause writes a sentinel far above any real count; that is a pause, not use.
+        if (requests < 1e12) this.set({ provider, kind: 'requests' }, requests);
+        this.set({ provider, kind: 'tokens' }, await budgets.tokensUsed(provider));
+      }
+    },
+  });
+
+  // This process's own measurements (attempts, latency, webhooks) beside the cluster-wide totals.
+  const merged = Registry.merge([metrics.registry, registry]);
+  app.get('/metrics', async (_request, reply) => reply.type(merged.contentType).send(await merged.metrics()));
 };
