@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
@@ -24,7 +25,10 @@ export class ProviderPool {
   private readonly workers: Worker<HopData>[] = [];
   private readonly shutdown = new AbortController();
 
-  constructor(private readonly deps: HopProcessorDeps & { connection: Redis }) {}
+  constructor(private readonly deps: HopProcessorDeps & { connection: Redis }) {
+    // Every call in flight listens on this one signal; that is not a leak.
+    setMaxListeners(0, this.shutdown.signal);
+  }
 
   async start(providers: string[]): Promise<void> {
     const { config, connection, log, store, queues } = this.deps;

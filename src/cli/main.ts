@@ -5,6 +5,7 @@ import { createLogger } from '../log.js';
 import { startMockProvider } from '../mock-provider/server.js';
 import { resolveRedis } from '../redis/connection.js';
 import { startRuntime } from '../runtime.js';
+import { runSubmit } from './submit.js';
 
 const USAGE = `usage: switchyard <command> [options]
 
@@ -12,6 +13,9 @@ commands:
   start                 API, every provider's worker pool, all in one process
   api                   the HTTP API alone
   worker [--providers a,b]  worker pools alone (all configured providers by default)
+  submit FILE --out FILE [--task T] [--model M] [--priority N] [--url U] [--api-key K]
+                        submit a JSONL file through /v1/jobs/bulk, follow it with a progress bar,
+                        write results as they finish; resumable (see README, Batches)
   mock-provider [--port N] [--latency-ms N] [--jitter-ms N] [--error-rate F] [--error-status N]
                 [--rate-limit-rate F] [--retry-after-s N] [--api-key K]
                         the built-in fake provider (OpenAI wire format)
@@ -61,6 +65,11 @@ async function runMockProvider(values: Record<string, string | boolean | undefin
 }
 
 async function main() {
+  // `submit` has options of its own; hand it its arguments before the broker's strict parse.
+  if (process.argv[2] === 'submit') {
+    process.exitCode = await runSubmit(process.argv.slice(3));
+    return;
+  }
   const { positionals, values } = parseArgs({
     allowPositionals: true,
     options: {
