@@ -6,6 +6,8 @@
   ARGV[5] cancelled | expired, ARGV[6] error (JSON), ARGV[7] key prefix
   Returns {'missing'} | {'terminal', status} | {'ended', hop, previous status}
 ]]
+--- @include "jobEnded"
+
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop')
 local status = f[1]
 if not status then
@@ -15,22 +17,5 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' or statu
   return {'terminal', status}
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'finished_at', ARGV[1], 'error', ARGV[6])
-redis.call('HDEL', KEYS[1], 'request')
-redis.call('HINCRBY', ARGV[7] .. ':tenant:' .. (redis.call('HGET', KEYS[1], 'tenant') or ''), 'queued', -1)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
--- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
-if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
-end
--- A batch's job reports to the batch in the same step; the last one marks the batch for finalizing.
-local batch = redis.call('HGET', KEYS[1], 'batch')
-if batch then
-  local batchKey = ARGV[7] .. ':batch:' .. batch
-  redis.call('HINCRBY', batchKey, ARGV[5] == 'succeeded' and 'completed' or 'failed', 1)
-  local c = redis.call('HMGET', batchKey, 'completed', 'failed', 'total')
-  if c[3] and tonumber(c[1] or '0') + tonumber(c[2] or '0') >= tonumber(c[3]) then
-    redis.call('SADD', ARGV[7] .. ':batches-done', batch)
-  end
-end
-redis.call('PUBLISH', ARGV[2], ARGV[4])
+jobEnded(KEYS[1], KEYS[2], ARGV[7], ARGV[2], ARGV[3], ARGV[1], ARGV[4], ARGV[5])
 return {'ended', f[2], status}

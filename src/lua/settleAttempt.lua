@@ -11,6 +11,8 @@
   ARGV[12] the month (YYYY-MM) this spend counts against, ARGV[13..] field, value, ...
   Returns 1 when applied, 0 when the job had already moved on.
 ]]
+--- @include "jobEnded"
+
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'attempts')
 local status = f[1]
 if not status or status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
@@ -56,26 +58,7 @@ if ARGV[7] == 'queued' then
 elseif ARGV[7] == 'retry' then
   redis.call('HSET', KEYS[1], 'status', 'queued')
 else
-  redis.call('HSET', KEYS[1], 'status', ARGV[7])
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
-  redis.call('HINCRBY', tenantKey, 'queued', -1)
-  -- The prompt is only needed to run the job; a finished record keeps the result, not the request.
-  redis.call('HDEL', KEYS[1], 'request')
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
-  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
-    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
-  end
-  -- A batch's job reports to the batch in the same step; the last one marks the batch for finalizing.
-  local batch = redis.call('HGET', KEYS[1], 'batch')
-  if batch then
-    local batchKey = ARGV[11] .. ':batch:' .. batch
-    redis.call('HINCRBY', batchKey, ARGV[7] == 'succeeded' and 'completed' or 'failed', 1)
-    local c = redis.call('HMGET', batchKey, 'completed', 'failed', 'total')
-    if c[3] and tonumber(c[1] or '0') + tonumber(c[2] or '0') >= tonumber(c[3]) then
-      redis.call('SADD', ARGV[11] .. ':batches-done', batch)
-    end
-  end
-  redis.call('PUBLISH', ARGV[3], ARGV[5])
+  redis.call('HSET', KEYS[1], 'status', ARGV[7], 'finished_at', ARGV[2])
+  jobEnded(KEYS[1], KEYS[3], ARGV[11], ARGV[3], ARGV[4], ARGV[2], ARGV[5], ARGV[7])
 end
 return 1

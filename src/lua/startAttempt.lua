@@ -6,6 +6,8 @@
   ARGV[6] key prefix
   Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired'} | {'ok', request, chain, previous status, deadline, created_at}
 ]]
+--- @include "jobEnded"
+
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at', 'created_at')
 local status = f[1]
 if not status then
@@ -21,24 +23,7 @@ local now = tonumber(ARGV[2])
 if f[3] and now > tonumber(f[3]) then
   redis.call('HSET', KEYS[1], 'status', 'expired', 'finished_at', ARGV[2],
     'error', '{"type":"deadline_exceeded","message":"the job passed its deadline before it could run"}')
-  redis.call('HDEL', KEYS[1], 'request')
-  redis.call('HINCRBY', ARGV[6] .. ':tenant:' .. (redis.call('HGET', KEYS[1], 'tenant') or ''), 'queued', -1)
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  -- A job with a webhook leaves its event in the outbox in the same step, so it cannot be lost.
-  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
-  end
-  -- A batch's job reports to the batch in the same step; the last one marks the batch for finalizing.
-  local batch = redis.call('HGET', KEYS[1], 'batch')
-  if batch then
-    local batchKey = ARGV[6] .. ':batch:' .. batch
-    redis.call('HINCRBY', batchKey, 'expired' == 'succeeded' and 'completed' or 'failed', 1)
-    local c = redis.call('HMGET', batchKey, 'completed', 'failed', 'total')
-    if c[3] and tonumber(c[1] or '0') + tonumber(c[2] or '0') >= tonumber(c[3]) then
-      redis.call('SADD', ARGV[6] .. ':batches-done', batch)
-    end
-  end
-  redis.call('PUBLISH', ARGV[3], ARGV[5])
+  jobEnded(KEYS[1], KEYS[2], ARGV[6], ARGV[3], ARGV[4], ARGV[2], ARGV[5], 'expired')
   return {'expired'}
 end
 if not f[6] then

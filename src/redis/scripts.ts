@@ -17,9 +17,12 @@ type Reply = (string | number)[] | number;
 
 export type ScriptClient = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<Reply>>;
 
-const sources = Object.fromEntries(
-  Object.keys(SCRIPTS).map((name) => [name, readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), 'utf8')]),
-) as Record<ScriptName, string>;
+const read = (path: string) => readFileSync(new URL(`../lua/${path}.lua`, import.meta.url), 'utf8');
+
+/** `--- @include "name"` pulls in src/lua/includes/name.lua, as BullMQ's scripts share their helpers. */
+const withIncludes = (source: string) => source.replace(/^--- @include "([A-Za-z]+)"$/gm, (_line, name: string) => read(`includes/${name}`));
+
+const sources = Object.fromEntries(Object.keys(SCRIPTS).map((name) => [name, withIncludes(read(name))])) as Record<ScriptName, string>;
 
 /** ioredis runs them by EVALSHA and falls back to EVAL after a script flush or a failover. */
 export function withScripts(redis: Redis): ScriptClient {

@@ -1,0 +1,28 @@
+--[[
+  What happens when a job ends, whichever script ends it (settled by its hop, cancelled, expired),
+  in the same atomic step as the status change:
+  - the prompt goes (the result stays), and the record expires `ttl` ms from now;
+  - the tenant's count of unfinished jobs drops;
+  - a job with a webhook leaves its event in the outbox, so the event cannot be lost;
+  - a batch's job counts into its batch, and the last one marks the batch for finalizing;
+  - long-polls waiting on the job are woken.
+  Keys under `prefix` are built here as BullMQ builds its own: every one shares the prefix's hash tag.
+]]
+local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status)
+  redis.call('HDEL', jobKey, 'request')
+  redis.call('HINCRBY', prefix .. ':tenant:' .. (redis.call('HGET', jobKey, 'tenant') or ''), 'queued', -1)
+  redis.call('PEXPIRE', jobKey, ttl)
+  if redis.call('HEXISTS', jobKey, 'webhook_url') == 1 then
+    redis.call('ZADD', outboxKey, now, id)
+  end
+  local batch = redis.call('HGET', jobKey, 'batch')
+  if batch then
+    local batchKey = prefix .. ':batch:' .. batch
+    redis.call('HINCRBY', batchKey, status == 'succeeded' and 'completed' or 'failed', 1)
+    local c = redis.call('HMGET', batchKey, 'completed', 'failed', 'total')
+    if c[3] and tonumber(c[1] or '0') + tonumber(c[2] or '0') >= tonumber(c[3]) then
+      redis.call('SADD', prefix .. ':batches-done', batch)
+    end
+  end
+  redis.call('PUBLISH', channel, id)
+end
