@@ -1,46 +1,32 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config/load.js';
-import { chat, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor } from './support/broker.js';
-import { type BrokerProcess, spawnBroker, writeConfig } from './support/process.js';
+import { chat, type MockServer, redisUrl, startMock, testPrefix, waitFor } from './support/broker.js';
+import { startFleet } from './support/fleet.js';
 
 const JOBS = 2000;
 
 /** SIGKILL a worker process mid-run: no job is lost, none ends twice. */
 describe('crash safety', () => {
   let mock: MockServer;
-  let api: TestBroker;
-  const workers: BrokerProcess[] = [];
-  const prefix = testPrefix();
-  let file: string;
-  let subscriber: Redis;
-  const ends = new Map<string, number>();
+  let fleet: Awaited<ReturnType<typeof startFleet>>;
 
   beforeAll(async () => {
     mock = await startMock({ latencyMs: 20, jitterMs: 30 });
-    const raw = {
-      redis: { url: redisUrl(), prefix },
+    fleet = await startFleet({
+      redis: { url: redisUrl(), prefix: testPrefix() },
       providers: { mock: { type: 'openai', base_url: mock.baseUrl, max_in_flight: 40 } },
       models: { fast: ['mock/m'] },
       tasks: { default: 'fast' },
       // Short locks so the test sees recovery in seconds; production keeps 30 s / 15 s.
       workers: { lock_ms: 2000, stalled_interval_ms: 1000 },
-    };
-    file = writeConfig(raw);
-    api = await startBroker(parseConfig(raw, {}, 'test'), { workers: undefined });
-    subscriber = new Redis(redisUrl());
-    subscriber.on('message', (_c: string, id: string) => ends.set(id, (ends.get(id) ?? 0) + 1));
-    await subscriber.subscribe(api.runtime.store.keys.events);
+    });
   });
   afterAll(async () => {
-    subscriber.disconnect();
-    await Promise.all(workers.map((w) => w.stop('SIGKILL')));
-    await api.close();
+    await fleet.close();
     await mock.app.close();
-    await dropPrefix(prefix);
   });
 
   it(`loses none of ${JOBS} jobs and finishes none twice when a worker is SIGKILLed mid-call`, async () => {
+    const { api, ends } = fleet;
     const ids: string[] = [];
     for (let i = 0; i < JOBS; i += 100) {
       const batch = await Promise.all(
@@ -48,13 +34,9 @@ describe('crash safety', () => {
       );
       ids.push(...batch.map((r) => r.body.id as string));
     }
-    const victim = spawnBroker('worker', { SWITCHYARD_CONFIG: file });
-    workers.push(victim);
-    await victim.waitForLog('provider worker pools started');
+    const victim = await fleet.spawnWorker();
     await waitFor(async () => victim.lines.filter((l) => l.msg === 'attempt').length >= 200, 60_000);
-    const survivor = spawnBroker('worker', { SWITCHYARD_CONFIG: file });
-    workers.push(survivor);
-    await survivor.waitForLog('provider worker pools started');
+    const survivor = await fleet.spawnWorker();
     // Kill while both are busy: the victim holds up to 40 calls in flight.
     const inFlight = mock.stats.in_flight;
     await victim.stop('SIGKILL');

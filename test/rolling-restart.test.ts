@@ -1,54 +1,34 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config/load.js';
-import { chat, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor } from './support/broker.js';
-import { type BrokerProcess, spawnBroker, writeConfig } from './support/process.js';
+import type { BrokerProcess } from './support/process.js';
+import { chat, type MockServer, redisUrl, startMock, testPrefix, waitFor } from './support/broker.js';
+import { startFleet } from './support/fleet.js';
 
 const JOBS = 400;
 
 /** Workers replaced one at a time with SIGTERM while jobs flow: none lost, none finished twice. */
 describe('rolling restart of worker processes under load', () => {
   let mock: MockServer;
-  let api: TestBroker;
-  const workers: BrokerProcess[] = [];
-  const prefix = testPrefix();
-  let file: string;
-  let subscriber: Redis;
-  const ends = new Map<string, number>();
+  let fleet: Awaited<ReturnType<typeof startFleet>>;
 
   beforeAll(async () => {
     // Calls outlast the shutdown grace, so every restart hands calls back mid-flight.
     mock = await startMock({ latencyMs: 400, jitterMs: 400 });
-    const raw = {
-      redis: { url: redisUrl(), prefix },
+    fleet = await startFleet({
+      redis: { url: redisUrl(), prefix: testPrefix() },
       providers: { mock: { type: 'openai', base_url: mock.baseUrl, max_in_flight: 30 } },
       models: { fast: ['mock/m'] },
       tasks: { default: 'fast' },
       workers: { lock_ms: 5000, stalled_interval_ms: 2000, shutdown_grace_ms: 200 },
-    };
-    file = writeConfig(raw);
-    api = await startBroker(parseConfig(raw, {}, 'test'), { workers: undefined });
-    subscriber = new Redis(redisUrl());
-    subscriber.on('message', (_c: string, id: string) => ends.set(id, (ends.get(id) ?? 0) + 1));
-    await subscriber.subscribe(api.runtime.store.keys.events);
+    });
   });
   afterAll(async () => {
-    subscriber.disconnect();
-    await Promise.all(workers.map((w) => w.stop('SIGKILL')));
-    await api.close();
+    await fleet.close();
     await mock.app.close();
-    await dropPrefix(prefix);
   });
 
-  const startWorker = async () => {
-    const w = spawnBroker('worker', { SWITCHYARD_CONFIG: file });
-    workers.push(w);
-    await w.waitForLog('provider worker pools started');
-    return w;
-  };
-
   it(`finishes all ${JOBS} jobs exactly once across four restarts`, async () => {
-    let live = [await startWorker(), await startWorker()];
+    const { api, ends } = fleet;
+    let live = [await fleet.spawnWorker(), await fleet.spawnWorker()];
     const bulk = await api.call('POST', '/v1/jobs/bulk', { jobs: Array.from({ length: JOBS }, (_, i) => ({ request: chat(`rolling ${i}`) })) });
     expect(bulk.status).toBe(202);
     const ids: string[] = bulk.body.data.map((j: { id: string }) => j.id);
@@ -60,7 +40,7 @@ describe('rolling restart of worker processes under load', () => {
       await old!.stop('SIGTERM');
       stopped.push(old!);
       expect(old!.child.exitCode).toBe(0);
-      live = [other!, await startWorker()];
+      live = [other!, await fleet.spawnWorker()];
     }
     await waitFor(async () => ends.size >= JOBS, 90_000, 200);
     await new Promise((r) => setTimeout(r, 1000));
