@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { ProviderPool } from '../workers/provider-pool.js';
 import { BatchWorker } from '../workers/batch-worker.js';
 import { WebhookSender } from '../workers/webhook-sender.js';
-import { BatchStore } from './batches/batch-store.js';
+import { BatchStore, toPublicBatch } from './batches/batch-store.js';
 import { FileStore } from './batches/file-store.js';
 import { buildApi } from './api/app.js';
 import { ApiKeyAuth } from './api/auth.js';
@@ -97,7 +97,15 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const ttlMs = config.retention.job_ttl_s * 1000;
   const files = new FileStore(storeRedis, store.keys, ttlMs);
   const batches = new BatchStore(storeRedis, store.keys, ttlMs);
-  const batchRunner = new BatchWorker({ connection: bullRedis, prefix: config.redis.prefix, batches, files, store, intake, router, queues, log });
+  const batchUrl = (tenant: string) => config.auth.api_keys.find((k) => k.name === tenant)?.webhook_url ?? config.webhooks.batch_url;
+  const batchRunner = new BatchWorker({
+    connection: bullRedis, prefix: config.redis.prefix, batches, files, store, intake, router, queues, log,
+    announce: async (tenant, id) => {
+      const url = batchUrl(tenant);
+      const b = await batches.get(id);
+      if (url && config.webhooks.secret && b) await webhooks.batchEvent(id, b.status!, url, toPublicBatch(id, b));
+    },
+  });
   const runtime: Runtime = { config, store, queues, intake, breakers, budgets, webhooks, close: async () => {} };
 
   let clients: Map<string, ProviderClient> | undefined;

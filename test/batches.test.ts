@@ -1,6 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import OpenAI, { toFile } from 'openai';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
+import { Receiver } from './support/receiver.js';
+
+const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 
 const API_KEY = 'sy-batch-tenant-key-0123456789';
 
@@ -10,17 +15,27 @@ describe('OpenAI Batch API shape', () => {
   let bad: MockServer;
   let broker: TestBroker;
   let client: OpenAI;
+  let receiver: Receiver;
 
   beforeAll(async () => {
     good = await startMock();
     bad = await startMock({ errorRate: 1, errorStatus: 400 });
+    receiver = await new Receiver().start();
     broker = await startBroker(
-      configFor({ p: good, broken: bad }, { models: { fast: ['p/model-a'] }, auth: { api_keys: [{ name: 'batcher', key: API_KEY }] } }),
+      configFor(
+        { p: good, broken: bad },
+        {
+          models: { fast: ['p/model-a'] },
+          auth: { api_keys: [{ name: 'batcher', key: API_KEY, webhook_url: receiver.url }] },
+          webhooks: { secret: SECRET, allow_private_targets: true },
+        },
+      ),
     );
     client = new OpenAI({ apiKey: API_KEY, baseURL: `${broker.url}/v1`, maxRetries: 0 });
   });
   afterAll(async () => {
     await broker.close();
+    await receiver.stop();
     await Promise.all([good.app.close(), bad.app.close()]);
     await dropPrefix(broker.prefix);
   });
@@ -64,6 +79,12 @@ describe('OpenAI Batch API shape', () => {
     const errors = (await (await client.files.content(batch.error_file_id!)).text()).trim().split('\n').map((l) => JSON.parse(l));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ custom_id: 'req-7', response: { status_code: 400 }, error: { code: 'invalid_request' } });
+
+    // The tenant's webhook hears batch.completed, signed like every Switchyard event.
+    await waitFor(async () => receiver.received.some((r) => JSON.parse(r.body).data.id === batch.id));
+    const event = receiver.received.find((r) => JSON.parse(r.body).data.id === batch.id)!;
+    const verified = new Webhook(SECRET).verify(event.body, event.headers as Record<string, string>) as { type: string; data: { status: string; request_counts: unknown } };
+    expect(verified).toMatchObject({ type: 'batch.completed', data: { status: 'completed', request_counts: { total: 20, completed: 19, failed: 1 } } });
   });
 
   it('refuses a batch whose lines are invalid, naming each line, and runs none of them', async () => {
@@ -81,6 +102,8 @@ describe('OpenAI Batch API shape', () => {
       [6, 'invalid_request'],
     ]);
     expect(good.stats.calls).toBe(calls);
+    await waitFor(async () => receiver.received.some((r) => JSON.parse(r.body).data.id === batch.id));
+    expect(JSON.parse(receiver.received.find((r) => JSON.parse(r.body).data.id === batch.id)!.body).type).toBe('batch.failed');
   });
 
   it('cancels a running batch: cancelling, then cancelled, with what finished in the output', async () => {
@@ -97,6 +120,8 @@ describe('OpenAI Batch API shape', () => {
       expect(batch.request_counts!.failed).toBeGreaterThan(0);
       const errors = (await (await client.files.content(batch.error_file_id!)).text()).trim().split('\n').map((l) => JSON.parse(l));
       expect(errors.some((e) => e.error.code === 'batch_cancelled')).toBe(true);
+      await waitFor(async () => receiver.received.some((r) => JSON.parse(r.body).data.id === batch.id));
+      expect(JSON.parse(receiver.received.find((r) => JSON.parse(r.body).data.id === batch.id)!.body).type).toBe('batch.cancelled');
     } finally {
       good.behaviour.latencyMs = 0;
     }

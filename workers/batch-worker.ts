@@ -43,6 +43,8 @@ export class BatchWorker {
     private readonly deps: {
       connection: Redis; prefix: string; batches: BatchStore; files: FileStore; store: JobStore; intake: JobIntake;
       router: Router; queues: ProviderQueues; log: Logger;
+      /** Sends a finished batch's event to where its tenant's batch events go, if anywhere. */
+      announce?: (tenant: string, batchId: string) => Promise<void>;
     },
   ) {
     this.queue = new Queue<Step>(BATCH_QUEUE, { connection: deps.connection, prefix: deps.prefix });
@@ -146,6 +148,7 @@ export class BatchWorker {
         if (bad > MAX_ERRORS) errors.push({ code: 'too_many_errors', message: `${bad - MAX_ERRORS} more lines are invalid`, param: null, line: null });
         await batches.mark(id, 'failed', 'failed_at', { errors: JSON.stringify(errors) });
         log.info({ batch: id, invalid_lines: bad }, 'batch refused at validation');
+        await this.deps.announce?.(b.tenant!, id);
         return;
       }
       await batches.mark(id, 'in_progress', 'in_progress_at', { total });
@@ -194,7 +197,9 @@ export class BatchWorker {
   private async finalize(id: string): Promise<void> {
     const { batches, files, store, log } = this.deps;
     const b = await batches.get(id);
-    if (!b || !['in_progress', 'cancelling', 'finalizing'].includes(b.status!)) return;
+    if (!b) return;
+    // Already final: a crash came after marking it, so only the event may be owed (sent once by id).
+    if (!['in_progress', 'cancelling', 'finalizing'].includes(b.status!)) return this.deps.announce?.(b.tenant!, id);
     await batches.mark(id, b.status === 'cancelling' ? 'cancelling' : 'finalizing', b.status === 'cancelling' ? null : 'finalizing_at');
     const total = Number(b.total ?? 0);
     const results = async function* (want: 'output' | 'error') {
@@ -217,6 +222,7 @@ export class BatchWorker {
     else if (expired && errors) await batches.mark(id, 'expired', 'expired_at', fileIds);
     else await batches.mark(id, 'completed', 'completed_at', fileIds);
     log.info({ batch: id, total, output: output?.id, errors: errors?.id }, 'batch finalized');
+    await this.deps.announce?.(b.tenant!, id);
   }
 }
 

@@ -64,10 +64,12 @@ export class WebhookSender {
     const attempt = job.attemptsMade + 1;
     const last = attempt >= (job.opts.attempts ?? 1);
     const started = Date.now();
-    const record = (status_code: number | null, error: string | undefined, final?: 'delivered' | 'failed') => {
+    const record = async (status_code: number | null, error: string | undefined, final?: 'delivered' | 'failed') => {
       const outcome = final === 'delivered' ? 'delivered' : final === 'failed' || last ? 'gave_up' : 'retry';
       this.deps.metrics?.webhookDeliveries.inc({ outcome });
-      return this.deps.store.recordWebhookAttempt(
+      // Batch events have no job to keep their attempts on; the log and the metrics have them.
+      if (!jobId) return;
+      await this.deps.store.recordWebhookAttempt(
         jobId,
         { attempt, at: started, status_code, latency_ms: Date.now() - started, ...(error && { error }), ...(job.data.redelivery && { redelivery: true }) },
         final ?? (last ? 'failed' : 'pending'),

@@ -75,6 +75,8 @@ export const configSchema = z
             z.strictObject({
               name: z.string().min(1),
               key: z.string().min(16, 'use a key of at least 16 characters'),
+              /** Where this tenant's batch events go. */
+              webhook_url: z.url({ protocol: /^https?$/ }).optional(),
               /** Per-tenant limits, checked at intake. */
               limits: z
                 .strictObject({
@@ -124,6 +126,8 @@ export const configSchema = z
         /** Also sign with these while receivers move to the new secret. */
         previous_secrets: z.array(z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, 'expected whsec_ followed by a base64 key')).default([]),
         allow_private_targets: z.boolean().default(false),
+        /** Where batch events go (batch.completed, …); an API key's own `webhook_url` overrides it for its tenant. */
+        batch_url: z.url({ protocol: /^https?$/ }).optional(),
         /** Hosts or CIDRs a webhook may reach even though they are private. */
         allowlist: z.array(z.string().min(1)).default([]),
         timeout_ms: z.int().positive().default(15_000),

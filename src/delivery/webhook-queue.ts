@@ -9,7 +9,8 @@ export const WEBHOOK_QUEUE = 'sy-webhooks';
 
 /** What a delivery carries: the event exactly as first built, so every retry sends the same bytes. */
 export interface DeliveryData {
-  jobId: string;
+  /** The job the event is about; its delivery attempts are kept on it. Absent for batch events. */
+  jobId?: string;
   eventId: string;
   url: string;
   body: string;
@@ -54,6 +55,17 @@ export class WebhookQueue {
     if (!job?.webhook_url || !isTerminal(job.status)) return false;
     await this.enqueue(job.id, job.webhook_url, jobEvent(job), `${job.id}-evt-r${Date.now()}`, true);
     return true;
+  }
+
+  /** A batch's terminal event (batch.completed, .failed, .cancelled, .expired), once per batch. */
+  async batchEvent(batchId: string, status: string, url: string, data: unknown): Promise<void> {
+    const id = `evt_${batchId}`;
+    const body = JSON.stringify({ id, object: 'event', type: `batch.${status}`, created_at: Math.floor(Date.now() / 1000), data });
+    await this.queue.add(
+      'deliver',
+      { eventId: id, url, body },
+      { jobId: `${batchId}-evt`, attempts: this.schedule.length, delay: (this.schedule[0] ?? 0) * 1000, backoff: { type: 'webhook' }, removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } },
+    );
   }
 
   /** Fire and forget: a failure here is the sweeper's to repair. */
