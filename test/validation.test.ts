@@ -38,6 +38,9 @@ describe('intake validation', () => {
     ['unknown task', { ...valid, task: 'nope' }, 'task', /unknown task "nope"/],
     ['unknown model alias', { ...valid, model: 'huge' }, 'model', /unknown model "huge"/],
     ['unknown provider in model', { ...valid, model: 'nobody/gpt' }, 'model', /unknown provider "nobody"/],
+    ['a task named like an Object property', { ...valid, task: 'constructor' }, 'task', /unknown task "constructor"/],
+    ['a model named like an Object property', { ...valid, model: '__proto__' }, 'model', /unknown model "__proto__"/],
+    ['a provider named like an Object property', { ...valid, model: 'toString/x' }, 'model', /unknown provider "toString"/],
     ['metadata value not a string', { ...valid, metadata: { a: 1 } }, 'metadata.a', /metadata/],
     ['metadata too many pairs', { ...valid, metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata', /at most 16/],
     ['deadline_s zero', { ...valid, deadline_s: 0 }, 'deadline_s', /deadline_s/],
@@ -53,6 +56,15 @@ describe('intake validation', () => {
     expect(res.body.error.type).toBe('invalid_request_error');
     expect(res.body.error.param).toBe(param);
     expect(res.body.error.message).toMatch(message);
+  });
+
+  it('refuses a request nested deeper than any prompt needs with a 400, not a crash', async () => {
+    // Sent as text: building it as an object would overflow the test's own JSON.stringify.
+    const body = `{"request":{"messages":[{"role":"user","content":"hi"}],"x":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`;
+    const res = await broker.call('POST', '/v1/jobs', body);
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ type: 'invalid_request_error', param: 'request' });
+    expect(res.body.error.message).toMatch(/nested more than 64 levels/);
   });
 
   it('enqueued nothing for any of the bad bodies', async () => {

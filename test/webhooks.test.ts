@@ -180,6 +180,9 @@ describe('webhook targets (SSRF guard)', () => {
     ['http://[::1]/x', /::1/],
     ['http://[fd00:ec2::254]/x', /fd00:ec2::254/],
     ['http://[::ffff:127.0.0.1]/x', /127\.0\.0\.1|::ffff/],
+    ['http://[::127.0.0.1]/x', /::7f00:1|::127/],
+    ['http://[::ffff:0:127.0.0.1]/x', /::ffff:0:7f00:1|::ffff/],
+    ['http://[2002:7f00:1::]/x', /2002:7f00:1::/],
     ['http://user:pw@example.com/x', /credentials/],
   ])('refuses %s at intake with a 400 naming webhook_url', async (url, message) => {
     const res = await guarded.call('POST', '/v1/jobs', { request: chat(), webhook_url: url });

@@ -167,7 +167,7 @@ export const configSchema = z
     }
     const checkTarget = (ref: string, path: (string | number)[]) => {
       const provider = ref.slice(0, ref.indexOf('/'));
-      if (!(provider in cfg.providers)) {
+      if (!Object.hasOwn(cfg.providers, provider)) {
         ctx.addIssue({ code: 'custom', path, message: `unknown provider "${provider}" in "${ref}"` });
       }
     };
@@ -176,9 +176,9 @@ export const configSchema = z
     }
     for (const [task, route] of Object.entries(cfg.tasks)) {
       if (typeof route === 'string') {
-        if (!(route in cfg.models) && !route.includes('/')) {
+        if (!Object.hasOwn(cfg.models, route) && !route.includes('/')) {
           ctx.addIssue({ code: 'custom', path: ['tasks', task], message: `unknown model alias "${route}"` });
-        } else if (!(route in cfg.models)) {
+        } else if (!Object.hasOwn(cfg.models, route)) {
           checkTarget(route, ['tasks', task]);
         }
       } else {

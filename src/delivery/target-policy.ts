@@ -7,7 +7,14 @@ const PRIVATE_V4 = [
   ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24],
   ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
 ] as const;
-const PRIVATE_V6 = [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['2001:db8::', 32], ['64:ff9b::', 96]] as const;
+// IPv6 forms that embed an IPv4 address (mapped, compatible, SIIT, NAT64, 6to4) are refused whole:
+// a webhook has no business there, and checking the embedded address form by form is how guards leak.
+const PRIVATE_V6 = [
+  ['::', 96], ['::1', 128], ['::ffff:0:0', 96], ['::ffff:0:0:0', 96], ['64:ff9b::', 96], ['2002::', 16],
+  ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['2001:db8::', 32],
+] as const;
+/** A name that does not resolve in this long is refused at intake rather than hold the request. */
+const RESOLVE_TIMEOUT_MS = 3000;
 
 export class TargetRefused extends Error {
   override name = 'TargetRefused';
@@ -81,7 +88,12 @@ export class TargetPolicy {
 }
 
 function resolveAll(host: string): Promise<string[]> {
-  return new Promise((resolve, reject) =>
-    dnsLookup(host, { all: true }, (err, addresses) => (err ? reject(new TargetRefused(`cannot resolve ${host}: ${err.code ?? err.message}`)) : resolve(addresses.map((a) => a.address)))),
-  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TargetRefused(`cannot resolve ${host} within ${RESOLVE_TIMEOUT_MS} ms`)), RESOLVE_TIMEOUT_MS);
+    dnsLookup(host, { all: true }, (err, addresses) => {
+      clearTimeout(timer);
+      if (err) reject(new TargetRefused(`cannot resolve ${host}: ${err.code ?? err.message}`));
+      else resolve(addresses.map((a) => a.address));
+    });
+  });
 }

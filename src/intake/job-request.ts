@@ -1,5 +1,22 @@
 import { z } from 'zod';
 
+/** Far deeper than any real request; a body nested deeper is an attack on the stack, not a prompt. */
+export const MAX_REQUEST_DEPTH = 64;
+
+/** Nesting depth of a JSON value, measured without recursion so the measurement itself cannot overflow. */
+export function nestingDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 const contentPart = z.looseObject({ type: z.string().min(1) });
 
 const message = z.looseObject({
@@ -32,7 +49,8 @@ export const chatRequestSchema = z
     tool_choice: z.union([z.string(), z.looseObject({ type: z.string() })]).optional(),
     response_format: z.looseObject({ type: z.enum(['text', 'json_object', 'json_schema']) }).optional(),
   })
-  .refine((r) => r.model === undefined, { path: ['model'], message: 'set the model on the job, not inside the request' });
+  .refine((r) => r.model === undefined, { path: ['model'], message: 'set the model on the job, not inside the request' })
+  .refine((r) => nestingDepth(r, MAX_REQUEST_DEPTH) <= MAX_REQUEST_DEPTH, { message: `the request is nested more than ${MAX_REQUEST_DEPTH} levels deep` });
 
 const METADATA_MAX_PAIRS = 16;
 

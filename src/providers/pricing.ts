@@ -66,11 +66,13 @@ export class Pricing {
   }
 
   priceOf(provider: string, model: string): Price | null {
-    const direct = this.overrides[`${provider}/${model}`] ?? this.overrides[model];
+    const own = (table: Record<string, Price>, key: string) => (Object.hasOwn(table, key) ? table[key] : undefined);
+    const direct = own(this.overrides, `${provider}/${model}`) ?? own(this.overrides, model);
     if (direct) return direct;
     // OpenRouter-style ids carry the vendor: `openai/gpt-4o-mini`.
     const bare = model.slice(model.lastIndexOf('/') + 1).replace(REGION_PREFIX, '');
-    if (PRICE_TABLE[bare]) return PRICE_TABLE[bare];
+    const listed = own(PRICE_TABLE, bare);
+    if (listed) return listed;
     // Dated and versioned ids (`claude-sonnet-4-5-20250929`, `anthropic.claude-3-haiku-20240307-v1:0`).
     const key = this.keys.find((k) => bare.startsWith(k) && /^[-:@]|^$/.test(bare.slice(k.length)));
     return key ? PRICE_TABLE[key]! : null;

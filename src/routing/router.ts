@@ -27,7 +27,8 @@ export class Router {
   resolve(job: { task?: string | undefined; model?: string | undefined }): string[] {
     if (job.model !== undefined) return this.resolveModel(job.model, 'model');
     const task = job.task ?? 'default';
-    const route = this.config.tasks[task];
+    // Own keys only: a task named "constructor" or "__proto__" is unknown, not Object's.
+    const route = Object.hasOwn(this.config.tasks, task) ? this.config.tasks[task] : undefined;
     if (route === undefined) {
       throw new RouteError(`unknown task "${task}"; configured tasks: ${Object.keys(this.config.tasks).join(', ')}`, 'task');
     }
@@ -35,12 +36,12 @@ export class Router {
   }
 
   private resolveModel(name: string, param: 'task' | 'model'): string[] {
-    const alias = this.config.models[name];
+    const alias = Object.hasOwn(this.config.models, name) ? this.config.models[name] : undefined;
     if (alias) return [...alias];
     const slash = name.indexOf('/');
     if (slash > 0 && slash < name.length - 1) {
       const provider = name.slice(0, slash);
-      if (provider in this.config.providers) return [name];
+      if (Object.hasOwn(this.config.providers, provider)) return [name];
       throw new RouteError(`unknown provider "${provider}" in model "${name}"`, param);
     }
     throw new RouteError(

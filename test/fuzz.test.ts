@@ -1,0 +1,437 @@
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { Pool } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
+
+/*
+ * 10,000 malformed or hostile bodies over real HTTP against the intake routes. The contract: never
+ * a 5xx, every 4xx in the `{"error": {type, message, param, code}}` shape, the process unharmed
+ * (still serving, Object.prototype untouched). The broker runs no workers, so an accidentally valid
+ * body is only queued. FUZZ_SEED reproduces a run; the seed is in every failure message.
+ */
+const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);
+const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : randomBytes(4).readUInt32BE() >>> 1;
+const CONNECTIONS = 16;
+/** A property name no real code uses: if it ever appears on a plain object, a body polluted a prototype. */
+const CANARY = 'sy_fuzz_polluted';
+
+// ---------------------------------------------------------------------------------------------
+// A JSON document model that can say what JSON.stringify cannot: own `__proto__` keys, duplicate
+// keys, and raw fragments (number literals beyond float range, nesting deeper than any recursive
+// serializer survives).
+
+class Raw {
+  constructor(readonly text: string) {}
+}
+class Obj {
+  constructor(readonly entries: [string, Doc][]) {}
+}
+type Doc = null | boolean | number | string | Raw | Obj | Doc[];
+
+const obj = (o: Record<string, Doc | undefined>): Obj => new Obj(Object.entries(o).filter((e): e is [string, Doc] => e[1] !== undefined));
+
+function fromPlain(v: unknown): Doc {
+  if (Array.isArray(v)) return v.map(fromPlain);
+  // Object.keys keeps an own "__proto__" key, which fast-check does generate.
+  if (v !== null && typeof v === 'object') return new Obj(Object.keys(v).map((k) => [k, fromPlain((v as Record<string, unknown>)[k])]));
+  return v as Doc;
+}
+
+function toJson(v: Doc): string {
+  if (v instanceof Raw) return v.text;
+  if (v instanceof Obj) return `{${v.entries.map(([k, x]) => `${JSON.stringify(k)}:${toJson(x)}`).join(',')}}`;
+  if (Array.isArray(v)) return `[${v.map(toJson).join(',')}]`;
+  return JSON.stringify(v) ?? 'null';
+}
+
+function clone(v: Doc): Doc {
+  if (v instanceof Obj) return new Obj(v.entries.map(([k, x]) => [k, clone(x)]));
+  if (Array.isArray(v)) return v.map(clone);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile values.
+
+const PROTO_NAMES = ['__proto__', 'constructor', 'prototype', 'toString', 'valueOf', 'hasOwnProperty', 'isPrototypeOf', '__defineGetter__', '__lookupSetter__', 'toLocaleString'];
+
+const hostileKey = fc.oneof(
+  { arbitrary: fc.constantFrom(...PROTO_NAMES), weight: 3 },
+  { arbitrary: fc.constantFrom('', ' ', '\u0000', 'task', 'request', 'messages', 'role', 'content', 'model', 'priority', 'metadata', 'jobs', 'é', '💥', 'a'.repeat(300)), weight: 2 },
+  { arbitrary: fc.string({ unit: 'binary', maxLength: 12 }), weight: 1 },
+);
+
+const hostileString = fc.oneof(
+  {
+    arbitrary: fc.constantFrom(
+      ...PROTO_NAMES,
+      ...PROTO_NAMES.map((n) => `${n}/x`),
+      'default', 'fast', 'p/model-a', 'p/', '/x', 'p//x', '/', 'p/model-a/extra', 'nobody/x',
+      '', ' ', '\t\n', '\u0000', '\ud800', '\udfff\ud800', '\u202e\u2066', '\ufeff', '𝕏'.repeat(64), 'é'.repeat(65), 'x'.repeat(129), 'x'.repeat(257), 'x'.repeat(513),
+      '../../etc/passwd', '${jndi:ldap://127.0.0.1/a}', '<script>alert(1)</script>', "' OR 1=1 --", '%00', '{{7*7}}', 'null', 'NaN', '-1', '1e309',
+      'http://169.254.169.254/latest/meta-data', 'http://127.0.0.1:6379/', 'http://[::ffff:127.0.0.1]/x', 'http://user:pw@1.1.1.1/x', 'file:///etc/passwd', 'javascript:alert(1)', 'http://[fe80::1%25eth0]/', 'http://0x7f.1/', 'http://2130706433/', 'http://1.1.1.1/hook', 'http://',
+    ),
+    weight: 4,
+  },
+  { arbitrary: fc.string({ unit: 'binary', maxLength: 40 }), weight: 2 },
+  { arbitrary: fc.string({ unit: 'grapheme', maxLength: 40 }), weight: 2 },
+  { arbitrary: fc.string({ maxLength: 300 }), weight: 2 },
+);
+
+/** Literals that parse to Infinity, to 0, or lose precision. */
+const RAW_NUMBERS = ['1e309', '-1e309', `1${'0'.repeat(400)}`, `0.${'0'.repeat(400)}1`, '-0', '1E+2', '1e-400', '123456789012345678901234567890', '5.0', '1.0e0', '9007199254740993', '-9007199254740993'];
+const hostileNumber = fc.oneof(
+  fc.integer(),
+  fc.double(),
+  fc.constantFrom(0, -0, 1, 2, 5, 10, 11, -1, 0.5, 1.5, 2.0000001, 128, 129, 2 ** 31, 2 ** 53, 2 ** 53 + 2, Number.MAX_VALUE, Number.MIN_VALUE, -Number.MAX_VALUE, 1e21, 604800, 604801),
+  fc.constantFrom(...RAW_NUMBERS).map((t) => new Raw(t)),
+);
+
+/** Nesting from shallow to far beyond what recursive code (JSON.stringify, a recursive walk) survives. */
+const deep = fc
+  .record({
+    depth: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 100, max: 5_000 }), fc.integer({ min: 5_000, max: 60_000 })),
+    shape: fc.constantFrom('array', 'object'),
+  })
+  .map(({ depth, shape }) => new Raw(shape === 'array' ? `${'['.repeat(depth)}1${']'.repeat(depth)}` : `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`));
+
+/** The classic pollution payloads, each planting CANARY if the server merged them naively. */
+const pollution: fc.Arbitrary<Obj> = fc.constantFrom(
+  new Obj([['__proto__', new Obj([[CANARY, true]])]]),
+  new Obj([['constructor', new Obj([['prototype', new Obj([[CANARY, true]])]])]]),
+  new Obj([['prototype', new Obj([[CANARY, true]])]]),
+  new Obj([['__proto__', new Obj([['__proto__', new Obj([[CANARY, true]])]])]]),
+  new Obj([['a', new Obj([['__proto__', new Obj([[CANARY, true], ['toString', 'x']])]])]]),
+);
+
+const jsonAny = fc.jsonValue({ maxDepth: 4 }).map(fromPlain);
+
+const hostileValue: fc.Arbitrary<Doc> = fc.oneof(
+  { arbitrary: hostileString, weight: 4 },
+  { arbitrary: hostileNumber, weight: 3 },
+  { arbitrary: fc.constantFrom<Doc>(true, false, null, [], new Obj([])), weight: 2 },
+  { arbitrary: jsonAny, weight: 3 },
+  { arbitrary: deep, weight: 1 },
+  { arbitrary: pollution, weight: 1 },
+  { arbitrary: fc.array(fc.oneof(hostileString, hostileNumber), { maxLength: 5 }), weight: 1 },
+);
+
+// ---------------------------------------------------------------------------------------------
+// Valid bodies, and mutations of them.
+
+const message = fc.oneof(
+  fc.record({ role: fc.constantFrom('system', 'developer', 'user', 'assistant'), content: fc.string({ maxLength: 40 }) }).map((m) => obj(m)),
+  fc.string({ maxLength: 20 }).map((text) => obj({ role: 'user', content: [obj({ type: 'text', text })] })),
+  fc.constant(obj({ role: 'assistant', content: null, tool_calls: [obj({ id: 'call_1', type: 'function', function: obj({ name: 'f', arguments: '{}' }) })] })),
+  fc.constant(obj({ role: 'tool', tool_call_id: 'call_1', content: 'ok' })),
+);
+
+const chatRequest = fc
+  .record(
+    {
+      messages: fc.array(message, { minLength: 1, maxLength: 3 }),
+      temperature: fc.double({ min: 0, max: 2, noNaN: true }),
+      top_p: fc.double({ min: 0, max: 1, noNaN: true }),
+      max_tokens: fc.integer({ min: 1, max: 4096 }),
+      n: fc.integer({ min: 1, max: 4 }),
+      stop: fc.oneof(fc.string({ maxLength: 5 }), fc.array(fc.string({ maxLength: 5 }), { maxLength: 4 })),
+      seed: fc.integer(),
+      tools: fc.constant([obj({ type: 'function', function: obj({ name: 'f', parameters: obj({ type: 'object' }) }) })] as Doc),
+      tool_choice: fc.constantFrom('auto', 'none'),
+      response_format: fc.constantFrom('text', 'json_object').map((type) => obj({ type })),
+    },
+    { requiredKeys: ['messages'] },
+  )
+  .map((r) => obj(r as Record<string, Doc>));
+
+const validJob = fc
+  .record(
+    {
+      task: fc.constant('default'),
+      model: fc.constantFrom('fast', 'p/model-a', 'p/other-model'),
+      priority: fc.integer({ min: 1, max: 10 }),
+      request: chatRequest,
+      metadata: fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 4 }).map(fromPlain),
+      deadline_s: fc.integer({ min: 1, max: 604_800 }),
+      // IP literals only: a host name makes the intake resolve it, and this sandbox's resolver drops
+      // queries under load (5 s each), which would measure DNS rather than the broker.
+      webhook_url: fc.constantFrom('http://1.1.1.1/hook', 'https://93.184.215.14/hook', 'http://127.0.0.1/hook', 'http://[::1]/hook', 'http://[2606:4700::1111]/hook'),
+    },
+    { requiredKeys: ['request'] },
+  )
+  .map((j) => obj(j as Record<string, Doc>));
+
+type Mutation = { op: 'set' | 'delete' | 'add' | 'wrap' | 'dup'; pick: number; key: string; value: Doc };
+const mutation: fc.Arbitrary<Mutation> = fc.record({
+  op: fc.constantFrom('set', 'set', 'set', 'delete', 'add', 'add', 'wrap', 'dup'),
+  pick: fc.nat(),
+  key: hostileKey,
+  value: hostileValue,
+});
+
+/** Every slot in the document (an object entry or an array element), root first. */
+function slots(doc: Doc): { parent: Obj | Doc[]; index: number }[] {
+  const out: { parent: Obj | Doc[]; index: number }[] = [];
+  const walk = (v: Doc) => {
+    if (v instanceof Obj) v.entries.forEach(([, x], index) => (out.push({ parent: v, index }), walk(x)));
+    else if (Array.isArray(v)) v.forEach((x, index) => (out.push({ parent: v, index }), walk(x)));
+  };
+  walk(doc);
+  return out;
+}
+
+/** One field changed: replaced by a hostile value, removed, wrapped in an array, duplicated, or a hostile key added beside it. */
+function mutate(base: Doc, mutations: Mutation[]): Doc {
+  const doc = clone(base);
+  for (const mutation of mutations) {
+    // Generated values may be shared constants: insert copies, so a later mutation cannot edit the original.
+    const m = { ...mutation, value: clone(mutation.value) };
+    const all = slots(doc);
+    if (all.length === 0) return m.value;
+    const { parent, index } = all[m.pick % all.length]!;
+    const get = () => (parent instanceof Obj ? parent.entries[index]![1] : parent[index]!);
+    const set = (v: Doc) => (parent instanceof Obj ? (parent.entries[index]![1] = v) : (parent[index] = v));
+    if (m.op === 'set') set(m.value);
+    else if (m.op === 'wrap') set([get()]);
+    else if (m.op === 'delete') parent instanceof Obj ? parent.entries.splice(index, 1) : parent.splice(index, 1);
+    else if (m.op === 'dup' && parent instanceof Obj) parent.entries.splice(index + 1, 0, [parent.entries[index]![0], m.value]);
+    else if (parent instanceof Obj) parent.entries.push([m.key, m.value]);
+    else parent.push(m.value);
+  }
+  return doc;
+}
+
+/** A hostile value planted at a random object in an otherwise valid body (pass-through fields included). */
+function plant(base: Doc, pick: number, key: string, value: Doc): Doc {
+  const doc = clone(base);
+  const objects: Obj[] = [];
+  const walk = (v: Doc) => {
+    if (v instanceof Obj) (objects.push(v), v.entries.forEach(([, x]) => walk(x)));
+    else if (Array.isArray(v)) v.forEach(walk);
+  };
+  walk(doc);
+  objects[pick % objects.length]!.entries.push([key, clone(value)]);
+  return doc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests.
+
+type Endpoint = '/v1/jobs' | '/v1/jobs/bulk' | '/v1/batches';
+interface Case {
+  kind: string;
+  path: Endpoint;
+  contentType: string;
+  body: string | Uint8Array;
+  headers?: Record<string, string>;
+}
+const json = (kind: string, path: Endpoint, doc: Doc, headers?: Record<string, string>): Case => ({ kind, path, contentType: 'application/json', body: toJson(doc), ...(headers && { headers }) });
+
+const nearValidJob = fc.tuple(validJob, fc.array(mutation, { minLength: 1, maxLength: 2 })).map(([job, ms]) => mutate(job, ms));
+const endpoint = fc.constantFrom<Endpoint>('/v1/jobs', '/v1/jobs/bulk', '/v1/batches');
+
+/** Over the default 1 MiB body limit; one shared string, however often it is drawn. */
+const TOO_LARGE = `{"request":{"messages":[{"role":"user","content":"${'x'.repeat(1_100_000)}"}]}}`;
+
+function cases(fileId: string): fc.Arbitrary<Case> {
+  const validBatch = fc
+    .record({ metadata: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }).map(fromPlain) }, { requiredKeys: [] })
+    .map((extra) => obj({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h', ...extra }));
+  const idempotency = fc.option(fc.string({ unit: 'grapheme-ascii', maxLength: 300 }), { freq: 5 });
+  const notJson = fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.string({ unit: 'binary', maxLength: 200 }),
+    fc.constantFrom('', ' ', '\n', '\u0000', '{', '}', '[', '{"request":', '{a:1}', "{'request':{}}", 'NaN', 'Infinity', 'undefined', '[1,]', '{"a":1,}', '// c\n{}', '{"a":1}{"b":2}', '"\\ud800"', '"\\u00"', '1 2', 'nul', 'tru', '\ufeff{}', '{"a":"\u0000"}', `{"a":${'1'.repeat(100_000)}}`),
+    // A valid body cut short, or with garbage after it.
+    fc.tuple(validJob, fc.nat(), fc.string({ maxLength: 10 })).map(([job, cut, tail]) => {
+      const text = toJson(job);
+      return cut % 2 === 0 ? text.slice(0, cut % text.length) : `${text}${tail || 'x'}`;
+    }),
+  );
+  const notUtf8 = fc.oneof(
+    fc.uint8Array({ maxLength: 200 }),
+    fc.constantFrom(Uint8Array.of(0xff, 0xfe), Uint8Array.of(0x7b, 0xc3, 0x28, 0x7d), Uint8Array.of(0x22, 0xc0, 0xaf, 0x22), Uint8Array.of(0x22, 0xed, 0xa0, 0x80, 0x22)),
+    // A valid body in UTF-16: JSON, just not in the encoding JSON requires.
+    validJob.map((job) => new Uint8Array(Buffer.from(toJson(job), 'utf16le'))),
+  );
+
+  return fc.oneof(
+    // POST /v1/jobs: near-valid bodies with one or two fields mutated, the bulk of the run.
+    { weight: 30, arbitrary: fc.tuple(nearValidJob, idempotency).map(([doc, key]) => json('job: near-valid', '/v1/jobs', doc, key === null ? undefined : { 'idempotency-key': key })) },
+    // ... JSON values of every shape in place of the body.
+    { weight: 10, arbitrary: hostileValue.map((doc) => json('job: any JSON', '/v1/jobs', doc)) },
+    // ... hostile names where the config is looked up: task, model, metadata keys.
+    {
+      weight: 6,
+      arbitrary: fc
+        .tuple(validJob, fc.constantFrom('task', 'model', 'metadata'), hostileString, hostileKey)
+        .map(([job, field, name, key]) => {
+          const doc = clone(job) as Obj;
+          const rest = doc.entries.filter(([k]) => k !== field && !(field === 'task' && k === 'model'));
+          // The hostile field goes first, so a failure's preview shows it.
+          return json('job: names', '/v1/jobs', new Obj([[field, field === 'metadata' ? new Obj([[key, 'v']]) : name], ...rest]));
+        }),
+    },
+    // ... prototype-pollution payloads planted anywhere, pass-through fields included.
+    { weight: 6, arbitrary: fc.tuple(validJob, fc.nat(), fc.constantFrom(...PROTO_NAMES), pollution).map(([job, pick, key, p]) => json('job: pollution', '/v1/jobs', plant(job, pick, key, p.entries[0]![1]))) },
+    { weight: 2, arbitrary: pollution.map((p) => json('job: pollution', '/v1/jobs', p)) },
+    // ... deep nesting planted anywhere, with and without an Idempotency-Key (it hashes the body).
+    { weight: 5, arbitrary: fc.tuple(validJob, fc.nat(), fc.constantFrom('x', 'extra', 'data'), deep, fc.boolean()).map(([job, pick, key, d, idem]) => json('job: deep', '/v1/jobs', plant(job, pick, key, d), idem ? { 'idempotency-key': `k-${pick}` } : undefined)) },
+    // POST /v1/jobs/bulk: arrays of valid and near-valid jobs, then mutated as a whole.
+    {
+      weight: 15,
+      arbitrary: fc
+        .tuple(fc.array(fc.oneof(validJob, nearValidJob), { minLength: 0, maxLength: 5 }), fc.option(fc.array(mutation, { minLength: 1, maxLength: 2 }), { freq: 2 }))
+        .map(([jobs, ms]) => json('bulk', '/v1/jobs/bulk', ms ? mutate(obj({ jobs }), ms) : obj({ jobs }))),
+    },
+    { weight: 3, arbitrary: hostileValue.map((doc) => json('bulk: any JSON', '/v1/jobs/bulk', doc)) },
+    // POST /v1/batches: a real input file, the body mutated.
+    { weight: 12, arbitrary: fc.tuple(validBatch, fc.array(mutation, { minLength: 1, maxLength: 2 })).map(([b, ms]) => json('batch: near-valid', '/v1/batches', mutate(b, ms))) },
+    { weight: 3, arbitrary: hostileValue.map((doc) => json('batch: any JSON', '/v1/batches', doc)) },
+    // Raw bodies that are not JSON (or not UTF-8), sent as application/json.
+    {
+      weight: 12,
+      arbitrary: fc
+        .tuple(endpoint, fc.oneof({ arbitrary: notJson, weight: 3 }, { arbitrary: notUtf8, weight: 1 }), fc.constantFrom('application/json', 'application/json; charset=utf-8', 'Application/JSON', 'application/json;charset=utf-16', 'application/json; boundary=x'))
+        .map(([path, body, contentType]): Case => ({ kind: 'not JSON', path, contentType, body })),
+    },
+    // A few bodies over the limit (1 MiB on /v1/jobs and /v1/batches).
+    { weight: 1, arbitrary: fc.constantFrom<Endpoint>('/v1/jobs', '/v1/batches').map((path) => ({ kind: 'too large', path, contentType: 'application/json', body: TOO_LARGE })) },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Outcome {
+  status: number;
+  text: string;
+}
+
+/** What is wrong with an answer, or null: no 5xx, and every 4xx in the one error shape. */
+function problemWith({ status, text }: Outcome): string | null {
+  if (status >= 500) return `${status}`;
+  if (status >= 200 && status < 300) return null;
+  if (status < 400) return `unexpected ${status}`;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return `${status} with a non-JSON body`;
+  }
+  const b = body as { error?: Record<string, unknown> };
+  if (!b || typeof b !== 'object' || Array.isArray(b) || Object.keys(b).join() !== 'error') return `${status} without a lone "error" key`;
+  const e = b.error;
+  if (!e || typeof e !== 'object' || Object.keys(e).sort().join() !== 'code,message,param,type') return `${status} with error keys ${JSON.stringify(e && Object.keys(e))}`;
+  if (typeof e.type !== 'string' || e.type === '' || typeof e.message !== 'string' || e.message === '') return `${status} with an empty type or message`;
+  if (!(e.param === null || typeof e.param === 'string') || !(e.code === null || typeof e.code === 'string')) return `${status} with a non-string param or code`;
+  return null;
+}
+
+const preview = (body: string | Uint8Array, n = 300) => {
+  const text = typeof body === 'string' ? body : `<bytes ${Buffer.from(body).toString('hex').slice(0, n)}>`;
+  return text.length > n ? `${text.slice(0, n)}… (${text.length} chars)` : text;
+};
+
+describe('fuzzing the intake with hostile bodies', () => {
+  let mock: MockServer;
+  let broker: TestBroker;
+  let pool: Pool;
+  let fileId: string;
+  const protoBefore = {
+    object: Object.getOwnPropertyNames(Object.prototype).sort(),
+    array: Object.getOwnPropertyNames(Array.prototype).sort(),
+    function: Object.getOwnPropertyNames(Function.prototype).sort(),
+  };
+
+  beforeAll(async () => {
+    mock = await startMock();
+    // Webhooks on (and private targets refused) so webhook_url values reach the SSRF guard too.
+    const config = configFor({ p: mock }, { webhooks: { secret: `whsec_${randomBytes(32).toString('base64')}` } });
+    broker = await startBroker(config, { workers: undefined });
+    pool = new Pool(broker.url, { connections: CONNECTIONS });
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    const line = JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', messages: [{ role: 'user', content: 'x' }] } });
+    form.append('file', new Blob([`${line}\n`]), 'input.jsonl');
+    const res = await fetch(`${broker.url}/v1/files`, { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    fileId = ((await res.json()) as { id: string }).id;
+  });
+  afterAll(async () => {
+    await pool?.close();
+    await broker?.close();
+    await mock?.app.close();
+    if (broker) await dropPrefix(broker.prefix);
+  });
+
+  it(`answers ${RUNS} hostile bodies with no 5xx, every 4xx in the error shape, and stays healthy and unpolluted`, { timeout: 180_000 }, async () => {
+    const started = Date.now();
+    const all = fc.sample(cases(fileId), { numRuns: RUNS, seed: SEED });
+    const generatedMs = Date.now() - started;
+
+    const tally = new Map<string, number>();
+    const count = (key: string) => tally.set(key, (tally.get(key) ?? 0) + 1);
+    /** Per kind of problem, how often and the shortest body that caused it. */
+    const problems = new Map<string, { n: number; example: Case; status: number; text: string }>();
+    let next = 0;
+    const send = async () => {
+      for (let i = next++; i < all.length; i = next++) {
+        const c = all[i]!;
+        let outcome: Outcome;
+        try {
+          const res = await pool.request({ path: c.path, method: 'POST', headers: { 'content-type': c.contentType, ...c.headers }, body: c.body });
+          outcome = { status: res.statusCode, text: await res.body.text() };
+        } catch (err) {
+          outcome = { status: -1, text: `transport error: ${(err as Error).message}` };
+        }
+        count(`${c.path} ${outcome.status}`);
+        const problem = outcome.status === -1 ? outcome.text : problemWith(outcome);
+        if (problem === null) continue;
+        const key = `${c.path} [${c.kind}] ${problem}`;
+        const seen = problems.get(key);
+        if (!seen) problems.set(key, { n: 1, example: c, ...outcome });
+        else {
+          seen.n++;
+          if (c.body.length < seen.example.body.length) Object.assign(seen, { example: c, ...outcome });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: CONNECTIONS }, send));
+    const elapsedMs = Date.now() - started;
+
+    const accepted = [...tally].filter(([k]) => / 2\d\d$/.test(k));
+    const summary = [...tally].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}: ${n}`).join(', ');
+    console.info(
+      `fuzz seed ${SEED}: ${all.length} bodies in ${elapsedMs} ms (${generatedMs} ms generating); accepted (accidentally valid): ${accepted.map(([k, n]) => `${k} ×${n}`).join(', ') || 'none'}; statuses: ${summary}`,
+    );
+
+    // The broker logs every 500 with its cause; name the distinct causes next to the failing bodies.
+    const causes = new Set(
+      broker.logs.lines
+        .filter((l) => l.msg === 'unhandled error')
+        .map((l) => {
+          const err = l.err as { type?: string; message?: string; stack?: string } | undefined;
+          return `${err?.type}: ${err?.message} @ ${err?.stack?.split('\n')[1]?.trim()}`;
+        }),
+    );
+    const report = [...problems]
+      .sort(([, a], [, b]) => b.n - a.n)
+      .map(([key, p]) => `${key} ×${p.n}\n    e.g. ${p.example.contentType}${p.example.headers ? ` ${JSON.stringify(p.example.headers)}` : ''}: ${preview(p.example.body)}\n    → ${preview(p.text, 200)}`);
+    // Soft, so the health and pollution checks below still run and report when this fails.
+    expect.soft(report, `fuzz seed ${SEED} (rerun with FUZZ_SEED=${SEED}); broker errors: ${[...causes].join(' | ') || 'none'}`).toEqual([]);
+    expect(all.length).toBe(RUNS);
+
+    // Still serving, and able to take a real job.
+    expect((await fetch(`${broker.url}/healthz`)).status).toBe(200);
+    const ok = await fetch(`${broker.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: { messages: [{ role: 'user', content: 'after the fuzz' }] } }) });
+    expect(ok.status).toBe(202);
+
+    // No prototype gained a property (the broker runs in this process, so pollution would show here).
+    expect(({} as Record<string, unknown>)[CANARY]).toBeUndefined();
+    expect(([] as unknown as Record<string, unknown>)[CANARY]).toBeUndefined();
+    expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(protoBefore.object);
+    expect(Object.getOwnPropertyNames(Array.prototype).sort()).toEqual(protoBefore.array);
+    expect(Object.getOwnPropertyNames(Function.prototype).sort()).toEqual(protoBefore.function);
+  });
+});
