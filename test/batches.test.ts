@@ -127,6 +127,31 @@ describe('OpenAI Batch API shape', () => {
     }
   });
 
+  it('expires a batch that outlives its completion window: finished lines in the output, the rest batch_expired', async () => {
+    const slow = await startMock({ latencyMs: 150 });
+    const short = await startBroker(
+      configFor({ p: slow }, { models: { fast: ['p/model-a'] }, auth: { api_keys: [{ name: 'batcher', key: API_KEY }] }, batches: { completion_window_ms: 1500 } }),
+    );
+    try {
+      short.config.providers.p!.max_in_flight = 2;
+      const shortClient = new OpenAI({ apiKey: API_KEY, baseURL: `${short.url}/v1`, maxRetries: 0 });
+      const file = await shortClient.files.create({ file: await toFile(Buffer.from(`${Array.from({ length: 40 }, (_, i) => line(i)).join('\n')}\n`), 'in.jsonl'), purpose: 'batch' });
+      const created = await shortClient.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      let batch = await shortClient.batches.retrieve(created.id);
+      await waitFor(async () => (batch = await shortClient.batches.retrieve(created.id)).status === 'expired', 30_000, 100);
+      expect(batch.expired_at).not.toBeNull();
+      expect(batch.request_counts!.completed).toBeGreaterThan(0);
+      expect(batch.request_counts!.failed).toBeGreaterThan(0);
+      const errors = (await (await shortClient.files.content(batch.error_file_id!)).text()).trim().split('\n').map((l) => JSON.parse(l));
+      expect(errors.every((e) => e.error.code === 'batch_expired')).toBe(true);
+      expect(errors).toHaveLength(batch.request_counts!.failed);
+    } finally {
+      await short.close();
+      await slow.app.close();
+      await dropPrefix(short.prefix);
+    }
+  });
+
   it('lists batches newest first with after / limit / has_more, and answers JSON as JSON', async () => {
     const page = await client.batches.list({ limit: 2 });
     expect(page.data).toHaveLength(2);

@@ -135,6 +135,12 @@ export const configSchema = z
         retry_schedule_s: z.array(z.int().nonnegative()).min(1).default([0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]),
       })
       .prefault({}),
+    batches: z
+      .strictObject({
+        /** How long the "24h" completion window really is; only tests want it shorter. */
+        completion_window_ms: z.int().positive().default(24 * 3600 * 1000),
+      })
+      .prefault({}),
     /** USD per million tokens, by "provider/model" or by model; overrides the shipped price table. */
     pricing: z.record(z.string(), price).default({}),
     retention: z

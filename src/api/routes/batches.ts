@@ -3,11 +3,9 @@ import { z } from 'zod';
 import { type BatchRecord, toPublicBatch } from '../../batches/batch-store.js';
 import { apiError } from '../errors.js';
 
-const WINDOWS: Record<string, number> = { '24h': 24 * 3600 * 1000 };
-
 /** OpenAI-compatible /v1/batches: create, retrieve, cancel, list. */
 export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { files, batches, batchRunner, auth } = app.services;
+  const { files, batches, batchRunner, auth, config } = app.services;
   app.addHook('onRequest', auth.hook);
   const notFound = (id: string) => apiError('not_found_error', `no batch ${id}`, 'id', 'batch_not_found');
   const mine = (b: BatchRecord | null, tenant: string) => (b && b.tenant === tenant ? b : null);
@@ -29,7 +27,7 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
       const file = await files.get(input_file_id, request.tenant);
       if (!file) return reply.code(400).send(apiError('invalid_request_error', `no file ${input_file_id}`, 'input_file_id', 'file_not_found'));
       if (file.purpose !== 'batch') return reply.code(400).send(apiError('invalid_request_error', `file ${input_file_id} has purpose ${file.purpose}, not batch`, 'input_file_id', 'invalid_purpose'));
-      const id = await batches.create({ tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs: WINDOWS[completion_window]!, metadata: metadata ?? null });
+      const id = await batches.create({ tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs: config.batches.completion_window_ms, metadata: metadata ?? null });
       await batchRunner.schedule('start', id);
       return toPublicBatch(id, (await batches.get(id))!);
     },
