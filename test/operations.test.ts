@@ -26,7 +26,10 @@ describe('operator endpoints', () => {
   it('puts Bull Board behind the admin credentials', async () => {
     expect((await get(broker, '/admin/queues')).status).toBe(401);
     expect((await get(broker, '/admin/queues')).headers.get('www-authenticate')).toMatch(/^Basic/);
-    expect((await get(broker, '/admin/queues', basic('ops', 'wrong password'))).status).toBe(401);
+    const wrong = await get(broker, '/admin/queues', basic('ops', 'wrong password'));
+    expect(wrong.status).toBe(401);
+    // In the API's error shape, not Bull Board's.
+    expect(((await wrong.json()) as { error: unknown }).error).toMatchObject({ type: 'authentication_error', code: 'invalid_operator_credentials' });
     expect((await get(broker, '/admin/queues', `Bearer ${KEY}`)).status).toBe(401);
     const page = await get(broker, '/admin/queues', basic('ops', 'correct horse battery'));
     expect(page.status).toBe(200);
