@@ -16,6 +16,7 @@ import type {
   Usage as AnthropicUsage,
 } from '@anthropic-ai/sdk/resources/messages';
 import type { Usage } from '../../store/job-record.js';
+import { isObj, type Obj, parseDataUrl, toolArguments } from '../openai-request.js';
 import type { ChatCompletion, ChatRequest } from '../types.js';
 
 /**
@@ -39,11 +40,9 @@ const DEFAULT_MAX_TOKENS = 4096;
  */
 const JSON_TOOL = 'switchyard_json_response';
 
-type Obj = Record<string, unknown>;
 type Turn = { role: 'user' | 'assistant'; content: ContentBlockParam[] };
 type JsonFormat = { description: string; input_schema: Tool.InputSchema };
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Request fields the translation reads; every other field is reported unless it is a no-op. */
 const MAPPED = new Set([
@@ -180,21 +179,19 @@ function userBlocks(content: unknown, where: string, dropped: string[]): Content
   });
 }
 
-const DATA_URL = /^data:([^;,]+);base64,(.*)$/s;
-
 function imageBlock(imageUrl: unknown, at: string, dropped: string[]): ImageBlockParam {
   const { url, detail } = isObj(imageUrl) ? imageUrl : { url: imageUrl, detail: undefined };
   if (detail !== undefined && detail !== 'auto') dropped.push(`${at}.image_url.detail: Anthropic has no image detail setting`);
-  const data = DATA_URL.exec(String(url));
+  const data = parseDataUrl(url);
   if (!data) return { type: 'image', source: { type: 'url', url: String(url) } };
   // An unsupported media type is left for Anthropic to refuse rather than dropped: the image matters.
-  return { type: 'image', source: { type: 'base64', media_type: data[1] as Base64ImageSource['media_type'], data: data[2]! } };
+  return { type: 'image', source: { type: 'base64', media_type: data.mime as Base64ImageSource['media_type'], data: data.data } };
 }
 
 function documentBlock(file: unknown): DocumentBlockParam | null {
-  const data = isObj(file) && typeof file.file_data === 'string' ? DATA_URL.exec(file.file_data) : null;
-  if (data?.[1] !== 'application/pdf') return null;
-  return { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: data[2]! } };
+  const data = isObj(file) ? parseDataUrl(file.file_data) : null;
+  if (data?.mime !== 'application/pdf') return null;
+  return { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: data.data } };
 }
 
 function assistantText(content: unknown, where: string, dropped: string[]): TextBlockParam[] {
@@ -218,21 +215,10 @@ function toolUses(toolCalls: unknown, where: string, dropped: string[]): ToolUse
       dropped.push(`${at}: only function tool calls have an Anthropic equivalent`);
       return [];
     }
-    return [{ type: 'tool_use', id: String(call.id ?? ''), name: fn.name, input: toolInput(fn.arguments, at, dropped) }];
+    return [{ type: 'tool_use', id: String(call.id ?? ''), name: fn.name, input: toolArguments(fn.arguments, at, dropped) }];
   });
 }
 
-function toolInput(args: unknown, at: string, dropped: string[]): Obj {
-  if (args === undefined || args === '') return {};
-  try {
-    const value: unknown = JSON.parse(String(args));
-    if (isObj(value)) return value;
-  } catch {
-    // Reported below, like any other input that is not an object.
-  }
-  dropped.push(`${at}.function.arguments: not a JSON object, sent as {}`);
-  return {};
-}
 
 function toolResult(m: Obj): ToolResultBlockParam {
   const content = typeof m.content === 'string' ? m.content : texts(m.content).flatMap(textBlock);

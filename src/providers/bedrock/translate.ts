@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isObj, type Obj, parseDataUrl, toolArguments } from '../openai-request.js';
 import type { Usage } from '../../store/job-record.js';
 import type { ChatCompletion, ChatRequest } from '../types.js';
 import type {
@@ -22,10 +23,8 @@ import type {
  * express is left out and named in `dropped`, so a job never changes meaning silently.
  */
 
-type Obj = Record<string, unknown>;
 type PartBlock = { text: string } | { image: ImageBlock };
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Request fields the translation reads; every other field is reported unless it is a no-op. */
 const MAPPED = new Set(['messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'stop', 'tools', 'tool_choice']);
@@ -150,22 +149,21 @@ function partBlocks(content: unknown, where: string, dropped: string[]): PartBlo
   });
 }
 
-const DATA_URL = /^data:image\/([a-z0-9.+-]+);base64,(.*)$/is;
 const IMAGE_FORMATS = new Map<string, ImageBlock['format']>([['png', 'png'], ['jpeg', 'jpeg'], ['jpg', 'jpeg'], ['gif', 'gif'], ['webp', 'webp']]);
 
 /** Converse takes image bytes only: it fetches no URLs. */
 function imageBlock(url: unknown, at: string, dropped: string[]): ImageBlock | null {
-  const match = typeof url === 'string' ? DATA_URL.exec(url) : null;
-  if (!match) {
+  const data = parseDataUrl(url);
+  if (!data) {
     dropped.push(`${at}: Converse takes images as base64 data URLs only, not links`);
     return null;
   }
-  const format = IMAGE_FORMATS.get(match[1]!.toLowerCase());
+  const format = data.mime.startsWith('image/') ? IMAGE_FORMATS.get(data.mime.slice('image/'.length)) : undefined;
   if (!format) {
-    dropped.push(`${at}: image/${match[1]} is not a Converse image format (png, jpeg, gif, webp)`);
+    dropped.push(`${at}: ${data.mime} is not a Converse image format (png, jpeg, gif, webp)`);
     return null;
   }
-  return { format, source: { bytes: match[2]! } };
+  return { format, source: { bytes: data.data } };
 }
 
 function toolUses(toolCalls: unknown, where: string, dropped: string[]): ContentBlock[] {
@@ -177,22 +175,10 @@ function toolUses(toolCalls: unknown, where: string, dropped: string[]): Content
       dropped.push(`${where}.tool_calls[${j}]: only function tool calls have a Converse equivalent`);
       return [];
     }
-    return [{ toolUse: { toolUseId: String(call.id ?? ''), name: fn.name, input: toolInput(fn.arguments, `${where}.tool_calls[${j}]`, dropped) } }];
+    return [{ toolUse: { toolUseId: String(call.id ?? ''), name: fn.name, input: toolArguments(fn.arguments, `${where}.tool_calls[${j}]`, dropped) } }];
   });
 }
 
-/** Converse carries tool input as a JSON object, not as the string OpenAI uses. */
-function toolInput(args: unknown, at: string, dropped: string[]): Obj {
-  if (args === undefined || args === null || args === '') return {};
-  try {
-    const input: unknown = typeof args === 'string' ? JSON.parse(args) : args;
-    if (isObj(input)) return input;
-  } catch {
-    // reported below
-  }
-  dropped.push(`${at}.function.arguments: not a JSON object, sent as {}`);
-  return {};
-}
 
 /** A tool's JSON-object answer goes as a `json` block, so the model sees structure rather than a string. */
 function toolResultContent(content: unknown, where: string, dropped: string[]): ToolResultContentBlock[] {

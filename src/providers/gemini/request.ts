@@ -1,3 +1,4 @@
+import { parseDataUrl, toolArguments } from '../openai-request.js';
 import type { ChatRequest } from '../types.js';
 import type {
   GeminiContent,
@@ -139,8 +140,8 @@ function mediaPart(url: string): GeminiPart | null {
 }
 
 function dataUrlPart(url: string): GeminiPart | null {
-  const match = /^data:([^;,]+)(?:;[^,]*)?;base64,(.*)$/s.exec(url);
-  return match ? { inlineData: { mimeType: match[1]!, data: match[2]! } } : null;
+  const data = parseDataUrl(url);
+  return data ? { inlineData: { mimeType: data.mime, data: data.data } } : null;
 }
 
 const IMAGE_TYPES: Record<string, string> = {
@@ -166,7 +167,7 @@ function functionCallParts(toolCalls: unknown, callNames: Map<string, string>, w
   return toolCalls.map((raw: OpenAIToolCall, j): GeminiPart => {
     const name = String(raw?.function?.name ?? '');
     if (typeof raw?.id === 'string') callNames.set(raw.id, name);
-    const part: GeminiPart = { functionCall: { name, args: parseArgs(raw?.function?.arguments, `${where}.tool_calls[${j}]`, dropped) } };
+    const part: GeminiPart = { functionCall: { name, args: toolArguments(raw?.function?.arguments, `${where}.tool_calls[${j}]`, dropped) } };
     // Google puts the signature on the first call of a step only; its OpenAI-compatible API hands it out here.
     const signature = raw?.extra_content?.google?.thought_signature;
     if (typeof signature === 'string') part.thoughtSignature = signature;
@@ -175,17 +176,6 @@ function functionCallParts(toolCalls: unknown, callNames: Map<string, string>, w
   });
 }
 
-function parseArgs(args: unknown, where: string, dropped: string[]): Record<string, unknown> {
-  if (args === undefined || args === '') return {};
-  try {
-    const parsed: unknown = typeof args === 'string' ? JSON.parse(args) : args;
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
-  } catch {
-    // falls through to the report below
-  }
-  dropped.push(`${where}.function.arguments: not a JSON object, sent as {}`);
-  return {};
-}
 
 function functionResponsePart(m: OpenAIMessage, callNames: Map<string, string>, where: string, dropped: string[]): GeminiPart {
   const id = String(m.tool_call_id ?? '');
