@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { estimateTokens } from '../src/resilience/rate-budget.js';
-import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor } from './support/broker.js';
 import { type BrokerProcess, spawnBroker, writeConfig } from './support/process.js';
 
 const run = async (broker: TestBroker, bodies: Record<string, unknown>[]) => {
@@ -57,7 +57,10 @@ describe('limits shared by three worker processes', () => {
   it('never starts more than the RPM in a window, and uses at least 90% of it under backlog', async () => {
     const jobs = await run(api, Array.from({ length: 100 }, (_, i) => ({ request: chat(`rpm ${i}`) })));
     expect(jobs.every((j) => j.status === 'succeeded')).toBe(true);
-    const hops = await api.runtime.queues.get('limited').getJobs(['completed'], 0, 200);
+    // A job's record ends a moment before BullMQ completes its hop: wait for the last hops.
+    const queue = api.runtime.queues.get('limited');
+    await waitFor(async () => (await queue.getJobCounts('completed')).completed === 100, 5000);
+    const hops = await queue.getJobs(['completed'], 0, 200);
     expect(hops).toHaveLength(100);
     const ws = windows(hops.map((h) => h.processedOn!), WINDOW);
     expect(Math.max(...ws.map((w) => w.length))).toBeLessThanOrEqual(RPM);
