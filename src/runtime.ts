@@ -83,7 +83,8 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   for (const r of [storeRedis, bullRedis]) r.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   await checkEvictionPolicy(storeRedis, log);
 
-  const store = new JobStore(storeRedis, config.redis.prefix, config.retention.job_ttl_s * 1000);
+  const ttlMs = config.retention.job_ttl_s * 1000;
+  const store = new JobStore(storeRedis, config.redis.prefix, ttlMs);
   const queues = new ProviderQueues(bullRedis, config);
   const deadlines = new DeadlineQueue(bullRedis, config.redis.prefix);
   const breakers = new BreakerBoard(storeRedis, storeRedis.duplicate(), store.keys, config, log);
@@ -94,7 +95,6 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const metrics = new Metrics();
   const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) }, new TenantLimits(storeRedis, store, config.auth), metrics);
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
-  const ttlMs = config.retention.job_ttl_s * 1000;
   const files = new FileStore(storeRedis, store.keys, ttlMs);
   const batches = new BatchStore(storeRedis, store.keys, ttlMs);
   const batchUrl = (tenant: string) => config.auth.api_keys.find((k) => k.name === tenant)?.webhook_url ?? config.webhooks.batch_url;
@@ -156,7 +156,9 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await protectOperatorRoutes(scope, config.auth);
       scope.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
     });
-    const url = await metricsServer.listen({ port: config.server.metrics_port, host: config.server.host ?? '0.0.0.0' });
+    // Unprotected in dev mode, so then on loopback only, like the API.
+    const open = config.auth.api_keys.length === 0 && !config.auth.admin;
+    const url = await metricsServer.listen({ port: config.server.metrics_port, host: open ? '127.0.0.1' : (config.server.host ?? '0.0.0.0') });
     runtime.metricsUrl = `${url}/metrics`;
     log.info({ url: runtime.metricsUrl }, 'worker metrics listening');
   }
