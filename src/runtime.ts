@@ -95,6 +95,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const metrics = new Metrics();
   const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) }, new TenantLimits(storeRedis, store, config.auth), metrics);
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
+  store.webhookOwed = webhooks.onTerminal;
   const files = new FileStore(storeRedis, store.keys, ttlMs);
   const batches = new BatchStore(storeRedis, store.keys, ttlMs);
   const batchUrl = (tenant: string) => config.auth.api_keys.find((k) => k.name === tenant)?.webhook_url ?? config.webhooks.batch_url;
@@ -113,11 +114,10 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis, onTerminal: webhooks.onTerminal, metrics });
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis, metrics });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(store, log, async (id, hop) => {
-      webhooks.onTerminal(id);
       const job = await store.get(id);
       const ref = job?.chain[hop];
       if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);

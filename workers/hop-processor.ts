@@ -21,8 +21,6 @@ export interface HopProcessorDeps {
   pricing: Pricing;
   config: Config;
   log: Logger;
-  /** Called after this process ends a job, so its webhook goes out at once. */
-  onTerminal?: (id: string) => void;
   /** Aborted when shutdown's grace runs out: calls in flight stop and their hops go back to the queue. */
   shutdown?: AbortSignal;
   metrics?: Metrics;
@@ -78,7 +76,6 @@ export class HopProcessor {
     const claim = await store.start(id, hop);
     if (claim.kind !== 'ok') {
       await giveBack();
-      if (claim.kind === 'expired') this.deps.onTerminal?.(id);
       if (claim.kind === 'moved') return this.resumeLaterHop(id, hop);
       log.debug({ job: id, hop, claim: claim.kind }, 'hop skipped');
       return;
@@ -147,7 +144,7 @@ export class HopProcessor {
       reservation.holds.length > 0 ? this.deps.budgets.settle(reservation, result.ok ? result.usage : null) : undefined,
     ]);
     if (cutByDeadline) {
-      if ((await store.end(id, 'expired')).kind === 'ended') this.deps.onTerminal?.(id);
+      await store.end(id, 'expired');
       log.info({ job: id, provider: this.provider, model, hop, outcome: 'expired', latency_ms: latency }, 'attempt');
       return;
     }
@@ -182,7 +179,6 @@ export class HopProcessor {
         applied = await store.settle(id, hop, attempt, { status: 'failed', error: jobError });
       }
     }
-    if (applied && (attempt.outcome === 'succeeded' || attempt.outcome === 'failed')) this.deps.onTerminal?.(id);
     this.observe(attempt, applied, claim.createdAt);
     if (error?.type === 'provider_auth') {
       log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');

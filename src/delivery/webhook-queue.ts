@@ -68,7 +68,7 @@ export class WebhookQueue {
     );
   }
 
-  /** Fire and forget: a failure here is the sweeper's to repair. */
+  /** A job ended owing its event. Fire and forget: a failure here is the sweeper's to repair. */
   onTerminal = (id: string): void => {
     void this.dispatch(id).catch((err: unknown) => this.log.warn({ job: id, err: (err as Error).message }, 'webhook dispatch deferred to the sweeper'));
   };

@@ -4,7 +4,7 @@
   KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] now (ms), ARGV[2] events channel, ARGV[3] record TTL (ms), ARGV[4] job id,
   ARGV[5] cancelled | expired, ARGV[6] error (JSON), ARGV[7] key prefix
-  Returns {'missing'} | {'terminal', status} | {'ended', hop, previous status}
+  Returns {'missing'} | {'terminal', status} | {'ended', hop, previous status, 1 if a webhook event is owed}
 ]]
 --- @include "jobEnded"
 
@@ -17,5 +17,5 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' or statu
   return {'terminal', status}
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'finished_at', ARGV[1], 'error', ARGV[6])
-jobEnded(KEYS[1], KEYS[2], ARGV[7], ARGV[2], ARGV[3], ARGV[1], ARGV[4], ARGV[5])
-return {'ended', f[2], status}
+local owed = jobEnded(KEYS[1], KEYS[2], ARGV[7], ARGV[2], ARGV[3], ARGV[1], ARGV[4], ARGV[5])
+return {'ended', f[2], status, owed}

@@ -9,7 +9,8 @@
   ARGV[8] prompt tokens, ARGV[9] completion tokens, ARGV[10] cost in 1e-10 USD (each '' if none),
   ARGV[11] key prefix (a batch job's batch and its tenant's totals live under it),
   ARGV[12] the month (YYYY-MM) this spend counts against, ARGV[13..] field, value, ...
-  Returns 1 when applied, 0 when the job had already moved on.
+  Returns 0 when the job had already moved on, 1 when applied, 2 when applied and the job's end
+  owes a webhook event.
 ]]
 --- @include "jobEnded"
 
@@ -59,6 +60,6 @@ elseif ARGV[7] == 'retry' then
   redis.call('HSET', KEYS[1], 'status', 'queued')
 else
   redis.call('HSET', KEYS[1], 'status', ARGV[7], 'finished_at', ARGV[2])
-  jobEnded(KEYS[1], KEYS[3], ARGV[11], ARGV[3], ARGV[4], ARGV[2], ARGV[5], ARGV[7])
+  return 1 + jobEnded(KEYS[1], KEYS[3], ARGV[11], ARGV[3], ARGV[4], ARGV[2], ARGV[5], ARGV[7])
 end
 return 1

@@ -4,7 +4,7 @@
   KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] key prefix
-  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired'} | {'ok', request, chain, previous status, deadline, created_at}
+  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired', 1 if a webhook event is owed} | {'ok', request, chain, previous status, deadline, created_at}
 ]]
 --- @include "jobEnded"
 
@@ -23,8 +23,8 @@ local now = tonumber(ARGV[2])
 if f[3] and now > tonumber(f[3]) then
   redis.call('HSET', KEYS[1], 'status', 'expired', 'finished_at', ARGV[2],
     'error', '{"type":"deadline_exceeded","message":"the job passed its deadline before it could run"}')
-  jobEnded(KEYS[1], KEYS[2], ARGV[6], ARGV[3], ARGV[4], ARGV[2], ARGV[5], 'expired')
-  return {'expired'}
+  local owed = jobEnded(KEYS[1], KEYS[2], ARGV[6], ARGV[3], ARGV[4], ARGV[2], ARGV[5], 'expired')
+  return {'expired', owed}
 end
 if not f[6] then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])

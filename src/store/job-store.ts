@@ -68,6 +68,11 @@ export function sha256(text: string): string {
 export class JobStore {
   readonly keys: Keys;
   private readonly redis: ScriptClient;
+  /**
+   * Told, whoever ended the job, when its end owes a webhook event: the event is already in the
+   * outbox (same Lua step); this only hands it on without waiting for the sweeper.
+   */
+  webhookOwed: ((id: string) => void) | undefined;
 
   constructor(
     redis: Redis,
@@ -140,8 +145,10 @@ export class JobStore {
     const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id, this.keys.prefix)) as string[];
     switch (reply[0]) {
       case 'missing':
+        return { kind: 'missing' };
       case 'expired':
-        return { kind: reply[0] };
+        if (Number(reply[1]) === 1) this.webhookOwed?.(id);
+        return { kind: 'expired' };
       case 'terminal':
         return { kind: 'terminal', status: reply[1] as JobStatus };
       case 'moved':
@@ -178,7 +185,8 @@ export class JobStore {
       monthOf(now),
       ...fields,
     );
-    return applied === 1;
+    if (applied === 2) this.webhookOwed?.(id);
+    return applied !== 0;
   }
 
   /** A tenant's unfinished jobs, tokens and USD, and what it spent in `month`. */
@@ -214,6 +222,7 @@ export class JobStore {
     const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error), this.keys.prefix)) as string[];
     if (reply[0] === 'missing') return { kind: 'missing' };
     if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };
+    if (Number(reply[3]) === 1) this.webhookOwed?.(id);
     return { kind: 'ended', hop: Number(reply[1]), previous: reply[2] as JobStatus };
   }
 

@@ -96,7 +96,6 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     if (outcome.kind === 'terminal' && outcome.status !== 'cancelled') {
       return reply.code(409).send(apiError('conflict_error', `job ${id} has already ${outcome.status === 'expired' ? 'expired' : outcome.status}`, 'id', 'job_not_cancellable'));
     }
-    if (outcome.kind === 'ended') webhooks.onTerminal(id);
     if (outcome.kind === 'ended' && outcome.previous === 'queued') {
       const ref = job.chain[outcome.hop];
       if (ref) await queues.removeHop(splitTarget(ref).provider, id, outcome.hop);

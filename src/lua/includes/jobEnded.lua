@@ -6,14 +6,17 @@
   - a job with a webhook leaves its event in the outbox, so the event cannot be lost;
   - a batch's job counts into its batch, and the last one marks the batch for finalizing;
   - long-polls waiting on the job are woken.
+  Returns 1 when a webhook event is owed, so the caller can hand it on at once, else 0.
   Keys under `prefix` are built here as BullMQ builds its own: every one shares the prefix's hash tag.
 ]]
 local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status)
+  local owed = 0
   redis.call('HDEL', jobKey, 'request')
   redis.call('HINCRBY', prefix .. ':tenant:' .. (redis.call('HGET', jobKey, 'tenant') or ''), 'queued', -1)
   redis.call('PEXPIRE', jobKey, ttl)
   if redis.call('HEXISTS', jobKey, 'webhook_url') == 1 then
     redis.call('ZADD', outboxKey, now, id)
+    owed = 1
   end
   local batch = redis.call('HGET', jobKey, 'batch')
   if batch then
@@ -25,4 +28,5 @@ local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status
     end
   end
   redis.call('PUBLISH', channel, id)
+  return owed
 end
