@@ -1,9 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { monthOf } from '../src/store/job-store.js';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
 
 const A = 'sy-tenant-a-key-0123456789';
 const B = 'sy-tenant-b-key-0123456789';
 const as = (key: string) => ({ authorization: `Bearer ${key}` });
+
+describe('the month a spend counts against', () => {
+  it('follows the UTC calendar across month and year ends, in any order', () => {
+    expect(monthOf(Date.UTC(2026, 10, 30, 23, 59, 59))).toBe('2026-11');
+    expect(monthOf(Date.UTC(2026, 11, 1, 0, 0, 0))).toBe('2026-12');
+    expect(monthOf(Date.UTC(2027, 0, 1))).toBe('2027-01');
+    expect(monthOf(Date.UTC(2026, 10, 15))).toBe('2026-11');
+  });
+});
 
 describe('tenant limits', () => {
   const cleanup: (() => Promise<unknown>)[] = [];

@@ -59,6 +59,8 @@ const REGION_PREFIX = /^(us|eu|apac|global|us-gov)\./;
 /** Prices jobs and attempts from reported usage: config overrides first, then the shipped table. */
 export class Pricing {
   private readonly keys: string[];
+  /** Lookups are per call on the hot path, and a deployment prices few distinct targets. */
+  private readonly cache = new Map<string, Price | null>();
 
   constructor(private readonly overrides: Record<string, Price> = {}) {
     // Longest first, so `gpt-4o-mini-2024-07-18` finds `gpt-4o-mini` before `gpt-4o`.
@@ -66,6 +68,16 @@ export class Pricing {
   }
 
   priceOf(provider: string, model: string): Price | null {
+    const cacheKey = `${provider}/${model}`;
+    let price = this.cache.get(cacheKey);
+    if (price === undefined) {
+      price = this.lookup(provider, model);
+      if (this.cache.size < 10_000) this.cache.set(cacheKey, price);
+    }
+    return price;
+  }
+
+  private lookup(provider: string, model: string): Price | null {
     const own = (table: Record<string, Price>, key: string) => (Object.hasOwn(table, key) ? table[key] : undefined);
     const direct = own(this.overrides, `${provider}/${model}`) ?? own(this.overrides, model);
     if (direct) return direct;

@@ -57,8 +57,15 @@ const IDEMPOTENCY_WINDOW_S = 24 * 3600;
 /** Upper bound on index entries read for one filtered list page, so a rare status cannot make a page scan everything. */
 const LIST_SCAN_LIMIT = 5000;
 
-/** The calendar month (UTC) a spend counts against: `2026-11`. */
-export const monthOf = (ms: number) => new Date(ms).toISOString().slice(0, 7);
+/** The calendar month (UTC) a spend counts against: `2026-11`. Cached: every settle asks. */
+let month = { label: '', from: 0, until: 0 };
+export function monthOf(ms: number): string {
+  if (ms < month.from || ms >= month.until) {
+    const d = new Date(ms);
+    month = { label: d.toISOString().slice(0, 7), from: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1), until: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) };
+  }
+  return month.label;
+}
 
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
