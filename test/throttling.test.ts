@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -49,6 +49,10 @@ describe('429 and Retry-After', () => {
     const ids = await Promise.all(Array.from({ length: 5 }, async (_, i) => (await b.call('POST', '/v1/jobs', { request: chat(`patient ${i}`) })).body.id as string));
     await new Promise((r) => setTimeout(r, 1500));
     expect((await b.call('GET', `/v1/jobs/${ids[0]}`)).body.status).not.toBe('failed');
+    // Operators see the pause each 429 starts (between a pause ending and the next 429 there is none).
+    let paused = 0;
+    await waitFor(async () => (paused = (await b.call('GET', '/v1/providers')).body.data[0].queue.paused_for_ms) > 0, 3000, 50);
+    expect(paused).toBeLessThanOrEqual(1000);
     only.behaviour.rateLimitRate = 0;
     const jobs = await finish(b, ids);
     expect(jobs.map((j) => j.status)).toEqual(ids.map(() => 'succeeded'));

@@ -61,6 +61,8 @@ describe('usage and cost', () => {
     const jobs = [await run({}), await run({})];
     const after = (await broker.call('GET', '/v1/providers')).body.data.find((p: { name: string }) => p.name === 'az');
     expect(after.type).toBe('azure-openai');
+    // Healthy and under no limit: not paused, although BullMQ's limiter key counts its requests.
+    expect(after.queue.paused_for_ms).toBe(0);
     expect(after.totals.attempts - before.attempts).toBe(2);
     expect(after.totals.succeeded - before.succeeded).toBe(2);
     expect(after.totals.prompt_tokens - before.prompt_tokens).toBe(jobs[0].usage.prompt_tokens + jobs[1].usage.prompt_tokens);

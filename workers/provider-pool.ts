@@ -2,11 +2,8 @@ import { setMaxListeners } from 'node:events';
 import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
-import { type HopData, queueName } from '../src/queues/provider-queues.js';
+import { type HopData, NO_RPM_LIMIT, queueName } from '../src/queues/provider-queues.js';
 import { HopProcessor, type HopProcessorDeps } from './hop-processor.js';
-
-/** BullMQ's limiter needs a max for `queue.rateLimit` (429 pauses) to bite; this one never binds. */
-const NO_RPM_LIMIT = 1_000_000_000;
 
 /**
  * One BullMQ worker per provider queue: the per-provider worker pools of the design.

@@ -27,6 +27,9 @@ export function bullPriority(priority: number): number {
 
 const ADD_BULK_CHUNK = 1000;
 
+/** BullMQ's limiter needs a max for `queue.rateLimit` (429 pauses) to bite; this one never binds. */
+export const NO_RPM_LIMIT = 1_000_000_000;
+
 /** One BullMQ queue per configured provider: the transport for one hop of a job each. */
 export class ProviderQueues {
   private readonly queues = new Map<string, Queue<HopData>>();
@@ -85,6 +88,12 @@ export class ProviderQueues {
       removeOnComplete: { count: queue_keep_completed },
       removeOnFail: { count: queue_keep_failed },
     };
+  }
+
+  /** How long the provider's queue stays paused (a 429, a spent budget, a full RPM window), or 0. */
+  async pausedForMs(provider: string): Promise<number> {
+    const ttl = await this.get(provider).getRateLimitTtl(this.config.providers[provider]?.rpm ?? NO_RPM_LIMIT);
+    return Math.max(0, ttl);
   }
 
   /** Best effort: a hop job already taken by a worker is locked and stays; the record guard stops it. */

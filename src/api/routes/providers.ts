@@ -14,7 +14,7 @@ export const providersRoutes: FastifyPluginAsync = async (app) => {
         const breaker = breakers.view(name);
         const [counts, pausedMs, requests, tokens, totals] = await Promise.all([
           queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
-          queue.getRateLimitTtl(),
+          queues.pausedForMs(name),
           redis.get(queue.keys.limiter!),
           budgets.tokensUsed(name),
           store.providerTotals(name),
@@ -30,7 +30,7 @@ export const providersRoutes: FastifyPluginAsync = async (app) => {
             until: breaker.state === 'closed' ? null : seconds(breaker.until),
             consecutive_failures: breaker.failures,
           },
-          queue: { ...counts, waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0), paused_for_ms: pausedMs > 0 ? pausedMs : 0 },
+          queue: { ...counts, waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0), paused_for_ms: pausedMs },
           limits: { rpm: settings.rpm ?? null, tpm: settings.tpm ?? null, window_ms: settings.rate_window_ms, max_in_flight: settings.max_in_flight, timeout_ms: settings.timeout_ms },
           usage: { requests_in_window: used > 1e12 ? null : used, tokens_in_window: tokens },
           totals,
