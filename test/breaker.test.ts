@@ -91,6 +91,23 @@ describe('circuit breaker shared through Redis', () => {
     expect(broker.logs.lines.some((l) => l.msg === 'circuit breaker transition' && l.breaker === 'closed' && l.provider === 'primary')).toBe(true);
   });
 
+  it('gives back trial slots a dead worker held, once their leases run out', async () => {
+    const primary = await startMock();
+    const secondary = await startMock();
+    const config: Config = configFor({ primary, secondary }, { models: { chain: ['primary/p', 'secondary/s'] }, tasks: { default: 'chain' }, breaker: { failure_threshold: THRESHOLD, cooldown_ms: COOLDOWN } });
+    config.providers.primary = { ...config.providers.primary!, timeout_ms: 300 };
+    const broker = await startBroker(config);
+    cleanup.push(() => primary.app.close(), () => secondary.app.close(), () => dropPrefix(config.redis.prefix), () => broker.close());
+    // A fresh provider is unproven: a worker that took every trial slot and died never gives them back.
+    for (let i = 0; i < THRESHOLD; i++) expect(await broker.runtime.breakers.admit('primary')).toMatchObject({ kind: 'call', ticket: 'trial' });
+    expect(await broker.runtime.breakers.admit('primary')).toEqual({ kind: 'wait' });
+    await new Promise((r) => setTimeout(r, 700));
+    const [job] = await submitAll(broker, 1, 100);
+    expect(job.status).toBe('succeeded');
+    expect(job.provider).toBe('primary');
+    expect(job.attempts).toHaveLength(1);
+  });
+
   it('a flapping provider loses no job', async () => {
     const { primary, broker } = await setup({ errorRate: 0.4, errorStatus: 502 }, { breaker: { failure_threshold: THRESHOLD, cooldown_ms: 300 } });
     const jobs = await submitAll(broker, 120, 200);

@@ -71,7 +71,8 @@ export class HopProcessor {
       admission = await breakers.admit(this.provider);
     }
     const ticket: Ticket | null = admission.kind === 'call' ? admission.ticket : null;
-    const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral') : undefined);
+    const trialToken = admission.kind === 'call' ? admission.token : undefined;
+    const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral', 0, trialToken) : undefined);
 
     const claim = await store.start(id, hop);
     if (claim.kind !== 'ok') {
@@ -140,7 +141,7 @@ export class HopProcessor {
     const cutByDeadline = error?.type === 'timeout' && timeoutMs < settings.timeout_ms;
     const pauseMs = error?.type === 'rate_limited' ? (error.retryAfterMs ?? settings.default_retry_after_ms) : 0;
     await Promise.all([
-      ticket ? breakers.record(this.provider, ticket, cutByDeadline ? 'neutral' : breakerOutcome(error), Date.now() + pauseMs) : undefined,
+      ticket ? breakers.record(this.provider, ticket, cutByDeadline ? 'neutral' : breakerOutcome(error), Date.now() + pauseMs, trialToken) : undefined,
       reservation.holds.length > 0 ? this.deps.budgets.settle(reservation, result.ok ? result.usage : null) : undefined,
     ]);
     if (cutByDeadline) {

@@ -1,16 +1,15 @@
 --[[
   Records the outcome of a call made under breakerAcquire's verdict.
-  KEYS[1] breaker hash
+  KEYS[1] breaker hash, KEYS[2] trial leases (zset)
   ARGV[1] now (ms), ARGV[2] failure threshold, ARGV[3] cooldown (ms), ARGV[4] events channel,
   ARGV[5] provider name, ARGV[6] outcome: success | failure | throttled | neutral,
-  ARGV[7] ticket: free | trial | probe, ARGV[8] for throttled: hold off until (ms)
+  ARGV[7] ticket: free | trial | probe, ARGV[8] for throttled: hold off until (ms),
+  ARGV[9] the trial's token
   Returns {state, until, failures}. Transitions are published as "<provider> <state> <until>".
 ]]
 local now = tonumber(ARGV[1])
 if ARGV[7] == 'trial' then
-  if tonumber(redis.call('HINCRBY', KEYS[1], 'trials', -1)) < 0 then
-    redis.call('HSET', KEYS[1], 'trials', 0)
-  end
+  redis.call('ZREM', KEYS[2], ARGV[9])
 end
 local f = redis.call('HMGET', KEYS[1], 'state', 'healthy', 'failures', 'open_until')
 local state = f[1] or 'closed'

@@ -7,8 +7,8 @@ const SCRIPTS = {
   startAttempt: 2,
   settleAttempt: 3,
   endJob: 2,
-  breakerAcquire: 1,
-  breakerRecord: 1,
+  breakerAcquire: 2,
+  breakerRecord: 2,
   windowBudget: 1,
 } as const;
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
@@ -21,7 +22,8 @@ export interface BreakerView {
 export type Ticket = 'free' | 'trial' | 'probe';
 
 export type Admission =
-  | { kind: 'call'; ticket: Ticket }
+  /** `token` names a trial's lease, to give back with `record`. */
+  | { kind: 'call'; ticket: Ticket; token?: string }
   /** Unproven and every trial slot is taken: try again shortly. */
   | { kind: 'wait' }
   | { kind: 'open'; until: number }
@@ -93,9 +95,10 @@ export class BreakerBoard {
     if (now < v.throttledUntil) return { kind: 'throttled', until: v.throttledUntil };
     if (v.state === 'closed' && v.healthy) return { kind: 'call', ticket: 'free' };
     if (v.state !== 'closed' && now < v.until) return { kind: 'open', until: v.until };
+    const token = randomBytes(8).toString('hex');
     const [verdict, state, until] = (await this.redis.breakerAcquire(
-      this.keys.breaker(provider), now, this.config.breaker.failure_threshold, this.probeLease(provider),
-      this.keys.breakerEvents, provider,
+      this.keys.breaker(provider), this.keys.breakerTrials(provider), now, this.config.breaker.failure_threshold, this.probeLease(provider),
+      this.keys.breakerEvents, provider, token,
     )) as [string, BreakerState, number];
     if (verdict !== 'throttled') this.update(provider, { state, until: Number(until), ...(verdict === 'free' && { healthy: true }) });
     if (verdict === 'wait') return { kind: 'wait' };
@@ -104,17 +107,17 @@ export class BreakerBoard {
       this.update(provider, { throttledUntil: Number(until), healthy: false });
       return { kind: 'throttled', until: Number(until) };
     }
-    return { kind: 'call', ticket: verdict as Ticket };
+    return { kind: 'call', ticket: verdict as Ticket, ...(verdict === 'trial' && { token }) };
   }
 
   /** `throttledUntil` goes with a 429: until when the provider asked us to hold off. */
-  async record(provider: string, ticket: Ticket, outcome: CallOutcome, throttledUntil = 0, now = Date.now()): Promise<void> {
+  async record(provider: string, ticket: Ticket, outcome: CallOutcome, throttledUntil = 0, token = '', now = Date.now()): Promise<void> {
     // The common case, a proven provider answering well, writes nothing.
     if (ticket === 'free' && (outcome === 'success' || outcome === 'neutral')) return;
     const before = this.view(provider).state;
     const [state, until, failures] = (await this.redis.breakerRecord(
-      this.keys.breaker(provider), now, this.config.breaker.failure_threshold, this.config.breaker.cooldown_ms,
-      this.keys.breakerEvents, provider, outcome, ticket, throttledUntil,
+      this.keys.breaker(provider), this.keys.breakerTrials(provider), now, this.config.breaker.failure_threshold, this.config.breaker.cooldown_ms,
+      this.keys.breakerEvents, provider, outcome, ticket, throttledUntil, token,
     )) as [BreakerState, number, number];
     if (outcome === 'throttled') {
       this.update(provider, { healthy: false, throttledUntil });
@@ -131,9 +134,10 @@ export class BreakerBoard {
     return Object.fromEntries(this.views);
   }
 
-  /** The probe's lease outlives its call (timeout plus a margin), so a lost probe cannot block forever. */
+  /** A probe's or trial's lease outlives its call (timeout plus a margin), so a lost one cannot block forever. */
   private probeLease(provider: string): number {
-    return (this.config.providers[provider]?.timeout_ms ?? 60_000) + 5_000;
+    const timeout = this.config.providers[provider]?.timeout_ms ?? 60_000;
+    return timeout + Math.min(5_000, timeout);
   }
 
   private update(provider: string, patch: Partial<BreakerView>): void {

@@ -63,6 +63,10 @@ export class Keys {
     return `${this.prefix}:breaker:${provider}`;
   }
 
+  breakerTrials(provider: string): string {
+    return `${this.prefix}:breaker:${provider}:trials`;
+  }
+
   get breakerEvents(): string {
     return `${this.prefix}:breaker-events`;
   }
