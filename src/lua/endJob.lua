@@ -6,6 +6,7 @@
   ARGV[5] cancelled | expired, ARGV[6] error (JSON), ARGV[7] key prefix
   Returns {'missing'} | {'terminal', status} | {'ended', hop, previous status, 1 if a webhook event is owed}
 ]]
+--- @include "isTerminal"
 --- @include "jobEnded"
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop')
@@ -13,7 +14,7 @@ local status = f[1]
 if not status then
   return {'missing'}
 end
-if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+if isTerminal(status) then
   return {'terminal', status}
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'finished_at', ARGV[1], 'error', ARGV[6])

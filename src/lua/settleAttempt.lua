@@ -12,11 +12,12 @@
   Returns 0 when the job had already moved on, 1 when applied, 2 when applied and the job's end
   owes a webhook event.
 ]]
+--- @include "isTerminal"
 --- @include "jobEnded"
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'attempts')
 local status = f[1]
-if not status or status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+if not status or isTerminal(status) then
   return 0
 end
 if tonumber(f[2]) ~= tonumber(ARGV[1]) then

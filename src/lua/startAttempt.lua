@@ -6,6 +6,7 @@
   ARGV[6] key prefix
   Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired', 1 if a webhook event is owed} | {'ok', request, chain, previous status, deadline, created_at}
 ]]
+--- @include "isTerminal"
 --- @include "jobEnded"
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at', 'created_at')
@@ -13,7 +14,7 @@ local status = f[1]
 if not status then
   return {'missing'}
 end
-if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+if isTerminal(status) then
   return {'terminal', status}
 end
 if tonumber(f[2]) ~= tonumber(ARGV[1]) then
