@@ -28,3 +28,17 @@ export function parseDataUrl(url: unknown): { mime: string; data: string } | nul
   const match = typeof url === 'string' ? /^data:([^;,]+)(?:;[^,]*)?;base64,(.*)$/s.exec(url) : null;
   return match ? { mime: match[1]!.toLowerCase(), data: match[2]! } : null;
 }
+
+/**
+ * The request fields a translation does not carry, each as `<field>: <why>` for the attempt's
+ * `dropped` list. A field the translation reads, or one whose value only asks for what the target
+ * does anyway (`isNoOp`), is not reported.
+ */
+export function untranslatedFields(
+  request: Obj,
+  translation: { reads: ReadonlySet<string>; why: Readonly<Record<string, string>>; otherwise: string; isNoOp: (key: string, value: unknown) => boolean },
+): string[] {
+  return Object.entries(request)
+    .filter(([key, value]) => !translation.reads.has(key) && !translation.isNoOp(key, value))
+    .map(([key]) => `${key}: ${Object.hasOwn(translation.why, key) ? translation.why[key] : translation.otherwise}`);
+}

@@ -16,7 +16,7 @@ import type {
   Usage as AnthropicUsage,
 } from '@anthropic-ai/sdk/resources/messages';
 import type { Usage } from '../../store/job-record.js';
-import { isObj, type Obj, parseDataUrl, toolArguments } from '../openai-request.js';
+import { isObj, type Obj, parseDataUrl, toolArguments, untranslatedFields } from '../openai-request.js';
 import type { ChatCompletion, ChatRequest } from '../types.js';
 
 /**
@@ -83,10 +83,7 @@ function isNoOp(key: string, value: unknown): boolean {
 }
 
 export function toMessagesRequest(request: ChatRequest, model: string): { body: MessagesBody; dropped: string[] } {
-  const dropped: string[] = [];
-  for (const [key, value] of Object.entries(request)) {
-    if (!MAPPED.has(key) && !isNoOp(key, value)) dropped.push(`${key}: ${WHY_DROPPED[key] ?? 'not part of the Anthropic Messages API'}`);
-  }
+  const dropped = untranslatedFields(request, { reads: MAPPED, why: WHY_DROPPED, otherwise: 'not part of the Anthropic Messages API', isNoOp });
   const { system, messages } = conversation(request.messages, dropped);
   const body: MessagesBody = {
     model,

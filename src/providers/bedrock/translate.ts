@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { isObj, type Obj, parseDataUrl, toolArguments } from '../openai-request.js';
+import { isObj, type Obj, parseDataUrl, toolArguments, untranslatedFields } from '../openai-request.js';
 import type { Usage } from '../../store/job-record.js';
 import type { ChatCompletion, ChatRequest } from '../types.js';
 import type {
@@ -29,20 +29,18 @@ type PartBlock = { text: string } | { image: ImageBlock };
 /** Request fields the translation reads; every other field is reported unless it is a no-op. */
 const MAPPED = new Set(['messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'stop', 'tools', 'tool_choice']);
 
-const WHY_DROPPED = new Map(
-  Object.entries({
-    seed: 'Converse has no sampling seed',
-    n: 'Converse returns a single choice',
-    logprobs: 'Converse returns no log probabilities',
-    top_logprobs: 'Converse returns no log probabilities',
-    frequency_penalty: 'Converse has no frequency penalty',
-    presence_penalty: 'Converse has no presence penalty',
-    logit_bias: 'Converse has no logit bias',
-    user: 'Converse has no end-user field',
-    response_format: 'Converse has no JSON output mode',
-    parallel_tool_calls: 'Converse cannot limit the model to one tool call per turn',
-  }),
-);
+const WHY_DROPPED: Record<string, string> = {
+  seed: 'Converse has no sampling seed',
+  n: 'Converse returns a single choice',
+  logprobs: 'Converse returns no log probabilities',
+  top_logprobs: 'Converse returns no log probabilities',
+  frequency_penalty: 'Converse has no frequency penalty',
+  presence_penalty: 'Converse has no presence penalty',
+  logit_bias: 'Converse has no logit bias',
+  user: 'Converse has no end-user field',
+  response_format: 'Converse has no JSON output mode',
+  parallel_tool_calls: 'Converse cannot limit the model to one tool call per turn',
+};
 
 /** Values that ask for what Converse does anyway. */
 function isNoOp(key: string, value: unknown): boolean {
@@ -65,10 +63,7 @@ function isNoOp(key: string, value: unknown): boolean {
 const CONVERSATION_START = '(conversation start)';
 
 export function toConverse(request: ChatRequest): { body: ConverseRequest; dropped: string[] } {
-  const dropped: string[] = [];
-  for (const [key, value] of Object.entries(request)) {
-    if (!MAPPED.has(key) && !isNoOp(key, value)) dropped.push(`${key}: ${WHY_DROPPED.get(key) ?? 'not part of the Converse API'}`);
-  }
+  const dropped = untranslatedFields(request, { reads: MAPPED, why: WHY_DROPPED, otherwise: 'not part of the Converse API', isNoOp });
   const { system, messages } = translateMessages(request.messages, dropped);
   const body: ConverseRequest = { messages };
   if (system.length > 0) body.system = system;

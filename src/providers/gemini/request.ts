@@ -1,4 +1,4 @@
-import { parseDataUrl, toolArguments } from '../openai-request.js';
+import { parseDataUrl, toolArguments, untranslatedFields } from '../openai-request.js';
 import type { ChatRequest } from '../types.js';
 import type {
   GeminiContent,
@@ -302,7 +302,6 @@ const WHY: Record<string, string> = {
 };
 
 function unsupportedParams(request: ChatRequest): string[] {
-  return Object.entries(request)
-    .filter(([key, value]) => !TRANSLATED.has(key) && value !== undefined && value !== null && HARMLESS[key] !== value)
-    .map(([key]) => `${key}: ${WHY[key] ?? 'not part of the Gemini API'}`);
+  const isNoOp = (key: string, value: unknown) => value === undefined || value === null || (Object.hasOwn(HARMLESS, key) && HARMLESS[key] === value);
+  return untranslatedFields(request, { reads: TRANSLATED, why: WHY, otherwise: 'not part of the Gemini API', isNoOp });
 }
