@@ -35,7 +35,7 @@ export class ProviderQueues {
   private readonly queues = new Map<string, Queue<HopData>>();
 
   constructor(
-    connection: Redis,
+    private readonly connection: Redis,
     private readonly config: Pick<Config, 'providers' | 'redis' | 'retention'>,
   ) {
     for (const provider of Object.keys(config.providers)) {
@@ -94,6 +94,16 @@ export class ProviderQueues {
   async pausedForMs(provider: string): Promise<number> {
     const ttl = await this.get(provider).getRateLimitTtl(this.config.providers[provider]?.rpm ?? NO_RPM_LIMIT);
     return Math.max(0, ttl);
+  }
+
+  /**
+   * Requests counted in the provider's current RPM window, or null while a pause holds the queue:
+   * `queue.rateLimit` writes a sentinel far above any real count into the same key.
+   */
+  async requestsInWindow(provider: string): Promise<number | null> {
+    const queue = this.get(provider);
+    const count = Number((await this.connection.get(queue.keys.limiter!)) ?? 0);
+    return count > 1e12 ? null : count;
   }
 
   /** Best effort: a hop job already taken by a worker is locked and stays; the record guard stops it. */

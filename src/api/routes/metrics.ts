@@ -9,7 +9,7 @@ const BREAKER_LEVEL = { closed: 0, half_open: 1, open: 2 } as const;
  * process reports the same cluster-wide numbers: aggregate them with max(), not sum().
  */
 export const metricsRoutes: FastifyPluginAsync = async (app) => {
-  const { queues, breakers, store, config, metrics, budgets, redis } = app.services;
+  const { queues, breakers, store, config, metrics, budgets } = app.services;
   await protectOperatorRoutes(app, config.auth);
   const registry = new Registry();
   const providers = () => queues.all().map(([name]) => name);
@@ -89,10 +89,9 @@ export const metricsRoutes: FastifyPluginAsync = async (app) => {
     name: 'switchyard_rate_limit_used', help: 'Use of each provider\'s current rate-limit window.', labelNames: ['provider', 'kind'], registers: [registry],
     async collect() {
       this.reset();
-      for (const [provider, queue] of queues.all()) {
-        const requests = Number((await redis.get(queue.keys.limiter!)) ?? 0);
-        // A 429 pause writes a sentinel far above any real count; that is a pause, not use.
-        if (requests < 1e12) this.set({ provider, kind: 'requests' }, requests);
+      for (const [provider] of queues.all()) {
+        const requests = await queues.requestsInWindow(provider);
+        if (requests !== null) this.set({ provider, kind: 'requests' }, requests);
         this.set({ provider, kind: 'tokens' }, await budgets.tokensUsed(provider));
       }
     },
