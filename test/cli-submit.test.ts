@@ -94,32 +94,34 @@ async function jobCount(broker: TestBroker, tenant = 'default'): Promise<number>
   }
 }
 
+/** A temp dir, mock providers and a broker for one describe block, torn down after it. */
+function brokerFixture<P extends string>(dirPrefix: string, behaviours: Record<P, Partial<MockServer['behaviour']>>, extra: Record<string, unknown> = {}) {
+  const ctx = {} as { dir: string; broker: TestBroker; mocks: Record<P, MockServer> };
+  beforeAll(async () => {
+    ctx.dir = mkdtempSync(join(tmpdir(), `${dirPrefix}-`));
+    ctx.mocks = {} as Record<P, MockServer>;
+    for (const name of Object.keys(behaviours) as P[]) ctx.mocks[name] = await startMock(behaviours[name]);
+    ctx.broker = await startBroker(configFor(ctx.mocks, extra));
+  });
+  afterAll(async () => {
+    await ctx.broker.close();
+    for (const m of Object.values<MockServer>(ctx.mocks)) await m.app.close();
+    await dropPrefix(ctx.broker.prefix);
+    rmSync(ctx.dir, { recursive: true, force: true });
+  });
+  return ctx;
+}
+
 function expectEachLineOnce(results: ResultLine[], lines: number[]) {
   expect(results.map((r) => r.line).sort((a, b) => a - b)).toEqual(lines);
 }
 
 describe('switchyard submit', () => {
-  let dir: string;
-  let mock: MockServer;
-  let refusing: MockServer;
-  let broker: TestBroker;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'switchyard-submit-'));
-    mock = await startMock({ latencyMs: 5 });
-    // A provider that answers 400 to everything: jobs routed to it fail at once.
-    refusing = await startMock({ errorRate: 1, errorStatus: 400 });
-    broker = await startBroker(configFor({ p: mock, q: refusing }, { models: { fast: ['p/model-a'], broken: ['q/model-a'] } }));
-  });
-  afterAll(async () => {
-    await broker.close();
-    await mock.app.close();
-    await refusing.app.close();
-    await dropPrefix(broker.prefix);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  // q answers 400 to everything: jobs routed to it fail at once.
+  const ctx = brokerFixture('switchyard-submit', { p: { latencyMs: 5 }, q: { errorRate: 1, errorStatus: 400 } }, { models: { fast: ['p/model-a'], broken: ['q/model-a'] } });
 
   it('runs a 300-line file: one succeeded result per line, each traceable to its line, exit 0', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'three-hundred.jsonl');
     const out = join(dir, 'three-hundred.out.jsonl');
     writeFileSync(input, jsonl(questions(300)));
@@ -145,6 +147,7 @@ describe('switchyard submit', () => {
   });
 
   it('reports a malformed line and writes an error for it, runs the rest, and exits 1 when a job fails', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'mixed.jsonl');
     const out = join(dir, 'mixed.out.jsonl');
     writeFileSync(input, jsonl([chat('first'), '', '{"messages": [', { request: chat('fourth'), priority: 2 }, { request: chat('fifth'), model: 'broken' }]));
@@ -169,6 +172,7 @@ describe('switchyard submit', () => {
     ['a field the intake schema refuses (priority 99), checked before sending', 'priority', { request: chat('too urgent'), priority: 99 }, /line 3: priority/],
     ['a model the broker cannot route, refused by the bulk endpoint', 'model', { request: chat('nowhere'), model: 'no-such-model' }, /refused .*line 3.*unknown model/],
   ])('refuses %s: exits 1 and creates no job', async (_name, file, bad, message) => {
+    const { dir, broker } = ctx;
     const input = join(dir, `refused-${file}.jsonl`);
     const out = `${input}.out`;
     writeFileSync(input, jsonl([chat('one'), chat('two'), bad, chat('four')]));
@@ -183,6 +187,7 @@ describe('switchyard submit', () => {
   });
 
   it('refuses to resume against an input that changed (exit 2) and starts over with --restart', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'changing.jsonl');
     const out = join(dir, 'changing.out.jsonl');
     writeFileSync(input, jsonl(questions(3)));
@@ -200,6 +205,7 @@ describe('switchyard submit', () => {
   });
 
   it('refuses to append to a results file it has no state for (exit 2)', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'foreign.jsonl');
     const out = join(dir, 'foreign.out.jsonl');
     writeFileSync(input, jsonl(questions(2)));
@@ -210,6 +216,7 @@ describe('switchyard submit', () => {
   });
 
   it('draws a progress bar when stderr is a terminal', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'tty.jsonl');
     writeFileSync(input, jsonl(questions(20)));
     const stderr = captureStream(true);
@@ -223,6 +230,7 @@ describe('switchyard submit', () => {
   });
 
   it('answers usage errors with exit 2', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'usage.jsonl');
     writeFileSync(input, jsonl(questions(1)));
     const noOut = await runCli([input, '--url', broker.url]);
@@ -234,24 +242,11 @@ describe('switchyard submit', () => {
 });
 
 describe('switchyard submit, interrupted and resumed', () => {
-  let dir: string;
-  let mock: MockServer;
-  let broker: TestBroker;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'switchyard-submit-resume-'));
-    // 200 ms a call, at most 20 in flight (configFor): about 100 jobs a second, slow enough to interrupt.
-    mock = await startMock({ latencyMs: 200 });
-    broker = await startBroker(configFor({ p: mock }));
-  });
-  afterAll(async () => {
-    await broker.close();
-    await mock.app.close();
-    await dropPrefix(broker.prefix);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  // 200 ms a call, at most 20 in flight (configFor): about 100 jobs a second, slow enough to interrupt.
+  const ctx = brokerFixture('switchyard-submit-resume', { p: { latencyMs: 200 } });
 
   it('survives SIGKILL, a torn last line, an unrecorded chunk and SIGINT: each line submitted once and written once', async () => {
+    const { dir, broker, mocks: { p: mock } } = ctx;
     const input = join(dir, 'six-hundred.jsonl');
     const out = join(dir, 'six-hundred.out.jsonl');
     const statePath = `${out}.state.json`;
@@ -311,23 +306,10 @@ describe('switchyard submit, interrupted and resumed', () => {
 });
 
 describe('switchyard submit progress without a terminal', () => {
-  let dir: string;
-  let mock: MockServer;
-  let broker: TestBroker;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'switchyard-submit-progress-'));
-    mock = await startMock({ latencyMs: 200 });
-    broker = await startBroker(configFor({ p: mock }));
-  });
-  afterAll(async () => {
-    await broker.close();
-    await mock.app.close();
-    await dropPrefix(broker.prefix);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const ctx = brokerFixture('switchyard-submit-progress', { p: { latencyMs: 200 } });
 
   it('prints a plain progress line at most every 2 s, then the summary', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'plain.jsonl');
     writeFileSync(input, jsonl(questions(300)));
     const stderr = captureStream(false);
@@ -350,23 +332,10 @@ describe('switchyard submit progress without a terminal', () => {
 
 describe('switchyard submit with API keys', () => {
   const key = 'sk-switchyard-test-key-0123456789';
-  let dir: string;
-  let mock: MockServer;
-  let broker: TestBroker;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'switchyard-submit-auth-'));
-    mock = await startMock();
-    broker = await startBroker(configFor({ p: mock }, { auth: { api_keys: [{ name: 't', key }] } }));
-  });
-  afterAll(async () => {
-    await broker.close();
-    await mock.app.close();
-    await dropPrefix(broker.prefix);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const ctx = brokerFixture('switchyard-submit-auth', { p: {} }, { auth: { api_keys: [{ name: 't', key }] } });
 
   it('sends the key from --api-key or SWITCHYARD_API_KEY, never prints it, and stops on a 401', async () => {
+    const { dir, broker } = ctx;
     const input = join(dir, 'auth.jsonl');
     writeFileSync(input, jsonl(questions(20)));
 
