@@ -1,18 +1,68 @@
 import { BlockList, isIP } from 'node:net';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 
-/** Ranges a webhook may not reach unless allowed: private, loopback, link-local (cloud metadata), ULA, and the like. */
-const PRIVATE_V4 = [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24],
-  ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const;
-// IPv6 forms that embed an IPv4 address (mapped, compatible, SIIT, NAT64, 6to4) are refused whole:
-// a webhook has no business there, and checking the embedded address form by form is how guards leak.
-const PRIVATE_V6 = [
-  ['::', 96], ['::1', 128], ['::ffff:0:0', 96], ['::ffff:0:0:0', 96], ['64:ff9b::', 96], ['2002::', 16],
-  ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['2001:db8::', 32],
-] as const;
+type Family = 'ipv4' | 'ipv6';
+
+interface Range {
+  net: string;
+  bits: number;
+  what: string;
+}
+
+/** IPv4 ranges a webhook may not reach unless allowed: everything that is not ordinary public unicast. */
+const REFUSED_V4: Range[] = [
+  { net: '0.0.0.0', bits: 8, what: '"this network"' },
+  { net: '10.0.0.0', bits: 8, what: 'private' },
+  { net: '100.64.0.0', bits: 10, what: 'carrier-grade NAT' },
+  { net: '127.0.0.0', bits: 8, what: 'loopback' },
+  { net: '169.254.0.0', bits: 16, what: 'link-local (cloud metadata)' },
+  { net: '172.16.0.0', bits: 12, what: 'private' },
+  { net: '192.0.0.0', bits: 24, what: 'IETF protocol assignments' },
+  { net: '192.0.2.0', bits: 24, what: 'documentation' },
+  { net: '192.88.99.0', bits: 24, what: '6to4 relay anycast' },
+  { net: '192.168.0.0', bits: 16, what: 'private' },
+  { net: '198.18.0.0', bits: 15, what: 'benchmarking' },
+  { net: '198.51.100.0', bits: 24, what: 'documentation' },
+  { net: '203.0.113.0', bits: 24, what: 'documentation' },
+  { net: '224.0.0.0', bits: 4, what: 'multicast' },
+  { net: '240.0.0.0', bits: 4, what: 'reserved or broadcast' },
+];
+
+/**
+ * Every IPv6 form that carries an IPv4 address, refused whole and decided here only. A webhook has
+ * no business behind a translator or tunnel, and unwrapping the embedded address form by form is how
+ * guards leak (one notation converted and allowed, another refused). Written in either hex or dotted
+ * notation, the address is the same bytes, so it meets the same rule.
+ */
+const EMBEDS_V4: Range[] = [
+  { net: '::', bits: 96, what: 'IPv4-compatible' },
+  { net: '::ffff:0:0', bits: 96, what: 'IPv4-mapped' },
+  { net: '::ffff:0:0:0', bits: 96, what: 'IPv4-translated (SIIT)' },
+  { net: '64:ff9b::', bits: 96, what: 'NAT64' },
+  { net: '64:ff9b:1::', bits: 48, what: 'local-use NAT64' },
+  { net: '2002::', bits: 16, what: '6to4' },
+  { net: '2001::', bits: 32, what: 'Teredo' },
+];
+
+/** The rest of IPv6 that is not ordinary public unicast. */
+const REFUSED_V6: Range[] = [
+  // Named before ::/96, which holds them too, so a refusal says what they are.
+  { net: '::', bits: 128, what: 'unspecified' },
+  { net: '::1', bits: 128, what: 'loopback' },
+  ...EMBEDS_V4,
+  { net: '100::', bits: 64, what: 'discard-only' },
+  { net: '2001:2::', bits: 48, what: 'benchmarking' },
+  { net: '2001:db8::', bits: 32, what: 'documentation' },
+  { net: '3fff::', bits: 20, what: 'documentation' },
+  { net: 'fc00::', bits: 7, what: 'unique local (ULA)' },
+  { net: 'fe80::', bits: 10, what: 'link-local' },
+  { net: 'fec0::', bits: 10, what: 'site-local (deprecated)' },
+  { net: 'ff00::', bits: 8, what: 'multicast' },
+];
+
+/** Public IPv6 is only ever assigned from 2000::/3; anything outside it is reserved or one of the above. */
+const GLOBAL_UNICAST_V6 = subnet('2000::', 3, 'ipv6');
+
 /** A name that does not resolve in this long is refused at intake rather than hold the request. */
 const RESOLVE_TIMEOUT_MS = 3000;
 
@@ -23,34 +73,68 @@ export class TargetRefused extends Error {
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
 /**
+ * A set of ranges of ONE family. node:net's BlockList, holding ::ffff:0:0/96, answers true for
+ * every IPv4 address (it compares IPv4 as IPv4-mapped IPv6), and holding an IPv4 range it matches
+ * IPv4-mapped IPv6 addresses; so each list holds one family and is only asked about that family.
+ */
+class Ranges {
+  private readonly lists: Record<Family, { range: Range; list: BlockList }[]> = { ipv4: [], ipv6: [] };
+
+  add(family: Family, range: Range): void {
+    this.lists[family].push({ range, list: subnet(range.net, range.bits, family) });
+  }
+
+  /** The range holding the address, if any. */
+  find(address: string): Range | undefined {
+    const family = familyOf(address);
+    if (!family) return undefined;
+    return this.lists[family].find(({ list }) => list.check(address, family))?.range;
+  }
+}
+
+/**
  * Where webhooks may go. Only http(s); every address a host resolves to is checked, and the
  * connection is made to an address that passed (the check runs inside the socket's DNS lookup),
  * so a name that re-resolves to 169.254.169.254 between check and connect gets nowhere.
  */
 export class TargetPolicy {
-  private readonly blocked = new BlockList();
-  private readonly allowedNets = new BlockList();
+  private readonly refused = new Ranges();
+  private readonly allowedNets = new Ranges();
   private readonly allowedHosts = new Set<string>();
 
   constructor(private readonly opts: { allowPrivate: boolean; allowlist?: string[] }) {
-    for (const [net, bits] of PRIVATE_V4) this.blocked.addSubnet(net, bits, 'ipv4');
-    for (const [net, bits] of PRIVATE_V6) this.blocked.addSubnet(net, bits, 'ipv6');
+    for (const range of REFUSED_V4) this.refused.add('ipv4', range);
+    for (const range of REFUSED_V6) this.refused.add('ipv6', range);
     for (const entry of opts.allowlist ?? []) {
-      const [net, bits] = entry.split('/');
-      if (net && bits && isIP(net)) this.allowedNets.addSubnet(net, Number(bits), isIP(net) === 6 ? 'ipv6' : 'ipv4');
-      else if (net && isIP(net)) this.allowedNets.addAddress(net, isIP(net) === 6 ? 'ipv6' : 'ipv4');
-      else this.allowedHosts.add(entry.toLowerCase());
+      const cidr = /^\[?([^\]/]+)\]?(?:\/(\d{1,3}))?$/.exec(entry.trim());
+      const family = cidr ? familyOf(cidr[1]!) : undefined;
+      if (cidr && family) {
+        const max = family === 'ipv4' ? 32 : 128;
+        const bits = cidr[2] === undefined ? max : Number(cidr[2]);
+        if (bits > max) throw new Error(`webhooks.allowlist: ${entry} has a prefix longer than ${max} bits`);
+        this.allowedNets.add(family, { net: cidr[1]!, bits, what: 'allowlisted' });
+      } else if (entry.includes('/')) {
+        throw new Error(`webhooks.allowlist: ${entry} is neither a host name nor an address or CIDR`);
+      } else {
+        this.allowedHosts.add(entry.trim().toLowerCase());
+      }
     }
   }
 
+  /** Why webhooks may not reach this address, or undefined if they may. Anything that is not an IP address is refused. */
+  refusal(address: string): string | undefined {
+    if (this.opts.allowPrivate) return undefined;
+    const family = familyOf(address);
+    if (!family) return 'not an IP address';
+    if (this.allowedNets.find(address)) return undefined;
+    const range = this.refused.find(address);
+    if (range) return `${range.what} (${range.net}/${range.bits})`;
+    if (family === 'ipv6' && !GLOBAL_UNICAST_V6.check(address, 'ipv6')) return 'outside IPv6 global unicast (2000::/3)';
+    return undefined;
+  }
+
   isRefusedAddress(address: string): boolean {
-    if (this.opts.allowPrivate) return false;
-    // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is the IPv4 address.
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-    const ip = mapped ?? address;
-    const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-    if (this.allowedNets.check(ip, family)) return false;
-    return this.blocked.check(ip, family);
+    return this.refusal(address) !== undefined;
   }
 
   /** Checks a URL at intake: scheme, then every address its host resolves to. */
@@ -63,11 +147,18 @@ export class TargetPolicy {
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TargetRefused('only http and https URLs can receive webhooks');
     if (url.username || url.password) throw new TargetRefused('credentials in the URL are not allowed');
+    // The URL parser has already normalised the host: 0x7f.1 is 127.0.0.1, [::ffff:127.0.0.1] is [::ffff:7f00:1].
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (this.opts.allowPrivate || this.allowedHosts.has(host.toLowerCase())) return;
-    const addresses = isIP(host) ? [host] : await resolveAll(host);
-    const refused = addresses.find((a) => this.isRefusedAddress(a));
-    if (refused) throw new TargetRefused(`${host} resolves to ${refused}, a private, loopback, link-local or metadata address`);
+    if (isIP(host)) {
+      const why = this.refusal(host);
+      if (why) throw new TargetRefused(`${host} is ${why}; webhooks may only reach public addresses`);
+      return;
+    }
+    for (const address of await resolveAll(host)) {
+      const why = this.refusal(address);
+      if (why) throw new TargetRefused(`${host} resolves to ${address}, ${why}; webhooks may only reach public addresses`);
+    }
   }
 
   /** A `lookup` for sockets: resolves, refuses if any address is off limits, connects to a checked one. */
@@ -75,9 +166,10 @@ export class TargetPolicy {
     dnsLookup(hostname, { all: true }, (err, addresses) => {
       if (err) return callback(err, []);
       const allowedHost = this.opts.allowPrivate || this.allowedHosts.has(hostname.toLowerCase());
-      const refused = allowedHost ? undefined : addresses.find((a) => this.isRefusedAddress(a.address));
-      if (refused) {
-        const e = new TargetRefused(`${hostname} resolves to ${refused.address}, which webhooks may not reach`) as NodeJS.ErrnoException;
+      for (const { address } of allowedHost ? [] : addresses) {
+        const why = this.refusal(address);
+        if (!why) continue;
+        const e = new TargetRefused(`${hostname} resolves to ${address}, ${why}, which webhooks may not reach`) as NodeJS.ErrnoException;
         e.code = 'EREFUSEDTARGET';
         return callback(e, []);
       }
@@ -85,6 +177,17 @@ export class TargetPolicy {
       callback(null, addresses[0]!.address, addresses[0]!.family);
     });
   };
+}
+
+function familyOf(address: string): Family | undefined {
+  const v = isIP(address);
+  return v === 4 ? 'ipv4' : v === 6 ? 'ipv6' : undefined;
+}
+
+function subnet(net: string, bits: number, family: Family): BlockList {
+  const list = new BlockList();
+  list.addSubnet(net, bits, family);
+  return list;
 }
 
 function resolveAll(host: string): Promise<string[]> {
