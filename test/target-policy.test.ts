@@ -1,6 +1,6 @@
 import type { LookupAddress } from 'node:dns';
 import { describe, expect, it } from 'vitest';
-import { TargetPolicy, TargetRefused } from '../src/delivery/target-policy.js';
+import { lookupAll, Resolver, TargetPolicy, TargetRefused } from '../src/delivery/target-policy.js';
 
 const guard = new TargetPolicy({ allowPrivate: false });
 const urlFor = (address: string) => (address.includes(':') ? `http://[${address}]:8080/hooks` : `http://${address}:8080/hooks`);
@@ -232,5 +232,51 @@ describe('lookup (the socket side)', () => {
     const { err } = await lookup(guard, 'no-such-host.invalid');
     expect(err).not.toBeInstanceOf(TargetRefused);
     expect(err?.code).toMatch(/ENOTFOUND|EAI_AGAIN/);
+  });
+});
+
+describe("the intake's name lookups", () => {
+  /** The real lookup, counted: how many run, and how many at once. */
+  const counted = () => {
+    const seen = { calls: 0, inFlight: 0, maxInFlight: 0 };
+    const lookup = async (host: string) => {
+      seen.calls++;
+      seen.maxInFlight = Math.max(seen.maxInFlight, ++seen.inFlight);
+      try {
+        return await lookupAll(host);
+      } finally {
+        seen.inFlight--;
+      }
+    };
+    return { seen, lookup };
+  };
+
+  it('looks a host up once however many jobs of a bulk request name it', async () => {
+    const { seen, lookup } = counted();
+    const resolver = new Resolver(lookup);
+    const answers = await Promise.all(Array.from({ length: 10_000 }, () => resolver.resolve('localhost')));
+    expect(seen.calls).toBe(1);
+    expect(answers.every((a) => a.length > 0)).toBe(true);
+  });
+
+  it('keeps at most 16 lookups in flight for many distinct hosts', async () => {
+    const { seen, lookup } = counted();
+    const resolver = new Resolver(lookup);
+    // Address literals resolve at once, without a name server, so only the bound is measured.
+    const hosts = Array.from({ length: 200 }, (_, i) => `11.0.${i}.1`);
+    const answers = await Promise.all(hosts.map((h) => resolver.resolve(h)));
+    expect(answers.map((a) => a[0])).toEqual(hosts);
+    expect(seen.calls).toBe(200);
+    expect(seen.maxInFlight).toBeLessThanOrEqual(16);
+    expect(seen.maxInFlight).toBeGreaterThan(1);
+  });
+
+  it('remembers no failure: the next job naming the host asks again', async () => {
+    const { seen, lookup } = counted();
+    const resolver = new Resolver(lookup);
+    // Two empty labels: getaddrinfo refuses it at once, without asking a name server.
+    await expect(resolver.resolve('no..such.host')).rejects.toBeInstanceOf(TargetRefused);
+    await expect(resolver.resolve('no..such.host')).rejects.toBeInstanceOf(TargetRefused);
+    expect(seen.calls).toBe(2);
   });
 });

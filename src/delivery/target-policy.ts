@@ -101,6 +101,7 @@ export class TargetPolicy {
   private readonly refused = new Ranges();
   private readonly allowedNets = new Ranges();
   private readonly allowedHosts = new Set<string>();
+  private readonly resolver = new Resolver();
 
   constructor(private readonly opts: { allowPrivate: boolean; allowlist?: string[] }) {
     for (const range of REFUSED_V4) this.refused.add('ipv4', range);
@@ -155,7 +156,7 @@ export class TargetPolicy {
       if (why) throw new TargetRefused(`${host} is ${why}; webhooks may only reach public addresses`);
       return;
     }
-    for (const address of await resolveAll(host)) {
+    for (const address of await this.resolver.resolve(host)) {
       const why = this.refusal(address);
       if (why) throw new TargetRefused(`${host} resolves to ${address}, ${why}; webhooks may only reach public addresses`);
     }
@@ -190,7 +191,51 @@ function subnet(net: string, bits: number, family: Family): BlockList {
   return list;
 }
 
-function resolveAll(host: string): Promise<string[]> {
+/** Lookups for the intake's checks at once; the rest wait, so a bulk of 10,000 names is not 10,000 lookups in flight. */
+const MAX_LOOKUPS_IN_FLIGHT = 16;
+/** How long an intake check trusts a host's addresses; the sender resolves again for each connection anyway. */
+const RESOLVED_TTL_MS = 30_000;
+const RESOLVED_KEPT = 1000;
+
+/**
+ * The intake's name lookups: one per host at a time however many jobs name it (a bulk request
+ * usually names one webhook host), recent answers reused for a short while, and a bound on
+ * lookups in flight. Only the intake's check reads it; the socket lookup never does.
+ */
+export class Resolver {
+  constructor(private readonly lookup: (host: string) => Promise<string[]> = lookupAll) {}
+
+  private readonly recent = new Map<string, { at: number; addresses: Promise<string[]> }>();
+  private inFlight = 0;
+  private readonly queue: (() => void)[] = [];
+
+  resolve(host: string): Promise<string[]> {
+    const key = host.toLowerCase();
+    const hit = this.recent.get(key);
+    if (hit && Date.now() - hit.at < RESOLVED_TTL_MS) return hit.addresses;
+    const addresses = this.bounded(() => this.lookup(host));
+    if (this.recent.size >= RESOLVED_KEPT) this.recent.delete(this.recent.keys().next().value!);
+    this.recent.set(key, { at: Date.now(), addresses });
+    // A failure is not remembered: the next job naming the host asks again.
+    addresses.catch(() => this.recent.get(key)?.addresses === addresses && this.recent.delete(key));
+    return addresses;
+  }
+
+  private async bounded<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.inFlight >= MAX_LOOKUPS_IN_FLIGHT) await new Promise<void>((r) => this.queue.push(r));
+    else this.inFlight++;
+    try {
+      return await fn();
+    } finally {
+      // A slot is handed straight to the next waiter, so none is taken in between.
+      const next = this.queue.shift();
+      if (next) next();
+      else this.inFlight--;
+    }
+  }
+}
+
+export function lookupAll(host: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new TargetRefused(`cannot resolve ${host} within ${RESOLVE_TIMEOUT_MS} ms`)), RESOLVE_TIMEOUT_MS);
     dnsLookup(host, { all: true }, (err, addresses) => {
