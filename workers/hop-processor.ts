@@ -188,6 +188,8 @@ export class HopProcessor {
       {
         job: id, provider: this.provider, model, hop, outcome: attempt.outcome, latency_ms: latency,
         tokens: attempt.usage?.total_tokens, cost_usd: attempt.cost_usd ?? undefined, error: attempt.error?.type, status: attempt.error?.status,
+        // The raw socket error (it names addresses) is for operators; the job's ledger has the kind.
+        ...(error?.detail && { detail: error.detail }),
         ...(claim.rerun && { rerun: true }), ...(!applied && { discarded: 'job already ended (cancelled or expired)' }),
       },
       'attempt',

@@ -26,6 +26,22 @@ export interface MockBehaviour {
   truncateRate: number;
   /** Share of calls whose connection is reset without an answer. */
   resetRate: number;
+  /**
+   * Calls that differ from the rest: a call whose request body contains `match` gets this latency
+   * (instead of latencyMs) and, with `status`, that error. For tests where only some callers' calls are slow.
+   */
+  rules: MockRule[];
+}
+
+export interface MockRule {
+  match: string;
+  latencyMs?: number;
+  status?: number;
+  /**
+   * The error message for `status`; `${header:NAME}` is replaced by that request header, as
+   * providers and proxies that quote what they were sent do (an echoed key, a gateway's address).
+   */
+  message?: string;
 }
 
 export const DEFAULT_BEHAVIOUR: MockBehaviour = {
@@ -39,6 +55,7 @@ export const DEFAULT_BEHAVIOUR: MockBehaviour = {
   garbageRate: 0,
   truncateRate: 0,
   resetRate: 0,
+  rules: [],
 };
 
 export interface MockStats {
@@ -70,7 +87,7 @@ export function buildMockProvider(
   dialects: MockDialect[] = DIALECTS,
 ): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
   const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024 });
-  const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, ...initial };
+  const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, rules: [], ...initial };
   const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null };
   let seq = 0;
 
@@ -95,8 +112,13 @@ export function buildMockProvider(
       return reply.code(s).send(body);
     };
     try {
-      const delay = behaviour.latencyMs + (behaviour.jitterMs > 0 ? Math.random() * behaviour.jitterMs : 0);
+      const rule = behaviour.rules.length > 0 ? matchRule(behaviour.rules, req.body) : undefined;
+      const delay = (rule?.latencyMs ?? behaviour.latencyMs) + (behaviour.jitterMs > 0 ? Math.random() * behaviour.jitterMs : 0);
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      if (rule?.status !== undefined) {
+        const message = (rule.message ?? `Injected failure (${rule.status}).`).replace(/\$\{header:([A-Za-z0-9-]+)\}/g, (_m, name: string) => String(req.headers[name.toLowerCase()] ?? ''));
+        return reject(rule.status, message, 'injected');
+      }
       if (behaviour.apiKey !== null && !dialect.authorized(req, behaviour.apiKey)) return reject(401, 'Invalid API key provided.', 'auth');
       if (Math.random() < behaviour.rateLimitRate) {
         reply.header('retry-after', String(behaviour.retryAfterS));
@@ -140,12 +162,17 @@ export function buildMockProvider(
   app.get('/_mock/behaviour', async () => behaviour);
   app.put('/_mock/behaviour', async (req) => Object.assign(behaviour, req.body as Partial<MockBehaviour>));
   app.post('/_mock/reset', async () => {
-    Object.assign(behaviour, DEFAULT_BEHAVIOUR, initial);
+    Object.assign(behaviour, DEFAULT_BEHAVIOUR, { rules: [] }, initial);
     Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null });
     return { ok: true };
   });
 
   return Object.assign(app, { behaviour, stats });
+}
+
+function matchRule(rules: MockRule[], body: unknown): MockRule | undefined {
+  const text = JSON.stringify(body ?? null);
+  return rules.find((r) => text.includes(r.match));
 }
 
 export async function startMockProvider(

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import type { ProviderConfig } from '../config/schema.js';
 import { badResponse, classifyTransport } from './errors.js';
+import { redact, secretsOf } from './redact.js';
 import type { ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter, ProviderResult } from './types.js';
 
 /**
@@ -18,11 +19,16 @@ export class ProviderClient {
   /** Adapters build few distinct URLs; parse each once. */
   private readonly targets = new Map<string, { pool: Pool; path: string }>();
 
+  /** This provider's own credentials: never to reappear in an error message. */
+  private readonly secrets: string[];
+
   constructor(
     readonly name: string,
     private readonly adapter: ProviderAdapter,
-    private readonly config: Pick<ProviderConfig, 'timeout_ms' | 'max_in_flight'>,
-  ) {}
+    private readonly config: Pick<ProviderConfig, 'timeout_ms' | 'max_in_flight'> & Partial<ProviderConfig>,
+  ) {
+    this.secrets = secretsOf([config.api_key, config.aws_access_key_id, config.aws_secret_access_key, config.aws_session_token, ...Object.values(config.headers ?? {})]);
+  }
 
   private target(url: string): { pool: Pool; path: string } {
     let target = this.targets.get(url);
@@ -42,6 +48,8 @@ export class ProviderClient {
   async complete(request: ChatRequest, model: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ProviderResult> {
     const call = await this.adapter.buildRequest(request, model);
     const result = await this.send(call, model, opts);
+    // Every error leaves through here, whichever adapter or transport fault produced it.
+    if (!result.ok) result.error.message = redact(result.error.message, this.secrets);
     return call.dropped?.length ? { ...result, dropped: call.dropped } : result;
   }
 

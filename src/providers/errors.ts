@@ -23,6 +23,8 @@ export interface ProviderError {
   breakerFailure: boolean;
   /** From Retry-After, when the provider asked us to slow down. */
   retryAfterMs?: number;
+  /** What only the operator should read (the raw socket error): logged, never put in a job. */
+  detail?: string;
 }
 
 const MAX_MESSAGE = 500;
@@ -62,18 +64,34 @@ export function classifyStatus(
   return { ...base, type: 'invalid_request', retryable: false, breakerFailure: false };
 }
 
+/**
+ * What a failed connection is called in a job's ledger. Socket errors name the address they were
+ * dialling (`connect ECONNREFUSED 10.0.3.7:443`), which is the operator's business, not the
+ * tenant's: the ledger gets the kind of failure and its code, the log gets the rest.
+ */
+const CONNECTION_FAILURES: Record<string, string> = {
+  ECONNREFUSED: 'the provider refused the connection',
+  ECONNRESET: 'the connection to the provider was reset',
+  EPIPE: 'the connection to the provider was reset',
+  UND_ERR_SOCKET: 'the connection to the provider closed unexpectedly',
+  UND_ERR_CLOSED: 'the connection to the provider closed unexpectedly',
+  ENOTFOUND: "the provider's host name does not resolve",
+  EAI_AGAIN: "the provider's host name could not be resolved",
+  ETIMEDOUT: 'connecting to the provider timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connecting to the provider timed out',
+  EHOSTUNREACH: 'the provider cannot be reached',
+  ENETUNREACH: 'the provider cannot be reached',
+};
+
 /** Classifies a failure that never produced a usable answer: abort, socket error, bad body. */
 export function classifyTransport(err: unknown): ProviderError {
   const e = err as { code?: string; name?: string; message?: string };
   if (e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
     return { type: 'timeout', message: 'the provider did not answer in time', retryable: true, breakerFailure: true };
   }
-  return {
-    type: 'connection_error',
-    message: clip(`${e.code ?? e.name ?? 'Error'}: ${e.message ?? String(err)}`),
-    retryable: true,
-    breakerFailure: true,
-  };
+  const code = e.code ?? e.name ?? 'Error';
+  const what = CONNECTION_FAILURES[code] ?? (/^(ERR_TLS|CERT_|UNABLE_TO|DEPTH_ZERO|SELF_SIGNED)/.test(code) ? 'the TLS handshake with the provider failed' : 'the connection to the provider failed');
+  return { type: 'connection_error', message: `${what} (${code})`, retryable: true, breakerFailure: true, detail: clip(e.message ?? String(err)) };
 }
 
 export function badResponse(message: string, status?: number): ProviderError {

