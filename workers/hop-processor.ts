@@ -72,7 +72,7 @@ export class HopProcessor {
     }
     const ticket: Ticket | null = admission.kind === 'call' ? admission.ticket : null;
     const trialToken = admission.kind === 'call' ? admission.token : undefined;
-    const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral', 0, trialToken) : undefined);
+    const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral', { ...(trialToken && { token: trialToken }) }) : undefined);
 
     const claim = await store.start(id, hop);
     if (claim.kind !== 'ok') {
@@ -139,9 +139,16 @@ export class HopProcessor {
     // A timeout under a deadline-shortened limit is the deadline's doing (undici's timers are coarse,
     // so the clock may still read a moment before it).
     const cutByDeadline = error?.type === 'timeout' && timeoutMs < settings.timeout_ms;
+    const timeoutCause = error?.type === 'timeout' && !cutByDeadline ? this.timeoutCause(request, settings.timeout_ms) : undefined;
     const pauseMs = error?.type === 'rate_limited' ? (error.retryAfterMs ?? settings.default_retry_after_ms) : 0;
+    // What a failure says about the provider: a timeout the request's own size explains says
+    // nothing; any other timeout is held against the provider, but blamed on its tenant until
+    // another tenant's call corroborates it (see breakerRecord.lua).
+    const outcome = cutByDeadline || timeoutCause === 'request_size' ? 'neutral' : breakerOutcome(error);
     await Promise.all([
-      ticket ? breakers.record(this.provider, ticket, cutByDeadline ? 'neutral' : breakerOutcome(error), Date.now() + pauseMs, trialToken) : undefined,
+      ticket
+        ? breakers.record(this.provider, ticket, outcome, { throttledUntil: Date.now() + pauseMs, ...(trialToken && { token: trialToken }), ...(timeoutCause === 'provider' && { blame: claim.tenant }) })
+        : undefined,
       reservation.holds.length > 0 ? this.deps.budgets.settle(reservation, result.ok ? result.usage : null) : undefined,
     ]);
     if (cutByDeadline) {
@@ -161,6 +168,7 @@ export class HopProcessor {
     } else {
       const err = result.error;
       attempt.error = toJobError(err);
+      if (timeoutCause) attempt.error.cause = timeoutCause;
       // Every process holds off this provider for as long as it asked: its queue pauses, and hops
       // already taken find it throttled at admission.
       if (pauseMs > 0) await this.deps.queues.get(this.provider).rateLimit(pauseMs);
@@ -214,6 +222,17 @@ export class HopProcessor {
     if (!applied) return;
     if (attempt.outcome === 'succeeded' || attempt.outcome === 'failed') m.jobsFinished.inc({ status: attempt.outcome, provider: this.provider });
     if (attempt.outcome === 'succeeded' && attempt.hop === 0) m.brokerOverhead.observe(Math.max(0, Date.now() - createdAt - attempt.latency_ms) / 1000);
+  }
+
+  /**
+   * Whether a request that timed out asked for more than the provider could write in its timeout
+   * at the slowest rate still called normal (`breaker.min_tokens_per_s`). A request with no max
+   * tokens gives no such excuse.
+   */
+  private timeoutCause(request: ChatRequest, timeoutMs: number): 'request_size' | 'provider' {
+    const asked = Number(request.max_completion_tokens ?? request.max_tokens);
+    if (!Number.isFinite(asked) || asked <= 0) return 'provider';
+    return (asked / this.deps.config.breaker.min_tokens_per_s) * 1000 > timeoutMs ? 'request_size' : 'provider';
   }
 
   private client(): ProviderClient {

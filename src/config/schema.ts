@@ -105,7 +105,15 @@ export const configSchema = z
     models: z.record(z.string(), chain).default({}),
     tasks: z.record(z.string(), z.union([z.string(), chain])).default({}),
     breaker: z
-      .strictObject({ failure_threshold: z.int().positive().default(3), cooldown_ms: z.int().positive().default(60_000) })
+      .strictObject({
+        failure_threshold: z.int().positive().default(3),
+        cooldown_ms: z.int().positive().default(60_000),
+        /**
+         * The slowest generation still called normal: a request whose max tokens cannot be produced
+         * at this rate within the provider's timeout times out by its own size, not the provider's fault.
+         */
+        min_tokens_per_s: z.number().positive().default(20),
+      })
       .prefault({}),
     workers: z
       .strictObject({

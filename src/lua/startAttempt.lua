@@ -4,12 +4,12 @@
   KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] key prefix
-  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired', 1 if a webhook event is owed} | {'ok', request, chain, previous status, deadline, created_at}
+  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired', 1 if a webhook event is owed} | {'ok', request, chain, previous status, deadline, created_at, tenant}
 ]]
 --- @include "isTerminal"
 --- @include "jobEnded"
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at', 'created_at')
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at', 'created_at', 'tenant')
 local status = f[1]
 if not status then
   return {'missing'}
@@ -32,4 +32,4 @@ if not f[6] then
 else
   redis.call('HSET', KEYS[1], 'status', 'running')
 end
-return {'ok', f[4], f[5], status, f[3] or '', f[7] or ''}
+return {'ok', f[4], f[5], status, f[3] or '', f[7] or '', f[8] or ''}

@@ -53,15 +53,18 @@ export class BreakerBoard {
   private readonly views = new Map<string, BreakerView>();
   private readonly redis: ScriptClient;
   private timer: NodeJS.Timeout | undefined;
+  /** With one tenant (or none: dev mode) there is nobody to protect from a tenant's own timeouts. */
+  private readonly sharedByTenants: boolean;
 
   constructor(
     redis: Redis,
     private readonly subscriber: Redis,
     private readonly keys: Keys,
-    private readonly config: Pick<Config, 'breaker' | 'providers'>,
+    private readonly config: Pick<Config, 'breaker' | 'providers'> & { auth?: Pick<Config['auth'], 'api_keys'> },
     private readonly log: Logger,
   ) {
     this.redis = withScripts(redis);
+    this.sharedByTenants = (config.auth?.api_keys.length ?? 0) > 1;
     for (const name of Object.keys(config.providers)) this.views.set(name, { ...CLOSED });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === keys.breakerEvents) this.apply(message);
@@ -110,20 +113,25 @@ export class BreakerBoard {
     return { kind: 'call', ticket: verdict as Ticket, ...(verdict === 'trial' && { token }) };
   }
 
-  /** `throttledUntil` goes with a 429: until when the provider asked us to hold off. */
-  async record(provider: string, ticket: Ticket, outcome: CallOutcome, throttledUntil = 0, token = '', now = Date.now()): Promise<void> {
+  /**
+   * `throttledUntil` goes with a 429: until when the provider asked us to hold off. `blame` names
+   * the tenant of a failure its own request could have caused (a timeout): held apart until
+   * another tenant's call corroborates it, so one tenant cannot open a shared breaker alone.
+   */
+  async record(provider: string, ticket: Ticket, outcome: CallOutcome, opts: { throttledUntil?: number; token?: string; blame?: string; now?: number } = {}): Promise<void> {
     // The common case, a proven provider answering well, writes nothing.
     if (ticket === 'free' && (outcome === 'success' || outcome === 'neutral')) return;
     const before = this.view(provider).state;
-    const [state, until, failures] = (await this.redis.breakerRecord(
-      this.keys.breaker(provider), this.keys.breakerTrials(provider), now, this.config.breaker.failure_threshold, this.config.breaker.cooldown_ms,
-      this.keys.breakerEvents, provider, outcome, ticket, throttledUntil, token,
-    )) as [BreakerState, number, number];
+    const throttledUntil = opts.throttledUntil ?? 0;
+    const [state, until, failures, healthy] = (await this.redis.breakerRecord(
+      this.keys.breaker(provider), this.keys.breakerTrials(provider), opts.now ?? Date.now(), this.config.breaker.failure_threshold, this.config.breaker.cooldown_ms,
+      this.keys.breakerEvents, provider, outcome, ticket, throttledUntil, opts.token ?? '', opts.blame ?? '', this.sharedByTenants ? 1 : 0,
+    )) as [BreakerState, number, number, number];
     if (outcome === 'throttled') {
       this.update(provider, { healthy: false, throttledUntil });
       return;
     }
-    this.update(provider, { state, until: Number(until), failures: Number(failures), ...(outcome === 'success' && { healthy: true, throttledUntil: 0 }), ...(outcome === 'failure' && { healthy: false }) });
+    this.update(provider, { state, until: Number(until), failures: Number(failures), healthy: Number(healthy) === 1, ...(outcome === 'success' && { throttledUntil: 0 }) });
     if (state !== before) {
       const level = state === 'open' ? 'warn' : 'info';
       this.log[level]({ provider, breaker: state, from: before, failures: Number(failures), ...(state === 'open' && { until: new Date(Number(until)).toISOString() }) }, 'circuit breaker transition');

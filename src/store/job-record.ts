@@ -21,6 +21,11 @@ export interface JobError {
   status?: number;
   /** What the provider's Retry-After asked for, when it sent one. */
   retry_after_ms?: number;
+  /**
+   * For a timeout: `request_size` when the request asked for more tokens than the provider could
+   * write within its timeout (not held against the provider), `provider` otherwise.
+   */
+  cause?: 'request_size' | 'provider';
 }
 
 /** One hop's try on one provider: the ledger entry callers use to see why a job went where it went. */

@@ -32,7 +32,7 @@ export type StartOutcome =
   | { kind: 'terminal'; status: JobStatus }
   | { kind: 'moved'; hop: number }
   | { kind: 'expired' }
-  | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean; deadlineAt: number | null; createdAt: number };
+  | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean; deadlineAt: number | null; createdAt: number; tenant: string };
 
 export type Settlement =
   | { status: 'succeeded'; result: unknown; usage: Usage | null; cost_usd: number | null }
@@ -168,6 +168,7 @@ export class JobStore {
           rerun: reply[3] === 'running',
           deadlineAt: reply[4] ? Number(reply[4]) : null,
           createdAt: Number(reply[5]),
+          tenant: reply[6] ?? '',
         };
     }
   }
