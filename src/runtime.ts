@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
+import { guardLoopback } from './api/loopback-guard.js';
 import { protectOperatorRoutes } from './api/operator-auth.js';
 import type { Redis } from 'ioredis';
 import { ProviderPool } from '../workers/provider-pool.js';
@@ -152,12 +153,13 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   let metricsServer: FastifyInstance | undefined;
   if (!opts.api && opts.workers && config.server.metrics_port !== undefined) {
     metricsServer = Fastify({ logger: false });
+    // Unprotected in dev mode, so then on loopback only, and out of web pages' reach, like the API.
+    const open = config.auth.api_keys.length === 0 && !config.auth.admin;
+    if (open) guardLoopback(metricsServer);
     await metricsServer.register(async (scope) => {
       await protectOperatorRoutes(scope, config.auth);
       scope.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
     });
-    // Unprotected in dev mode, so then on loopback only, like the API.
-    const open = config.auth.api_keys.length === 0 && !config.auth.admin;
     const url = await metricsServer.listen({ port: config.server.metrics_port, host: open ? '127.0.0.1' : (config.server.host ?? '0.0.0.0') });
     runtime.metricsUrl = `${url}/metrics`;
     log.info({ url: runtime.metricsUrl }, 'worker metrics listening');

@@ -19,6 +19,7 @@ import type { JobEvents } from '../store/job-events.js';
 import type { JobStore } from '../store/job-store.js';
 import type { ApiKeyAuth } from './auth.js';
 import { installErrorHandling } from './errors.js';
+import { guardLoopback } from './loopback-guard.js';
 import { adminRoutes } from './routes/admin.js';
 import { batchesRoutes } from './routes/batches.js';
 import { filesRoutes } from './routes/files.js';
@@ -94,6 +95,7 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   app.decorate('services', services);
   app.decorateRequest('tenant', '');
   installErrorHandling(app);
+  if (services.auth.devMode) guardLoopback(app);
   // The OpenAPI document is generated from the same zod schemas that validate requests.
   await app.register(swagger, {
     openapi: {
