@@ -57,9 +57,9 @@ describe('usage and cost', () => {
   });
 
   it('keeps totals per provider in GET /v1/providers', async () => {
-    const before = (await broker.call('GET', '/v1/providers')).body.data.find((p: { name: string }) => p.name === 'az').totals;
+    const before = (await broker.call('GET', '/admin/providers')).body.data.find((p: { name: string }) => p.name === 'az').totals;
     const jobs = [await run({}), await run({})];
-    const after = (await broker.call('GET', '/v1/providers')).body.data.find((p: { name: string }) => p.name === 'az');
+    const after = (await broker.call('GET', '/admin/providers')).body.data.find((p: { name: string }) => p.name === 'az');
     expect(after.type).toBe('azure-openai');
     // Healthy and under no limit: not paused, although BullMQ's limiter key counts its requests.
     expect(after.queue.paused_for_ms).toBe(0);

@@ -3,11 +3,12 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyPluginAsync } from 'fastify';
 import { protectOperatorRoutes } from '../operator-auth.js';
+import { providerViews } from './providers.js';
 
 /**
  * Bull Board at /admin/queues: every provider queue and the broker's own queues (webhooks, deadlines,
  * batches), grouped by their name prefix, read-only unless `auth.admin.queue_actions` allows retries
- * and removals.
+ * and removals; and GET /admin/providers, the providers with every tenant's totals.
  */
 export const adminRoutes: FastifyPluginAsync = async (app) => {
   const { config, queues, webhooks, deadlines, batchRunner } = app.services;
@@ -28,4 +29,6 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
     options: { uiConfig: { boardTitle: 'Switchyard queues' } },
   });
   await app.register(serverAdapter.registerPlugin(), { prefix: '/queues' });
+  // The operators' view of the providers: /v1/providers plus every tenant's totals.
+  app.get('/providers', async () => ({ object: 'list', data: await providerViews(app.services, { totals: true }) }));
 };

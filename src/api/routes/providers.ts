@@ -1,40 +1,45 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { ApiServices } from '../app.js';
 
 const seconds = (ms: number) => (ms > 0 ? Math.ceil(ms / 1000) : null);
 
-/** GET /v1/providers: each provider's breaker, queue, limits and current use, for operators and callers. */
-export const providersRoutes: FastifyPluginAsync = async (app) => {
-  const { queues, breakers, budgets, config, auth, store } = app.services;
-  app.addHook('onRequest', auth.hook);
+/**
+ * Each provider's breaker, queue, limits and current use. `totals` (attempts, tokens and spend
+ * since the totals began) add up every tenant's calls, so only operators see them.
+ */
+export async function providerViews(services: ApiServices, opts: { totals: boolean }) {
+  const { queues, breakers, budgets, config, store } = services;
+  return Promise.all(
+    queues.all().map(async ([name, queue]) => {
+      const settings = config.providers[name]!;
+      const breaker = breakers.view(name);
+      const [counts, pausedMs, requests, tokens, totals] = await Promise.all([
+        queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
+        queues.pausedForMs(name),
+        queues.requestsInWindow(name),
+        budgets.tokensUsed(name),
+        opts.totals ? store.providerTotals(name) : undefined,
+      ]);
+      return {
+        name,
+        object: 'provider' as const,
+        type: settings.type,
+        breaker: {
+          state: breaker.state,
+          until: breaker.state === 'closed' ? null : seconds(breaker.until),
+          consecutive_failures: breaker.failures,
+        },
+        queue: { ...counts, waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0), paused_for_ms: pausedMs },
+        limits: { rpm: settings.rpm ?? null, tpm: settings.tpm ?? null, window_ms: settings.rate_window_ms, max_in_flight: settings.max_in_flight, timeout_ms: settings.timeout_ms },
+        usage: { requests_in_window: requests, tokens_in_window: tokens },
+        ...(totals && { totals }),
+      };
+    }),
+  );
+}
 
-  app.get('/providers', async () => {
-    const data = await Promise.all(
-      queues.all().map(async ([name, queue]) => {
-        const settings = config.providers[name]!;
-        const breaker = breakers.view(name);
-        const [counts, pausedMs, requests, tokens, totals] = await Promise.all([
-          queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
-          queues.pausedForMs(name),
-          queues.requestsInWindow(name),
-          budgets.tokensUsed(name),
-          store.providerTotals(name),
-        ]);
-        return {
-          name,
-          object: 'provider',
-          type: settings.type,
-          breaker: {
-            state: breaker.state,
-            until: breaker.state === 'closed' ? null : seconds(breaker.until),
-            consecutive_failures: breaker.failures,
-          },
-          queue: { ...counts, waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0), paused_for_ms: pausedMs },
-          limits: { rpm: settings.rpm ?? null, tpm: settings.tpm ?? null, window_ms: settings.rate_window_ms, max_in_flight: settings.max_in_flight, timeout_ms: settings.timeout_ms },
-          usage: { requests_in_window: requests, tokens_in_window: tokens },
-          totals,
-        };
-      }),
-    );
-    return { object: 'list', data };
-  });
+/** GET /v1/providers: what a caller needs to know of each provider, and nothing of other tenants' use. */
+export const providersRoutes: FastifyPluginAsync = async (app) => {
+  app.addHook('onRequest', app.services.auth.hook);
+  app.get('/providers', async () => ({ object: 'list', data: await providerViews(app.services, { totals: false }) }));
 };
