@@ -108,12 +108,3 @@ describe('configuration', () => {
     expect(config.models.fast).toEqual(['openai/gpt-4o-mini', 'groq/llama-3.1-8b-instant']);
   });
 });
-
-describe('shipped example configuration', () => {
-  it('parses as it stands', () => {
-    const { config } = loadConfig({ SWITCHYARD_CONFIG: 'switchyard.example.yaml' });
-    expect(Object.keys(config.providers)).toContain('mock');
-    expect(config.auth.api_keys).toHaveLength(1);
-    expect(config.tasks.default).toBe('fast');
-  });
-});
