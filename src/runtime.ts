@@ -94,7 +94,13 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
   const router = new Router(config, breakers);
   const metrics = new Metrics();
-  const intake = new JobIntake(store, queues, router, deadlines, { policy, signing: Boolean(config.webhooks.secret) }, new TenantLimits(storeRedis, store, config.auth), metrics);
+  const pricing = new Pricing(config.pricing);
+  const intake = new JobIntake({
+    store, queues, router, deadlines, metrics,
+    webhooks: { policy, signing: Boolean(config.webhooks.secret) },
+    limits: new TenantLimits(storeRedis, store.keys, config.auth, pricing),
+    maxJobBytes: config.server.body_limit_bytes,
+  });
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
   store.webhookOwed = webhooks.onTerminal;
   const files = new FileStore(storeRedis, store.keys, ttlMs);
@@ -115,7 +121,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing: new Pricing(config.pricing), config, log, connection: bullRedis, metrics });
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: bullRedis, metrics });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(store, log, async (id, hop) => {

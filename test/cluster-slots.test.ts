@@ -23,6 +23,8 @@ describe('Redis Cluster: one hash slot for every key', () => {
         {
           webhooks: { secret: `whsec_${randomBytes(32).toString('base64')}`, allow_private_targets: true },
           auth: { api_keys: [{ name: 'slot-tenant', key: 'sy-slot-tenant-key-0123', limits: { rpm: 1000, max_queued: 1000, monthly_budget_usd: 100 } }] },
+          // A budget can only hold priced models.
+          pricing: { 'p/model-a': { input: 0.15, output: 0.6 } },
         },
       ),
     );

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import { estimateTokens } from '../src/resilience/rate-budget.js';
+import { estimateTokens } from '../src/routing/token-estimate.js';
 import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor } from './support/broker.js';
 import { type BrokerProcess, spawnBroker, writeConfig } from './support/process.js';
 

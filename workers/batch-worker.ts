@@ -1,8 +1,9 @@
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { BatchLineError, BatchStore } from '../src/batches/batch-store.js';
+import { type BatchLineError, type BatchStore, batchLeaseMs } from '../src/batches/batch-store.js';
 import type { FileStore } from '../src/batches/file-store.js';
-import { IntakeError, type JobIntake } from '../src/intake/job-intake.js';
+import { IntakeError } from '../src/intake/intake-error.js';
+import type { JobIntake } from '../src/intake/job-intake.js';
 import { type JobBody, jobBodySchema } from '../src/intake/job-request.js';
 import type { Logger } from '../src/log.js';
 import type { ProviderQueues } from '../src/queues/provider-queues.js';
@@ -124,29 +125,59 @@ export class BatchWorker {
     const endpoint = b.endpoint!;
     const expiresAt = Number(b.expires_at) * 1000;
     const fileId = b.input_file_id!;
+    if (!(await files.get(fileId, b.tenant!))) {
+      // Deleted (or expired) before its lines became jobs: nothing can run, and nothing is left waiting.
+      const error: BatchLineError = { code: 'input_file_not_found', message: `the input file ${fileId} no longer exists`, param: 'input_file_id', line: null };
+      const made = await batches.jobCount(id);
+      if (made === 0) {
+        await batches.mark(id, 'failed', 'failed_at', { errors: JSON.stringify([error]) });
+        await intake.releaseBatch(b.tenant!, id);
+        await this.deps.announce?.(b.tenant!, id);
+        return;
+      }
+    }
 
     if (b.status === 'validating') {
       // Every line is checked before any job exists: a batch runs whole or not at all.
       const errors: BatchLineError[] = [];
       let bad = 0;
       let total = 0;
+      let estimate = 0;
       const seen = new Set<string>();
       for await (const { first, lines } of files.chunks(fileId, CHUNK)) {
         lines.forEach((raw, k) => {
+          // Blank lines are kept in the file only so that line numbers stay the file's own.
+          if (raw === '') return;
           total++;
           const result = this.toJob(raw, endpoint, id, expiresAt);
           let error = 'body' in result ? null : result;
           if (!error && 'customId' in result) {
             if (seen.has(result.customId)) error = { code: 'duplicate_custom_id', message: `custom_id ${result.customId} appears more than once`, param: 'custom_id' };
             seen.add(result.customId);
+            try {
+              estimate += intake.estimate(b.tenant!, result.body);
+            } catch (err) {
+              if (!(err instanceof IntakeError)) throw err;
+              error = { code: err.code ?? 'invalid_request', message: err.message, param: 'body.model' };
+            }
           }
           if (error && ++bad <= MAX_ERRORS) errors.push({ ...error, line: first + k });
         });
       }
       if (total === 0) errors.push({ code: 'empty_file', message: 'the input file has no lines', param: null, line: null });
+      if (errors.length === 0) {
+        // The lines were admitted with the batch; their spend is known only now.
+        try {
+          await intake.holdBatchSpend(b.tenant!, id, estimate, batchLeaseMs(expiresAt));
+        } catch (err) {
+          if (!(err instanceof IntakeError)) throw err;
+          errors.push({ code: err.code ?? 'limit_exceeded', message: err.message, param: null, line: null });
+        }
+      }
       if (errors.length > 0) {
         if (bad > MAX_ERRORS) errors.push({ code: 'too_many_errors', message: `${bad - MAX_ERRORS} more lines are invalid`, param: null, line: null });
         await batches.mark(id, 'failed', 'failed_at', { errors: JSON.stringify(errors) });
+        await intake.releaseBatch(b.tenant!, id);
         log.info({ batch: id, invalid_lines: bad }, 'batch refused at validation');
         await this.deps.announce?.(b.tenant!, id);
         return;
@@ -158,17 +189,30 @@ export class BatchWorker {
     // idempotency key per chunk returns the jobs a half-finished chunk had already made.
     const done = Number((await batches.get(id))?.enqueued ?? 0);
     for await (const { first, lines } of files.chunks(fileId, CHUNK)) {
-      if (first + lines.length - 1 <= done) continue;
+      const last = first + lines.length - 1;
+      if (last <= done) continue;
       if ((await batches.get(id))?.status === 'cancelling') break;
-      const parsed = lines.map((raw) => this.toJob(raw, endpoint, id, expiresAt) as { body: JobBody; customId: string });
+      const parsed = lines.flatMap((raw, k) => (raw === '' ? [] : [{ line: first + k, ...(this.toJob(raw, endpoint, id, expiresAt) as { body: JobBody; customId: string }) }]));
       const jobs = await intake.submitMany(parsed.map((p) => p.body), { tenant: b.tenant!, idempotencyKey: `${id}-${first}`, batch: id }).catch((err: unknown) => {
         // Validated a moment ago; a model removed from the config since would land here.
         if (err instanceof IntakeError) throw new Error(`batch ${id} lines ${first}..: ${err.message}`);
         throw err;
       });
-      await batches.recordLines(id, first, jobs.map((j, k) => ({ jobId: j.id, customId: parsed[k]!.customId })));
+      await batches.recordLines(id, last, jobs.map((j, k) => ({ line: parsed[k]!.line, jobId: j.id, customId: parsed[k]!.customId })));
     }
-    if ((await batches.get(id))?.status === 'cancelling') await this.schedule('cancel', id);
+    if ((await batches.get(id))?.status === 'cancelling') {
+      await this.schedule('cancel', id);
+    } else {
+      // The file went away part way (deleted): the batch is whole at the jobs it made.
+      const made = await batches.jobCount(id);
+      const total = Number((await batches.get(id))?.total ?? 0);
+      if (made < total) {
+        log.warn({ batch: id, made, total }, 'batch input file vanished while its lines were enqueued; the batch runs the lines it had');
+        await batches.set(id, { total: made });
+        await intake.releaseBatch(b.tenant!, id);
+        await batches.checkDone(id);
+      }
+    }
     log.info({ batch: id }, 'batch enqueued');
   }
 
@@ -189,8 +233,10 @@ export class BatchWorker {
         }),
       );
     }
-    // Lines never enqueued will never end: the batch is whole at what was enqueued.
-    if (b.total === null || enqueued < Number(b.total)) await batches.set(id, { total: enqueued });
+    // Lines never enqueued will never end: the batch is whole at the jobs it made.
+    const made = await batches.jobCount(id);
+    if (b.total === null || made < Number(b.total)) await batches.set(id, { total: made });
+    await this.deps.intake.releaseBatch(b.tenant!, id);
     await batches.checkDone(id);
   }
 
@@ -202,9 +248,11 @@ export class BatchWorker {
     if (!['in_progress', 'cancelling', 'finalizing'].includes(b.status!)) return this.deps.announce?.(b.tenant!, id);
     await batches.mark(id, b.status === 'cancelling' ? 'cancelling' : 'finalizing', b.status === 'cancelling' ? null : 'finalizing_at');
     const total = Number(b.total ?? 0);
+    // Jobs are kept by their line in the file (blank lines have none), up to the last line enqueued.
+    const lastLine = Number(b.enqueued ?? 0);
     const results = async function* (want: 'output' | 'error') {
-      for (let from = 1; from <= total; from += CHUNK) {
-        const lines = await batches.lines(id, from, Math.min(total, from + CHUNK - 1));
+      for (let from = 1; from <= lastLine; from += CHUNK) {
+        const lines = await batches.lines(id, from, Math.min(lastLine, from + CHUNK - 1));
         const jobs = await store.getMany(lines.map((l) => l.jobId));
         yield lines.flatMap((l, k) => {
           const job = jobs[k];
@@ -221,6 +269,7 @@ export class BatchWorker {
     if (b.status === 'cancelling') await batches.mark(id, 'cancelled', 'cancelled_at', fileIds);
     else if (expired && errors) await batches.mark(id, 'expired', 'expired_at', fileIds);
     else await batches.mark(id, 'completed', 'completed_at', fileIds);
+    await this.deps.intake.releaseBatch(b.tenant!, id);
     log.info({ batch: id, total, output: output?.id, errors: errors?.id }, 'batch finalized');
     await this.deps.announce?.(b.tenant!, id);
   }

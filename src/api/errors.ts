@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { IntakeError } from '../intake/job-intake.js';
+import { IntakeError } from '../intake/intake-error.js';
 
 export interface ApiErrorBody {
   error: { type: string; message: string; param: string | null; code: string | null };

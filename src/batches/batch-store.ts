@@ -22,6 +22,12 @@ const FIELDS = [
   'expires_at', 'output_file_id', 'error_file_id', 'errors', 'metadata', 'enqueued', ...STAMPS,
 ] as const;
 
+/**
+ * How long a batch's admission (its lease on the tenant's limits) lives: until its completion
+ * window closes and an hour beyond, so finalizing a late batch still finds it.
+ */
+export const batchLeaseMs = (expiresAtMs: number, now = Date.now()) => Math.max(0, expiresAtMs - now) + 3_600_000;
+
 export const newBatchId = () => `batch_${randomBytes(12).toString('base64url')}`;
 
 export type BatchRecord = Record<(typeof FIELDS)[number], string | null>;
@@ -38,8 +44,8 @@ export class BatchStore {
     private readonly ttlMs: number,
   ) {}
 
-  async create(b: { tenant: string; inputFileId: string; endpoint: string; window: string; windowMs: number; metadata: Record<string, string> | null }): Promise<string> {
-    const id = newBatchId();
+  async create(b: { id: string; tenant: string; inputFileId: string; endpoint: string; window: string; windowMs: number; metadata: Record<string, string> | null }): Promise<string> {
+    const { id } = b;
     const now = Date.now();
     await this.redis
       .multi()
@@ -69,10 +75,16 @@ export class BatchStore {
     await this.redis.hset(this.keys.batch(id), fields);
   }
 
-  async recordLines(id: string, first: number, entries: { jobId: string; customId: string }[]): Promise<void> {
-    const fields: Record<string, string> = {};
-    entries.forEach((e, k) => (fields[String(first + k)] = `${e.jobId}\t${e.customId}`));
-    await this.redis.multi().hset(this.keys.batchJobs(id), fields).pexpire(this.keys.batchJobs(id), this.ttlMs).hset(this.keys.batch(id), 'enqueued', first + entries.length - 1).exec();
+  /** Records the jobs of one chunk of lines, each under its line number, and that lines up to `lastLine` are enqueued. */
+  async recordLines(id: string, lastLine: number, entries: { line: number; jobId: string; customId: string }[]): Promise<void> {
+    const tx = this.redis.multi();
+    if (entries.length > 0) tx.hset(this.keys.batchJobs(id), Object.fromEntries(entries.map((e) => [String(e.line), `${e.jobId}\t${e.customId}`]))).pexpire(this.keys.batchJobs(id), this.ttlMs);
+    await tx.hset(this.keys.batch(id), 'enqueued', lastLine).exec();
+  }
+
+  /** How many jobs the batch has made so far. */
+  async jobCount(id: string): Promise<number> {
+    return this.redis.hlen(this.keys.batchJobs(id));
   }
 
   /** Lines `from`..`to` (1-based, inclusive) as job id and custom_id. */

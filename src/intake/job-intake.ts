@@ -5,23 +5,10 @@ import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import { RouteError, type Router } from '../routing/router.js';
 import { type JobRecord, splitTarget } from '../store/job-record.js';
-import { type JobStore, type NewJob, sha256 } from '../store/job-store.js';
+import { type Idempotency, type JobStore, type NewJob, sha256 } from '../store/job-store.js';
+import { IntakeError } from './intake-error.js';
 import type { JobBody } from './job-request.js';
-
-/** A job the intake refuses; the API turns it into the error shape with this status. */
-export class IntakeError extends Error {
-  constructor(
-    readonly status: number,
-    readonly type: string,
-    message: string,
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-    /** Seconds, for a Retry-After header. */
-    readonly retryAfterS?: number,
-  ) {
-    super(message);
-  }
-}
+import type { TenantLimits } from './tenant-limits.js';
 
 /** JSON with sorted keys, so the same body hashes the same whatever order its fields came in. */
 export function canonicalJson(value: unknown): string {
@@ -41,29 +28,46 @@ const RECORD_CHUNK = 500;
 export interface SubmitContext {
   tenant: string;
   idempotencyKey?: string | undefined;
-  /** The batch these jobs are lines of. */
+  /** The batch these jobs are lines of; they were admitted with the batch, under its lease. */
   batch?: string | undefined;
 }
 
-/** Accepts a validated job: routes it, writes its record, and puts hop 0 on the first target's queue. */
+export interface JobIntakeDeps {
+  store: JobStore;
+  queues: ProviderQueues;
+  router: Router;
+  deadlines: DeadlineQueue;
+  webhooks: { policy: TargetPolicy; signing: boolean };
+  limits: TenantLimits;
+  /** The most one job's request may weigh, serialised (server.body_limit_bytes), however it arrives. */
+  maxJobBytes: number;
+  metrics?: Metrics;
+}
+
+/*
+ * An Idempotency-Key is scoped by what it was sent with, so a single job's key `K:0` and item 0
+ * of a bulk request keyed `K` can never name each other's job (a NUL cannot occur in a header).
+ */
+const jobScope = (key: string) => `job\u0000${key}`;
+const bulkScope = (key: string, index: number) => `bulk\u0000${key}\u0000${index}`;
+
+/** A refusal of one item of a bulk request. */
+interface Problem {
+  index: number;
+  error: IntakeError;
+}
+
+/** Accepts a validated job: routes it, admits it against its tenant's limits, writes its record, and puts hop 0 on the first target's queue. */
 export class JobIntake {
-  constructor(
-    private readonly store: JobStore,
-    private readonly queues: ProviderQueues,
-    private readonly router: Router,
-    private readonly deadlines: DeadlineQueue,
-    private readonly webhooks: { policy: TargetPolicy; signing: boolean },
-    private readonly limits?: { admit(tenant: string, jobs: number): Promise<void> },
-    private readonly metrics?: Metrics,
-  ) {}
+  constructor(private readonly deps: JobIntakeDeps) {}
 
   /** A refused webhook is a 400 now, not a delivery that silently never happens. */
   private async checkWebhook(url: string): Promise<void> {
-    if (!this.webhooks.signing) {
+    if (!this.deps.webhooks.signing) {
       throw new IntakeError(400, 'invalid_request_error', 'webhooks are off: the server has no webhooks.secret to sign them with', 'webhook_url', 'webhooks_disabled');
     }
     try {
-      await this.webhooks.policy.check(url);
+      await this.deps.webhooks.policy.check(url);
     } catch (err) {
       if (err instanceof TargetRefused) throw new IntakeError(400, 'invalid_request_error', `webhook_url refused: ${err.message}`, 'webhook_url', 'webhook_target_refused');
       throw err;
@@ -73,12 +77,11 @@ export class JobIntake {
   /** Routes and shapes one job without touching Redis; throws the IntakeError a caller should see. */
   private async prepare(body: JobBody, tenant: string, now: number, batch?: string): Promise<NewJob> {
     if (body.webhook_url !== undefined) await this.checkWebhook(body.webhook_url);
-    let chain: string[];
-    try {
-      chain = this.router.resolve(body);
-    } catch (err) {
-      if (err instanceof RouteError) throw new IntakeError(400, 'invalid_request_error', err.message, err.param, 'unknown_route');
-      throw err;
+    const chain = this.route(body);
+    // Serialised once: measured here, stored as is.
+    const requestJson = JSON.stringify(body.request);
+    if (requestJson.length > this.deps.maxJobBytes || (requestJson.length * 3 > this.deps.maxJobBytes && Buffer.byteLength(requestJson) > this.deps.maxJobBytes)) {
+      throw new IntakeError(413, 'request_too_large', `the request is ${Buffer.byteLength(requestJson)} bytes; one job may be at most ${this.deps.maxJobBytes} (server.body_limit_bytes)`, 'request', 'job_too_large');
     }
     return {
       id: newJobId(),
@@ -88,24 +91,34 @@ export class JobIntake {
       priority: body.priority,
       metadata: body.metadata,
       chain,
-      hop: this.router.firstHop(chain),
+      hop: this.deps.router.firstHop(chain),
       request: body.request,
+      requestJson,
       webhook_url: body.webhook_url ?? null,
       deadline_at: body.deadline_s === undefined ? null : now + body.deadline_s * 1000,
       created_at: now,
       batch,
+      estimate_e10: this.deps.limits.estimate(tenant, chain, body.request),
     };
   }
 
+  private route(body: JobBody): string[] {
+    try {
+      return this.deps.router.resolve(body);
+    } catch (err) {
+      if (err instanceof RouteError) throw new IntakeError(400, 'invalid_request_error', err.message, err.param, 'unknown_route');
+      throw err;
+    }
+  }
+
   /** Writes the record (or finds the job its Idempotency-Key names); says what still has to be enqueued. */
-  private async record(job: NewJob, body: JobBody, key: string | undefined): Promise<{ job: JobRecord; replayed: boolean }> {
-    const idempotency = key ? { key, bodyHash: sha256(canonicalJson(body)) } : undefined;
-    const outcome = await this.store.create(job, idempotency);
+  private async record(job: NewJob, idempotency: Idempotency | undefined, lease: string | null): Promise<{ job: JobRecord; replayed: boolean }> {
+    const outcome = await this.deps.store.create(job, idempotency, lease ?? undefined);
     if (outcome.kind === 'conflict') {
       throw new IntakeError(422, 'idempotency_error', `Idempotency-Key was already used with a different body (job ${outcome.id})`, null, 'idempotency_key_reused');
     }
     if (outcome.kind === 'replayed') {
-      const prior = await this.store.get(outcome.id);
+      const prior = await this.deps.store.get(outcome.id);
       if (!prior) throw new IntakeError(409, 'conflict_error', `the job ${outcome.id} for this Idempotency-Key has expired`, null, 'idempotent_job_expired');
       return { job: prior, replayed: true };
     }
@@ -114,59 +127,122 @@ export class JobIntake {
   }
 
   async submit(body: JobBody, ctx: SubmitContext): Promise<{ job: JobRecord; replayed: boolean }> {
-    await this.limits?.admit(ctx.tenant, 1);
     const prepared = await this.prepare(body, ctx.tenant, Date.now());
-    const outcome = await this.record(prepared, body, ctx.idempotencyKey);
+    const lease = await this.deps.limits.admit(ctx.tenant, { jobs: 1, estimateE10: prepared.estimate_e10 ?? 0 });
+    let outcome: { job: JobRecord; replayed: boolean };
+    try {
+      const idempotency = ctx.idempotencyKey ? { scope: jobScope(ctx.idempotencyKey), bodyHash: sha256(canonicalJson(body)) } : undefined;
+      outcome = await this.record(prepared, idempotency, lease);
+    } catch (err) {
+      if (lease) await this.deps.limits.release(ctx.tenant, lease);
+      throw err;
+    }
+    // A created job used up its lease; a replay did not, so give its room back.
+    if (lease && outcome.replayed) await this.deps.limits.release(ctx.tenant, lease);
     // A replayed job still queued may have lost its hop between record and enqueue: finish that work.
     if (!outcome.replayed || outcome.job.status === 'queued') await this.enqueue([outcome.job]);
     return outcome;
   }
 
   /**
-   * Many jobs at once: every body is routed before any is written, so one bad item refuses them all
-   * (400 naming each bad index); records are written in pipelined chunks and hops added with
-   * BullMQ's addBulk. With an Idempotency-Key, item i is keyed `<key>:<i>`, so a retried chunk
-   * returns the jobs it created the first time.
+   * Many jobs at once, all or nothing: every body is routed and measured, and every Idempotency-Key
+   * checked, before any is written, so one bad item refuses them all (naming each bad index) and
+   * nothing is left behind. The whole request is admitted against the tenant's limits in one step.
+   * Records are written in pipelined chunks and hops added with BullMQ's addBulk. With an
+   * Idempotency-Key, item i is keyed by the key and i, so a retried chunk returns the jobs it
+   * created the first time.
    */
   async submitMany(bodies: JobBody[], ctx: SubmitContext): Promise<JobRecord[]> {
-    // A batch's own lines were admitted with the batch; callers' bulk requests are checked here.
-    if (!ctx.batch) await this.limits?.admit(ctx.tenant, bodies.length);
     const now = Date.now();
-    const problems: string[] = [];
+    const problems: Problem[] = [];
     const prepared = await Promise.all(
-      bodies.map((b, i) =>
+      bodies.map((b, index) =>
         this.prepare(b, ctx.tenant, now, ctx.batch).catch((err: unknown) => {
           if (!(err instanceof IntakeError)) throw err;
-          problems.push(`jobs[${i}]${err.param ? `.${err.param}` : ''}: ${err.message}`);
+          problems.push({ index, error: err });
           return null;
         }),
       ),
     );
-    if (problems.length > 0) {
-      const shown = problems.slice(0, MAX_LISTED_PROBLEMS).join('; ');
-      const more = problems.length > MAX_LISTED_PROBLEMS ? `; and ${problems.length - MAX_LISTED_PROBLEMS} more` : '';
-      throw new IntakeError(400, 'invalid_request_error', `${problems.length} of ${bodies.length} jobs are invalid, none was enqueued: ${shown}${more}`, 'jobs', 'invalid_jobs');
+    if (problems.length > 0) throw refusal(problems, bodies.length);
+    const keys = ctx.idempotencyKey ? bodies.map((b, i) => ({ scope: bulkScope(ctx.idempotencyKey!, i), bodyHash: sha256(canonicalJson(b)) })) : undefined;
+    if (keys) {
+      const reused = await this.deps.store.idempotencyConflicts(ctx.tenant, keys);
+      if (reused.length > 0) throw reuseRefusal(reused, bodies.length);
     }
-    const jobs: JobRecord[] = [];
+    const jobs = prepared as NewJob[];
+    const lease = ctx.batch ?? (await this.deps.limits.admit(ctx.tenant, { jobs: jobs.length, estimateE10: jobs.reduce((n, j) => n + (j.estimate_e10 ?? 0), 0) }));
+    const written: JobRecord[] = [];
+    const created: { id: string; tenant: string; idempotency: Idempotency | undefined }[] = [];
     const owed: JobRecord[] = [];
-    for (let i = 0; i < prepared.length; i += RECORD_CHUNK) {
-      const chunk = await Promise.all(
-        prepared.slice(i, i + RECORD_CHUNK).map((job, k) => this.record(job!, bodies[i + k]!, ctx.idempotencyKey && `${ctx.idempotencyKey}:${i + k}`)),
-      );
-      for (const outcome of chunk) {
-        jobs.push(outcome.job);
-        if (!outcome.replayed || outcome.job.status === 'queued') owed.push(outcome.job);
+    try {
+      for (let i = 0; i < jobs.length; i += RECORD_CHUNK) {
+        const chunk = await Promise.allSettled(jobs.slice(i, i + RECORD_CHUNK).map((job, k) => this.record(job, keys?.[i + k], lease)));
+        chunk.forEach((outcome, k) => {
+          if (outcome.status === 'fulfilled' && !outcome.value.replayed) created.push({ id: outcome.value.job.id, tenant: ctx.tenant, idempotency: keys?.[i + k] });
+        });
+        const failed = chunk.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+        if (failed) throw failed.reason;
+        for (const outcome of chunk as PromiseFulfilledResult<{ job: JobRecord; replayed: boolean }>[]) {
+          written.push(outcome.value.job);
+          if (!outcome.value.replayed || outcome.value.job.status === 'queued') owed.push(outcome.value.job);
+        }
       }
+    } catch (err) {
+      // Another request took one of the keys between the check and the write, or Redis failed:
+      // what this request wrote was never enqueued, so it is taken back whole.
+      await this.deps.store.discard(created);
+      if (lease && !ctx.batch) await this.deps.limits.release(ctx.tenant, lease);
+      throw err;
     }
+    if (lease && !ctx.batch && created.length < jobs.length) await this.deps.limits.release(ctx.tenant, lease);
     await this.enqueue(owed);
-    return jobs;
+    return written;
+  }
+
+  /** Admits a batch of `lines` jobs at its creation, under a lease named by the batch that lasts `leaseMs`. */
+  async admitBatch(tenant: string, batch: string, lines: number, leaseMs: number): Promise<void> {
+    await this.deps.limits.admit(tenant, { jobs: lines, estimateE10: 0, lease: batch, leaseMs });
+  }
+
+  /** Once a batch's lines are read: holds their estimated spend against the tenant's budget, or throws the 402. */
+  async holdBatchSpend(tenant: string, batch: string, estimateE10: number, leaseMs: number): Promise<void> {
+    if (estimateE10 > 0) await this.deps.limits.admit(tenant, { jobs: 0, estimateE10, lease: batch, leaseMs, countRequest: false });
+  }
+
+  /** Gives back what a batch's lease still holds (it failed, was cancelled, or has made all its jobs). */
+  async releaseBatch(tenant: string, batch: string): Promise<void> {
+    await this.deps.limits.release(tenant, batch);
+  }
+
+  /** A routed body's estimated spend for its tenant's budget (0 when the tenant has none). */
+  estimate(tenant: string, body: JobBody): number {
+    return this.deps.limits.estimate(tenant, this.route(body), body.request);
   }
 
   /** The deadline is scheduled before the hop, so a job with a deadline can never outlive it. */
   private async enqueue(jobs: JobRecord[]): Promise<void> {
-    for (const j of jobs) this.metrics?.jobsSubmitted.inc({ task: j.task ?? j.model ?? 'default' });
-    await Promise.all(jobs.filter((j) => j.deadline_at !== null).map((j) => this.deadlines.schedule(j.id, j.deadline_at!)));
-    await this.queues.enqueueHops(jobs.map((j) => ({ provider: splitTarget(j.chain[j.hop]!).provider, id: j.id, hop: j.hop, priority: j.priority })));
+    for (const j of jobs) this.deps.metrics?.jobsSubmitted.inc({ task: j.task ?? j.model ?? 'default' });
+    await Promise.all(jobs.filter((j) => j.deadline_at !== null).map((j) => this.deps.deadlines.schedule(j.id, j.deadline_at!)));
+    await this.deps.queues.enqueueHops(jobs.map((j) => ({ provider: splitTarget(j.chain[j.hop]!).provider, id: j.id, hop: j.hop, priority: j.priority })));
   }
 }
 
+const listed = (parts: string[]) => {
+  const shown = parts.slice(0, MAX_LISTED_PROBLEMS).join('; ');
+  return parts.length > MAX_LISTED_PROBLEMS ? `${shown}; and ${parts.length - MAX_LISTED_PROBLEMS} more` : shown;
+};
+
+/** One answer for every bad item: 413 when each of them is too large, else 400. */
+function refusal(problems: Problem[], total: number): IntakeError {
+  problems.sort((a, b) => a.index - b.index);
+  const parts = problems.map(({ index, error }) => `jobs[${index}]${error.param ? `.${error.param}` : ''}: ${error.message}`);
+  const tooLarge = problems.every((p) => p.error.status === 413);
+  const message = `${problems.length} of ${total} jobs are ${tooLarge ? 'too large' : 'invalid'}, none was enqueued: ${listed(parts)}`;
+  return tooLarge ? new IntakeError(413, 'request_too_large', message, 'jobs', 'job_too_large') : new IntakeError(400, 'invalid_request_error', message, 'jobs', 'invalid_jobs');
+}
+
+function reuseRefusal(indexes: number[], total: number): IntakeError {
+  const parts = indexes.map((i) => `jobs[${i}]`);
+  return new IntakeError(422, 'idempotency_error', `${indexes.length} of ${total} jobs reuse this Idempotency-Key with a different body, none was enqueued: ${listed(parts)}`, null, 'idempotency_key_reused');
+}

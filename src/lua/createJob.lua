@@ -1,11 +1,16 @@
 --[[
   Creates a job record, or returns the job an Idempotency-Key already names.
   KEYS[1] job hash, KEYS[2] tenant index (zset by creation time), KEYS[3] idempotency key,
-  KEYS[4] the tenant's totals (hash; 'queued' counts its unfinished jobs)
+  KEYS[4] the tenant's totals (hash; 'queued' counts its unfinished jobs), KEYS[5] the tenant's
+  admission leases (zset), KEYS[6] their sizes (hash)
   ARGV[1] job id, ARGV[2] now (ms), ARGV[3] record TTL (ms), ARGV[4] '1' when an idempotency key applies,
-  ARGV[5] body hash, ARGV[6] idempotency window (s), ARGV[7..] field, value, ...
+  ARGV[5] body hash, ARGV[6] idempotency window (s), ARGV[7] the admission lease this job was
+  admitted under ('' for none), ARGV[8] its estimated spend (1e-10 USD, 0 for none), ARGV[9] the
+  month that estimate is reserved in, ARGV[10..] field, value, ...
   Returns {0, id} created, {1, id} same key and body, {2, id} same key with another body.
 ]]
+--- @include "leases"
+
 if ARGV[4] == '1' then
   local prior = redis.call('GET', KEYS[3])
   if prior then
@@ -18,11 +23,20 @@ if ARGV[4] == '1' then
   end
   redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[6])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local now = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'queued', 1)
+local estimate = tonumber(ARGV[8])
+if estimate > 0 then
+  -- The record carries its reservation, so whichever script ends the job can release it.
+  redis.call('HSET', KEYS[1], 'est_e10', ARGV[8], 'est_month', ARGV[9])
+  redis.call('HINCRBY', KEYS[4], 'reserved_e10:' .. ARGV[9], ARGV[8])
+end
+if ARGV[7] ~= '' then
+  takeFromLease(KEYS[5], KEYS[6], ARGV[7], estimate)
+end
 -- The index must not outlive the records it points to.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. tostring(now - tonumber(ARGV[3])))
 return {0, ARGV[1]}

@@ -3,7 +3,9 @@ import type { Redis } from 'ioredis';
 
 /** Switchyard's Redis-side logic, one named Lua file per operation in src/lua (as BullMQ does). */
 const SCRIPTS = {
-  createJob: 4,
+  admitJobs: 4,
+  createJob: 6,
+  discardJob: 4,
   startAttempt: 2,
   settleAttempt: 3,
   endJob: 2,

@@ -4,19 +4,7 @@ import { type ScriptClient, withScripts } from '../redis/scripts.js';
 import type { Keys } from '../store/keys.js';
 import type { Usage } from '../store/job-record.js';
 import type { ChatRequest } from '../providers/types.js';
-
-/** Completion tokens assumed when a request sets no max_tokens. */
-const DEFAULT_COMPLETION_ESTIMATE = 512;
-
-/**
- * Tokens a call may use: the prompt (about four characters a token) plus its completion limit.
- * Reserved before the call, then corrected by the usage the provider reports.
- */
-export function estimateTokens(request: ChatRequest): number {
-  const prompt = Math.ceil(JSON.stringify(request.messages).length / 4) + (request.tools ? Math.ceil(JSON.stringify(request.tools).length / 4) : 0);
-  const completion = Number(request.max_completion_tokens ?? request.max_tokens ?? DEFAULT_COMPLETION_ESTIMATE);
-  return prompt + (Number.isFinite(completion) ? completion : DEFAULT_COMPLETION_ESTIMATE);
-}
+import { estimateTokens } from '../routing/token-estimate.js';
 
 interface Hold {
   key: string;

@@ -20,6 +20,16 @@ export interface NewJob {
   created_at: number;
   /** The batch this job is a line of, if any. */
   batch?: string | undefined;
+  /** `request` already serialised, when the intake had to measure it anyway. */
+  requestJson?: string;
+  /** Spend reserved for this job against its tenant's monthly budget (1e-10 USD); 0 or absent for none. */
+  estimate_e10?: number;
+}
+
+/** What makes an Idempotency-Key unique: its scope (a single job, or item i of a bulk request) and the body it came with. */
+export interface Idempotency {
+  scope: string;
+  bodyHash: string;
 }
 
 export type CreateOutcome =
@@ -90,22 +100,46 @@ export class JobStore {
     this.keys = new Keys(prefix);
   }
 
-  async create(job: NewJob, idempotency?: { key: string; bodyHash: string }): Promise<CreateOutcome> {
+  /** `lease` names the admission lease this job was admitted under (see TenantLimits). */
+  async create(job: NewJob, idempotency?: Idempotency, lease?: string): Promise<CreateOutcome> {
     const fields: (string | number)[] = [
       'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'task', job.task ?? '', 'model', job.model ?? '',
       'priority', job.priority, 'metadata', JSON.stringify(job.metadata), 'created_at', job.created_at,
-      'chain', JSON.stringify(job.chain), 'hop', job.hop, 'attempts', '[]', 'request', JSON.stringify(job.request),
+      'chain', JSON.stringify(job.chain), 'hop', job.hop, 'attempts', '[]', 'request', job.requestJson ?? JSON.stringify(job.request),
     ];
     if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
     if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
     if (job.batch) fields.push('batch', job.batch);
-    const idemKey = idempotency ? this.keys.idempotency(job.tenant, sha256(idempotency.key)) : this.keys.idempotency(job.tenant, '-');
     const [code, id] = (await this.redis.createJob(
-      this.keys.job(job.id), this.keys.jobIndex(job.tenant), idemKey, this.keys.tenant(job.tenant),
+      this.keys.job(job.id), this.keys.jobIndex(job.tenant), this.idempotencyKey(job.tenant, idempotency), this.keys.tenant(job.tenant),
+      this.keys.tenantLeases(job.tenant), this.keys.tenantLeaseSizes(job.tenant),
       job.id, job.created_at, this.ttlMs, idempotency ? '1' : '0', idempotency?.bodyHash ?? '', IDEMPOTENCY_WINDOW_S,
+      lease ?? '', job.estimate_e10 ?? 0, monthOf(job.created_at),
       ...fields,
     )) as [number, string];
     return { kind: code === 0 ? 'created' : code === 1 ? 'replayed' : 'conflict', id };
+  }
+
+  private idempotencyKey(tenant: string, idempotency: Idempotency | undefined): string {
+    return this.keys.idempotency(tenant, idempotency ? sha256(idempotency.scope) : '-');
+  }
+
+  /** The positions of keys already used with another body; read before anything is written. */
+  async idempotencyConflicts(tenant: string, items: Idempotency[]): Promise<number[]> {
+    const pipeline = this.redis.pipeline();
+    for (const item of items) pipeline.get(this.idempotencyKey(tenant, item));
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.flatMap(([, prior], i) => (typeof prior === 'string' && prior.slice(prior.indexOf(' ') + 1) !== items[i]!.bodyHash ? [i] : []));
+  }
+
+  /**
+   * Takes back jobs this request created but never enqueued (an all-or-nothing bulk refused part
+   * way): records, index entries, idempotency keys and the tenant's counts, as if never written.
+   */
+  async discard(jobs: { id: string; tenant: string; idempotency?: Idempotency | undefined }[]): Promise<void> {
+    await Promise.all(
+      jobs.map((j) => this.redis.discardJob(this.keys.job(j.id), this.keys.jobIndex(j.tenant), this.idempotencyKey(j.tenant, j.idempotency), this.keys.tenant(j.tenant), j.id)),
+    );
   }
 
   async get(id: string): Promise<JobRecord | null> {
@@ -197,7 +231,7 @@ export class JobStore {
     return applied !== 0;
   }
 
-  /** A tenant's unfinished jobs, tokens and USD, and what it spent in `month`. */
+  /** A tenant's unfinished jobs, tokens and USD, and what it spent and holds in `month`. */
   async tenantTotals(tenant: string, month = monthOf(Date.now())) {
     const t = await this.redis.hgetall(this.keys.tenant(tenant));
     return {
@@ -206,6 +240,8 @@ export class JobStore {
       completion_tokens: Number(t.completion_tokens ?? 0),
       cost_usd: Number(t.cost_e10 ?? 0) / 1e10,
       month_spend_usd: Number(t[`spend_e10:${month}`] ?? 0) / 1e10,
+      /** Held for unfinished jobs against this month's budget, from their estimates. */
+      month_reserved_usd: Math.max(0, Number(t[`reserved_e10:${month}`] ?? 0)) / 1e10,
     };
   }
 

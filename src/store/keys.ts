@@ -76,6 +76,16 @@ export class Keys {
     return `${this.prefix}:tenant:${name}`;
   }
 
+  /** Admission leases of one tenant (see src/lua/admitJobs.lua): lease id → expiry. */
+  tenantLeases(name: string): string {
+    return `${this.prefix}:tenant:${name}:leases`;
+  }
+
+  /** What each of a tenant's admission leases holds: lease id → "jobs spend_e10 month". */
+  tenantLeaseSizes(name: string): string {
+    return `${this.prefix}:tenant:${name}:lease-sizes`;
+  }
+
   /** Running totals for one provider: attempts, tokens, cost. */
   usage(provider: string): string {
     return `${this.prefix}:usage:${provider}`;

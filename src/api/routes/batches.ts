@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { type BatchRecord, toPublicBatch } from '../../batches/batch-store.js';
+import { type BatchRecord, batchLeaseMs, newBatchId, toPublicBatch } from '../../batches/batch-store.js';
 import { apiError } from '../errors.js';
 
 /** OpenAI-compatible /v1/batches: create, retrieve, cancel, list. */
 export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { files, batches, batchRunner, auth, config } = app.services;
+  const { files, batches, batchRunner, auth, config, intake } = app.services;
   app.addHook('onRequest', auth.hook);
   const notFound = (id: string) => apiError('not_found_error', `no batch ${id}`, 'id', 'batch_not_found');
   const mine = (b: BatchRecord | null, tenant: string) => (b && b.tenant === tenant ? b : null);
@@ -18,7 +18,12 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
           input_file_id: z.string().min(1),
           endpoint: z.literal('/v1/chat/completions', { error: 'only /v1/chat/completions batches are supported' }),
           completion_window: z.literal('24h', { error: 'completion_window must be "24h"' }),
-          metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
+          // OpenAI's own bound: 16 pairs, keys up to 64 and values up to 512 characters.
+          metadata: z
+            .record(z.string().max(64), z.string().max(512))
+            .refine((m) => Object.keys(m).length <= 16, 'at most 16 metadata pairs')
+            .nullable()
+            .optional(),
         }),
       },
     },
@@ -27,7 +32,12 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
       const file = await files.get(input_file_id, request.tenant);
       if (!file) return reply.code(400).send(apiError('invalid_request_error', `no file ${input_file_id}`, 'input_file_id', 'file_not_found'));
       if (file.purpose !== 'batch') return reply.code(400).send(apiError('invalid_request_error', `file ${input_file_id} has purpose ${file.purpose}, not batch`, 'input_file_id', 'invalid_purpose'));
-      const id = await batches.create({ tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs: config.batches.completion_window_ms, metadata: metadata ?? null });
+      // Its lines are jobs like any other: admitted against the tenant's limits now, as a whole
+      // (its spend once its lines are read), rather than let in whatever the limits say.
+      const id = newBatchId();
+      const windowMs = config.batches.completion_window_ms;
+      await intake.admitBatch(request.tenant, id, await files.lineCount(input_file_id), batchLeaseMs(Date.now() + windowMs));
+      await batches.create({ id, tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs, metadata: metadata ?? null });
       await batchRunner.schedule('start', id);
       return toPublicBatch(id, (await batches.get(id))!);
     },

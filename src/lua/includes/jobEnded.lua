@@ -2,7 +2,7 @@
   What happens when a job ends, whichever script ends it (settled by its hop, cancelled, expired),
   in the same atomic step as the status change:
   - the prompt goes (the result stays), and the record expires `ttl` ms from now;
-  - the tenant's count of unfinished jobs drops;
+  - the tenant's count of unfinished jobs drops, and the spend reserved for it is released;
   - a job with a webhook leaves its event in the outbox, so the event cannot be lost;
   - a batch's job counts into its batch, and the last one marks the batch for finalizing;
   - long-polls waiting on the job are woken.
@@ -11,14 +11,20 @@
 ]]
 local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status)
   local owed = 0
+  local f = redis.call('HMGET', jobKey, 'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month')
   redis.call('HDEL', jobKey, 'request')
-  redis.call('HINCRBY', prefix .. ':tenant:' .. (redis.call('HGET', jobKey, 'tenant') or ''), 'queued', -1)
+  local tenantKey = prefix .. ':tenant:' .. (f[1] or '')
+  redis.call('HINCRBY', tenantKey, 'queued', -1)
+  if f[4] then
+    -- The spend reserved at admission gives way to what the job really cost (counted at settle).
+    redis.call('HINCRBY', tenantKey, 'reserved_e10:' .. f[5], '-' .. f[4])
+  end
   redis.call('PEXPIRE', jobKey, ttl)
-  if redis.call('HEXISTS', jobKey, 'webhook_url') == 1 then
+  if f[2] then
     redis.call('ZADD', outboxKey, now, id)
     owed = 1
   end
-  local batch = redis.call('HGET', jobKey, 'batch')
+  local batch = f[3]
   if batch then
     local batchKey = prefix .. ':batch:' .. batch
     redis.call('HINCRBY', batchKey, status == 'succeeded' and 'completed' or 'failed', 1)
