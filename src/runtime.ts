@@ -103,7 +103,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   });
   const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
   store.webhookOwed = webhooks.onTerminal;
-  const files = new FileStore(storeRedis, store.keys, ttlMs);
+  const files = new FileStore(storeRedis, store.keys, config);
   const batches = new BatchStore(storeRedis, store.keys, ttlMs);
   const batchUrl = (tenant: string) => config.auth.api_keys.find((k) => k.name === tenant)?.webhook_url ?? config.webhooks.batch_url;
   const batchRunner = new BatchWorker({

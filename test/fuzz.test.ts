@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
+import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
+import { configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker } from './support/broker.js';
 
 /*
- * 10,000 malformed or hostile bodies over real HTTP against the intake routes. The contract: never
+ * 10,000 malformed or hostile bodies over real HTTP against the intake routes and the file upload
+ * (multipart cut short, without a boundary, oversized, with too many parts). The contract: never
  * a 5xx, every 4xx in the `{"error": {type, message, param, code}}` shape, the process unharmed
  * (still serving, Object.prototype untouched). The broker runs no workers, so an accidentally valid
  * body is only queued. FUZZ_SEED reproduces a run (FUZZ_SEED=random picks a new one); the seed is
@@ -220,7 +222,7 @@ function plant(base: Doc, pick: number, key: string, value: Doc): Doc {
 // ---------------------------------------------------------------------------------------------
 // Requests.
 
-type Endpoint = '/v1/jobs' | '/v1/jobs/bulk' | '/v1/batches';
+type Endpoint = '/v1/jobs' | '/v1/jobs/bulk' | '/v1/batches' | '/v1/files';
 interface Case {
   kind: string;
   path: Endpoint;
@@ -235,6 +237,93 @@ const endpoint = fc.constantFrom<Endpoint>('/v1/jobs', '/v1/jobs/bulk', '/v1/bat
 
 /** Over the default 1 MiB body limit; one shared string, however often it is drawn. */
 const TOO_LARGE = `{"request":{"messages":[{"role":"user","content":"${'x'.repeat(1_100_000)}"}]}}`;
+
+// ---------------------------------------------------------------------------------------------
+// Multipart uploads to POST /v1/files: cut short, without a boundary, oversized, with too many parts,
+// with hostile part headers and hostile file content.
+
+/** The fuzz broker's upload limits, small so that an oversized body stays cheap to send. */
+const MAX_UPLOAD = 64 * 1024;
+const MAX_UPLOAD_LINE = 4 * 1024;
+const BATCH_LINE = JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', messages: [{ role: 'user', content: 'x' }] } });
+/** Over the upload cap; one shared buffer, however often it is drawn. */
+const OVERSIZED_FILE = Buffer.from(`${BATCH_LINE}\n`.repeat(Math.ceil((MAX_UPLOAD * 1.5) / (BATCH_LINE.length + 1))));
+const LONG_LINE = `{"pad":"${'x'.repeat(MAX_UPLOAD_LINE)}"}`;
+
+type Part = { headers: string[]; content: string | Uint8Array };
+const fieldPart = (name: string, value: string, extra: string[] = []): Part => ({ headers: [`Content-Disposition: form-data; name="${name}"`, ...extra], content: value });
+const filePart = (content: string | Uint8Array, name = 'file', filename: string | null = 'input.jsonl'): Part => ({
+  headers: [`Content-Disposition: form-data; name="${name}"${filename === null ? '' : `; filename="${filename}"`}`, 'Content-Type: application/jsonl'],
+  content,
+});
+function multipartBody(boundary: string, parts: Part[], close = true): Buffer {
+  const pieces: Buffer[] = [];
+  for (const p of parts) pieces.push(Buffer.from(`--${boundary}\r\n${p.headers.join('\r\n')}\r\n\r\n`), Buffer.from(p.content), Buffer.from('\r\n'));
+  if (close) pieces.push(Buffer.from(`--${boundary}--\r\n`));
+  return Buffer.concat(pieces);
+}
+const multipartCase = (kind: string, boundary: string, body: Buffer, contentType = `multipart/form-data; boundary=${boundary}`): Case => ({ kind, path: '/v1/files', contentType, body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) });
+
+const boundaryArb = fc.oneof(fc.constantFrom('b', 'sy-fuzz-boundary', '----WebKitFormBoundary7MA4YWxkTrZu0gW', 'a'.repeat(70)), fc.stringMatching(/^[A-Za-z0-9'()+_,.:=?-]{1,70}$/));
+const fileContent: fc.Arbitrary<string | Uint8Array> = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(`${BATCH_LINE}\n`) },
+  { weight: 3, arbitrary: fc.array(fc.constantFrom(BATCH_LINE, '', ' ', '\r', '{', `\ufeff${BATCH_LINE}`, '\u0000', LONG_LINE), { maxLength: 6 }).chain((ls) => fc.constantFrom('\n', '\r\n').map((nl) => ls.join(nl))) },
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 200 }) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }) },
+  // Bytes that look like the boundary inside the file.
+  { weight: 1, arbitrary: boundaryArb.map((b) => `${BATCH_LINE}\r\n--${b}\r\n--${b}--`) },
+);
+const hostilePart: fc.Arbitrary<Part> = fc.oneof(
+  fc.tuple(fc.oneof(fc.constant('purpose'), hostileKey), fc.oneof(fc.constant('batch'), hostileString)).map(([n, v]) => fieldPart(n, v)),
+  fc.tuple(fileContent, fc.constantFrom('file', 'purpose', '__proto__', 'constructor', ''), fc.oneof(fc.constant<string | null>('in.jsonl'), fc.constant(null), hostileString)).map(([c, n, f]) => filePart(c, n, f)),
+  // A field declared JSON that is not, one with a huge header, many headers, no disposition at all.
+  fc.constant(fieldPart('purpose', '{', ['Content-Type: application/json'])),
+  fc.constant(fieldPart('purpose', 'batch', [`X-Pad: ${'p'.repeat(100_000)}`])),
+  fc.constant(fieldPart('purpose', 'batch', Array.from({ length: 40 }, (_, i) => `X-H${i}: v`))),
+  fc.constant<Part>({ headers: ['X-Nothing: 1'], content: 'v' }),
+  fc.constant<Part>({ headers: ['Content-Disposition: attachment'], content: 'v' }),
+);
+const validParts: fc.Arbitrary<Part[]> = fileContent.chain((content) => fc.constantFrom<Part[]>([fieldPart('purpose', 'batch'), filePart(content)], [filePart(content), fieldPart('purpose', 'batch')]));
+
+function multipartCases(): fc.Arbitrary<Case> {
+  return fc.oneof(
+    // Near-valid: purpose and file in either order, hostile parts mixed in.
+    {
+      weight: 4,
+      arbitrary: fc
+        .tuple(boundaryArb, validParts, fc.array(fc.tuple(fc.nat(), hostilePart), { maxLength: 3 }))
+        .map(([b, parts, extra]) => {
+          const all = [...parts];
+          for (const [at, p] of extra) all.splice(at % (all.length + 1), 0, p);
+          return multipartCase('files: near-valid', b, multipartBody(b, all));
+        }),
+    },
+    // Cut short anywhere, most often inside the file: no closing boundary.
+    { weight: 3, arbitrary: fc.tuple(boundaryArb, validParts, fc.nat()).map(([b, parts, cut]) => { const body = multipartBody(b, parts); return multipartCase('files: truncated', b, body.subarray(0, cut % body.length)); }) },
+    { weight: 1, arbitrary: fc.tuple(boundaryArb, validParts).map(([b, parts]) => multipartCase('files: no closing boundary', b, multipartBody(b, parts, false))) },
+    // Without a usable boundary in the Content-Type.
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(boundaryArb, validParts, fc.constantFrom('multipart/form-data', 'multipart/form-data; boundary=', 'multipart/form-data; boundary="unterminated', 'multipart/form-data; charset=utf-8', 'multipart/form-data; boundary=other', `multipart/form-data; boundary=${'z'.repeat(200)}`))
+        .map(([b, parts, type]) => multipartCase('files: no boundary', b, multipartBody(b, parts), type)),
+    },
+    // Over the file cap.
+    { weight: 1, arbitrary: fc.tuple(boundaryArb, fc.boolean()).map(([b, first]) => multipartCase('files: too large', b, multipartBody(b, first ? [fieldPart('purpose', 'batch'), filePart(OVERSIZED_FILE)] : [filePart(OVERSIZED_FILE), fieldPart('purpose', 'batch')]))) },
+    // Too many fields, parts or files.
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(boundaryArb, fc.constantFrom('fields', 'parts', 'files'), fc.integer({ min: 2, max: 200 }))
+        .map(([b, what, n]) => {
+          const many = Array.from({ length: n }, (_, i): Part => (what === 'fields' ? fieldPart(`f${i}`, 'v') : what === 'files' ? filePart(`${BATCH_LINE}\n`) : { headers: ['X-Nothing: 1'], content: 'v' }));
+          return multipartCase('files: many parts', b, multipartBody(b, [fieldPart('purpose', 'batch'), ...many, filePart(`${BATCH_LINE}\n`)]));
+        }),
+    },
+    // Garbage where the parts should be.
+    { weight: 1, arbitrary: fc.tuple(boundaryArb, fc.uint8Array({ maxLength: 300 })).map(([b, junk]) => multipartCase('files: junk', b, Buffer.from(junk))) },
+  );
+}
 
 function cases(fileId: string): fc.Arbitrary<Case> {
   const validBatch = fc
@@ -300,6 +389,8 @@ function cases(fileId: string): fc.Arbitrary<Case> {
     },
     // A few bodies over the limit (1 MiB on /v1/jobs and /v1/batches).
     { weight: 1, arbitrary: fc.constantFrom<Endpoint>('/v1/jobs', '/v1/batches').map((path) => ({ kind: 'too large', path, contentType: 'application/json', body: TOO_LARGE })) },
+    // POST /v1/files: multipart bodies, malformed in every way above.
+    { weight: 10, arbitrary: multipartCases() },
   );
 }
 
@@ -349,7 +440,7 @@ describe('fuzzing the intake with hostile bodies', () => {
   beforeAll(async () => {
     mock = await startMock();
     // Webhooks on (and private targets refused) so webhook_url values reach the SSRF guard too.
-    const config = configFor({ p: mock }, { webhooks: { secret: `whsec_${randomBytes(32).toString('base64')}` } });
+    const config = configFor({ p: mock }, { webhooks: { secret: `whsec_${randomBytes(32).toString('base64')}` }, files: { max_file_bytes: MAX_UPLOAD, max_line_bytes: MAX_UPLOAD_LINE } });
     broker = await startBroker(config, { workers: undefined });
     pool = new Pool(broker.url, { connections: CONNECTIONS });
     const form = new FormData();
@@ -428,6 +519,21 @@ describe('fuzzing the intake with hostile bodies', () => {
     expect((await fetch(`${broker.url}/healthz`)).status).toBe(200);
     const ok = await fetch(`${broker.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: { messages: [{ role: 'user', content: 'after the fuzz' }] } }) });
     expect(ok.status).toBe(202);
+
+    // Every upload refused or cut short left nothing behind: what Redis holds of files all expires,
+    // and the tenant's quota holds exactly the files it can list.
+    const redis = new Redis(redisUrl());
+    try {
+      const keys: string[] = [];
+      for await (const batch of redis.scanStream({ match: `${broker.prefix}:file*`, count: 1000 })) keys.push(...(batch as string[]));
+      const ttls = await Promise.all(keys.map(async (k) => [k, await redis.pttl(k)] as const));
+      expect(ttls.filter(([, ttl]) => ttl < 0)).toEqual([]);
+      const listed = (await (await fetch(`${broker.url}/v1/files?limit=10000`)).json()) as { data: { bytes: number }[] };
+      const held = Number((await redis.hget(`${broker.prefix}:file-quota:default`, 'used')) ?? 0);
+      expect(held).toBe(listed.data.reduce((n, f) => n + f.bytes, 0));
+    } finally {
+      redis.disconnect();
+    }
 
     // No prototype gained a property (the broker runs in this process, so pollution would show here).
     expect(({} as Record<string, unknown>)[CANARY]).toBeUndefined();

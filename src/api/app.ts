@@ -58,6 +58,8 @@ export interface ApiOptions {
 }
 
 const DRAIN_LIMIT_MS = 5_000;
+/** Long enough for a 200 MB upload over a slow link; the answer's own time (a long-poll) is not counted. */
+const REQUEST_RECEIVE_LIMIT_MS = 300_000;
 
 /**
  * On close, held long-polls are answered with the job as it stands and in-flight requests get up to
@@ -87,6 +89,9 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
     keepAliveTimeout: 65_000,
     // Shutdown drains requests itself (see preClose below), then cuts whatever keep-alive sockets remain.
     forceCloseConnections: true,
+    // Receiving a request (an upload above all) may take this long; a client trickling its body
+    // holds a socket and, for an upload, its quota reservation no longer than that.
+    requestTimeout: REQUEST_RECEIVE_LIMIT_MS,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -86,6 +86,8 @@ export const configSchema = z
                   max_queued: z.int().positive().optional(),
                   /** Spend per calendar month (UTC), from the price table. */
                   monthly_budget_usd: z.number().positive().optional(),
+                  /** Bytes of uploaded files this tenant may keep at once; overrides files.tenant_quota_bytes. */
+                  file_quota_bytes: z.int().positive().optional(),
                 })
                 .optional(),
             }),
@@ -141,6 +143,18 @@ export const configSchema = z
         timeout_ms: z.int().positive().default(15_000),
         /** Delay before each attempt, in seconds; its length is the number of attempts. */
         retry_schedule_s: z.array(z.int().nonnegative()).min(1).default([0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]),
+      })
+      .prefault({}),
+    files: z
+      .strictObject({
+        /** One upload (OpenAI's own cap is 200 MB). */
+        max_file_bytes: z.int().positive().default(200 * 1024 * 1024),
+        /** One line of an uploaded file; defaults to server.body_limit_bytes, the cap on one job's body. */
+        max_line_bytes: z.int().positive().optional(),
+        /** Bytes of uploaded files one tenant may keep at once (an API key's limits.file_quota_bytes overrides it). */
+        tenant_quota_bytes: z.int().positive().default(1024 * 1024 * 1024),
+        /** How long an uploaded file is kept. */
+        ttl_s: z.int().positive().default(7 * 24 * 3600),
       })
       .prefault({}),
     batches: z

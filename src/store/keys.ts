@@ -95,4 +95,14 @@ export class Keys {
   budget(name: string): string {
     return `${this.prefix}:budget:${name}`;
   }
+
+  /** One tenant's file ledger (see src/lua/fileQuota.lua): `used` bytes and each file's bytes. */
+  fileQuota(tenant: string): string {
+    return `${this.prefix}:file-quota:${tenant}`;
+  }
+
+  /** One tenant's files (uploads in progress too) by expiry time, so the ledger forgets expired ones. */
+  fileExpiry(tenant: string): string {
+    return `${this.prefix}:file-expiry:${tenant}`;
+  }
 }
