@@ -101,7 +101,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     limits: new TenantLimits(storeRedis, store.keys, config.auth, pricing),
     maxJobBytes: config.server.body_limit_bytes,
   });
-  const webhooks = new WebhookQueue(bullRedis, config.redis.prefix, store, config.webhooks.retry_schedule_s, log);
+  const webhooks = new WebhookQueue({ connection: bullRedis, redis: storeRedis, prefix: config.redis.prefix, store, config: config.webhooks, log });
   store.webhookOwed = webhooks.onTerminal;
   const files = new FileStore(storeRedis, store.keys, config);
   const batches = new BatchStore(storeRedis, store.keys, ttlMs);
@@ -111,7 +111,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     announce: async (tenant, id) => {
       const url = batchUrl(tenant);
       const b = await batches.get(id);
-      if (url && config.webhooks.secret && b) await webhooks.batchEvent(id, b.status!, url, toPublicBatch(id, b));
+      if (url && config.webhooks.secret && b) await webhooks.batchEvent(tenant, id, b.status!, url, toPublicBatch(id, b));
     },
   });
   const runtime: Runtime = { config, store, queues, intake, breakers, budgets, webhooks, close: async () => {} };
@@ -129,7 +129,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const ref = job?.chain[hop];
       if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);
     });
-    sender = new WebhookSender({ connection: bullRedis, config, store, log, metrics });
+    sender = new WebhookSender({ connection: bullRedis, redis: storeRedis, config, store, log, metrics });
     sender.start();
     webhooks.startSweeper();
     batchRunner.start();

@@ -1,15 +1,29 @@
-import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isIP } from 'node:net';
 import { Agent, request } from 'undici';
 import type { Config } from '../src/config/schema.js';
+import { jobEvent } from '../src/delivery/event.js';
 import { signWebhook } from '../src/delivery/signature.js';
 import { TargetPolicy, TargetRefused } from '../src/delivery/target-policy.js';
 import { type DeliveryData, WEBHOOK_QUEUE } from '../src/delivery/webhook-queue.js';
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import { parseRetryAfter } from '../src/providers/errors.js';
+import { type ScriptClient, withScripts } from '../src/redis/scripts.js';
+import { isTerminal } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
+
+/**
+ * A slot's lease outlives the attempt it covers (bounded by the total deadline) by this much, for
+ * the record read before and the write after. Only a sender that died holds a slot this long.
+ */
+const LEASE_MARGIN_MS = 10_000;
+/** Only the status matters; a receiver that answers with more than this has its connection closed. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+/** Bounds on how long a delivery whose tenant is at its cap goes back to the queue for. */
+const SLOT_WAIT_MIN_MS = 100;
+const SLOT_WAIT_MAX_MS = 30_000;
 
 /** A failed attempt that says when the receiver wants the next one. */
 class DeliveryFailed extends Error {
@@ -21,32 +35,53 @@ class DeliveryFailed extends Error {
   }
 }
 
+/** Why an attempt was cut: it reached webhooks.timeout_ms, whatever stage it was at. */
+class AttemptDeadline extends Error {
+  override name = 'AttemptDeadline';
+}
+
 /**
  * Delivers job events to webhooks, Standard Webhooks style: `webhook-id` (the event id, the same on
  * every retry), `webhook-timestamp` and `webhook-signature` fresh on each attempt. Only a 2xx counts;
  * redirects are not followed; 410 stops for good; `Retry-After` sets the next try, else the
  * configured schedule does. Every attempt is written to the job.
+ *
+ * An attempt has one deadline for all of it (connect, headers, body), so a receiver that trickles
+ * bytes cannot hold a slot past `webhooks.timeout_ms`; and no tenant has more than
+ * `webhooks.max_in_flight_per_tenant` deliveries in flight across every sender, so one tenant's
+ * slow receiver cannot take the slots every other tenant's deliveries need.
  */
 export class WebhookSender {
   private worker: Worker<DeliveryData> | undefined;
   private readonly agent: Agent;
   private readonly policy: TargetPolicy;
   private readonly secrets: string[];
+  private readonly redis: ScriptClient;
 
   constructor(
-    private readonly deps: { connection: Redis; config: Config; store: JobStore; log: Logger; metrics?: Metrics },
+    private readonly deps: {
+      /** BullMQ's connection. */
+      connection: Redis;
+      /** For Switchyard's own scripts (the tenant slot leases). */
+      redis: Redis;
+      config: Config;
+      store: JobStore;
+      log: Logger;
+      metrics?: Metrics;
+    },
   ) {
     const { webhooks } = deps.config;
     this.policy = new TargetPolicy({ allowPrivate: webhooks.allow_private_targets, allowlist: webhooks.allowlist });
     // Every connection resolves through the policy, so the address checked is the address dialled.
     this.agent = new Agent({ connect: { lookup: this.policy.lookup }, keepAliveTimeout: 10_000 });
     this.secrets = [webhooks.secret, ...webhooks.previous_secrets].filter((s): s is string => Boolean(s));
+    this.redis = withScripts(deps.redis);
   }
 
-  start(concurrency = 50): void {
+  start(concurrency = this.deps.config.webhooks.concurrency): void {
     const { config, connection, log } = this.deps;
     const schedule = config.webhooks.retry_schedule_s;
-    this.worker = new Worker<DeliveryData>(WEBHOOK_QUEUE, (job) => this.deliver(job), {
+    this.worker = new Worker<DeliveryData>(WEBHOOK_QUEUE, (job, token) => this.deliver(job, token), {
       connection,
       prefix: config.redis.prefix,
       concurrency,
@@ -59,11 +94,44 @@ export class WebhookSender {
     this.worker.on('error', (err) => log.error({ err: err.message }, 'webhook worker error'));
   }
 
-  private async deliver(job: Job<DeliveryData>): Promise<void> {
-    const { jobId, eventId, url, body } = job.data;
+  /** Runs one attempt in one of the tenant's slots, or, with none free, hands the delivery back to wait without it counting as an attempt. */
+  private async deliver(job: Job<DeliveryData>, token: string | undefined): Promise<void> {
+    // Deliveries queued before they named their tenant share one cap.
+    const tenant = job.data.tenant ?? '';
+    const lease = `${job.id}:${token ?? ''}`;
+    const waitMs = await this.slot('acquire', tenant, lease, job.id ?? '');
+    if (waitMs > 0) {
+      // moveToDelayed skips the attempt count (unlike a thrown error), and frees this worker slot now.
+      await job.moveToDelayed(Date.now() + waitMs, token);
+      throw new DelayedError();
+    }
+    try {
+      await this.attempt(job);
+    } finally {
+      // A lost release only costs the lease's expiry; it must not turn a delivered event into a retry.
+      await this.slot('release', tenant, lease, job.id ?? '').catch((err: unknown) =>
+        this.deps.log.warn({ tenant, err: (err as Error).message }, 'webhook slot release failed; its lease will expire'),
+      );
+    }
+  }
+
+  /** The tenant slot script: for 'acquire', 0 with a slot held, else how long to wait (ms). */
+  private async slot(op: 'acquire' | 'release', tenant: string, lease: string, deliveryId: string): Promise<number> {
+    const { webhooks } = this.deps.config;
+    const keys = this.deps.store.keys;
+    const [ok, waitMs] = (await this.redis.webhookSlot(
+      keys.webhookSlots(tenant), keys.webhookSlotWaiters(tenant), keys.webhookSlotPace(tenant),
+      op, Date.now(), lease, deliveryId, webhooks.max_in_flight_per_tenant, webhooks.timeout_ms + LEASE_MARGIN_MS,
+      Math.random(), SLOT_WAIT_MIN_MS, SLOT_WAIT_MAX_MS,
+    )) as [number, number];
+    return ok === 1 ? 0 : Math.max(1, waitMs);
+  }
+
+  private async attempt(job: Job<DeliveryData>): Promise<void> {
+    const { jobId, eventId, url } = job.data;
     const attempt = job.attemptsMade + 1;
     const last = attempt >= (job.opts.attempts ?? 1);
-    const started = Date.now();
+    let started = Date.now();
     const record = async (status_code: number | null, error: string | undefined, final?: 'delivered' | 'failed') => {
       const outcome = final === 'delivered' ? 'delivered' : final === 'failed' || last ? 'gave_up' : 'retry';
       this.deps.metrics?.webhookDeliveries.inc({ outcome });
@@ -76,8 +144,30 @@ export class WebhookSender {
       );
     };
 
-    let status: number;
+    // Only batch events (and job events queued before deliveries stopped carrying them) bring a body.
+    let body = job.data.body;
+    if (body === undefined && jobId) {
+      // The event is rebuilt from the record at each attempt: the same bytes every time (see jobEvent).
+      const finished = await this.deps.store.get(jobId);
+      if (!finished || !isTerminal(finished.status)) {
+        const message = `job ${jobId} is gone (its record outlived retention.job_ttl_s), so its event can no longer be built; delivery given up`;
+        // Nothing is written to the job: a write would bring back a stub of a record that has expired.
+        this.deps.metrics?.webhookDeliveries.inc({ outcome: 'gave_up' });
+        this.deps.log.warn({ job: jobId, event: eventId, attempt }, message);
+        throw new UnrecoverableError(message);
+      }
+      body = jobEvent(finished).body;
+    }
+    if (body === undefined) throw new UnrecoverableError(`delivery ${job.id} carries no event body and names no job`);
+
+    const timeoutMs = this.deps.config.webhooks.timeout_ms;
+    const deadline = new AbortController();
+    let status: number | undefined;
     let retryAfter: string | string[] | undefined;
+    started = Date.now();
+    // undici's headersTimeout/bodyTimeout are idle timers, which a byte every few seconds resets
+    // for ever; this one covers the whole attempt, and aborting destroys the socket.
+    const timer = setTimeout(() => deadline.abort(new AttemptDeadline(`timed out after ${timeoutMs} ms`)), timeoutMs);
     try {
       // IP literals never reach the lookup; check them here.
       const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
@@ -86,6 +176,7 @@ export class WebhookSender {
       const res = await request(url, {
         method: 'POST',
         dispatcher: this.agent,
+        signal: deadline.signal,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'Switchyard-Webhooks/1',
@@ -94,20 +185,25 @@ export class WebhookSender {
           'webhook-signature': signWebhook(this.secrets, eventId, timestamp, body),
         },
         body,
-        headersTimeout: this.deps.config.webhooks.timeout_ms,
-        bodyTimeout: this.deps.config.webhooks.timeout_ms,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
       });
-      await res.body.dump();
       status = res.statusCode;
       retryAfter = res.headers['retry-after'];
+      // Past the limit undici stops reading and closes the connection; the status is all we need.
+      await res.body.dump({ limit: MAX_RESPONSE_BYTES, signal: deadline.signal });
+      if (deadline.signal.aborted) throw deadline.signal.reason;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       const refused = err instanceof TargetRefused || e.code === 'EREFUSEDTARGET';
-      const message = e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT' ? 'timed out' : `${e.code ?? e.name}: ${e.message}`;
-      await record(null, message, refused ? 'failed' : undefined);
+      const timedOut = deadline.signal.aborted || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT';
+      const message = timedOut ? (status === undefined ? 'timed out' : 'timed out reading the response body') : `${e.code ?? e.name}: ${e.message}`;
+      await record(status ?? null, message, refused ? 'failed' : undefined);
       this.deps.log.info({ job: jobId, event: eventId, attempt, error: message }, 'webhook attempt failed');
       if (refused) throw new UnrecoverableError(message);
       throw new DeliveryFailed(message);
+    } finally {
+      clearTimeout(timer);
     }
     if (status >= 200 && status < 300) {
       await record(status, undefined, 'delivered');

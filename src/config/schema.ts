@@ -140,7 +140,15 @@ export const configSchema = z
         batch_url: z.url({ protocol: /^https?$/ }).optional(),
         /** Hosts or CIDRs a webhook may reach even though they are private. */
         allowlist: z.array(z.string().min(1)).default([]),
+        /** The whole of one attempt (connect, headers, body), not an idle timer: a receiver that trickles bytes still ends here. */
         timeout_ms: z.int().positive().default(15_000),
+        /** Deliveries in flight at once in each sender process. */
+        concurrency: z.int().positive().max(1000).default(50),
+        /** Deliveries in flight at once for one tenant across every sender process, so one slow receiver cannot hold every slot. */
+        max_in_flight_per_tenant: z.int().positive().default(8),
+        /** Redeliveries a caller may ask for, per job per hour and per tenant per minute. */
+        redeliveries_per_job_per_hour: z.int().positive().default(10),
+        redeliveries_per_tenant_per_minute: z.int().positive().default(60),
         /** Delay before each attempt, in seconds; its length is the number of attempts. */
         retry_schedule_s: z.array(z.int().nonnegative()).min(1).default([0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]),
       })

@@ -7,11 +7,25 @@ export interface WebhookEvent {
   body: string;
 }
 
-/** `job.<status>` for a finished job, with the job as it ended (delivery details left out, they change). */
+/**
+ * `job.<status>` for a finished job, with the job as it ended (delivery details left out, they change).
+ *
+ * Deliveries do not store this body: the sender rebuilds it from the record at each attempt. That
+ * is only sound because it is a pure function of fields a finished record never changes again
+ * (the job scripts refuse to touch a terminal record; only its webhook status and attempts move,
+ * and those are left out), so every retry and redelivery sends the same bytes. Keep it that way:
+ * nothing here may read the clock or anything else outside the record.
+ */
 export function jobEvent(job: JobRecord): WebhookEvent {
-  const id = `evt_${job.id.slice('job_'.length)}`;
+  const id = jobEventId(job.id);
   const type = `job.${job.status}`;
   const { webhook: _delivery, ...data } = toPublicJob(job);
-  const body = JSON.stringify({ id, object: 'event', type, created_at: Math.floor((job.finished_at ?? Date.now()) / 1000), data });
+  // Every terminal state stamps finished_at; created_at stands in only so this stays clock-free.
+  const body = JSON.stringify({ id, object: 'event', type, created_at: Math.floor((job.finished_at ?? job.created_at) / 1000), data });
   return { id, type, body };
+}
+
+/** The id of a job's event, known without building it. */
+export function jobEventId(jobId: string): string {
+  return `evt_${jobId.slice('job_'.length)}`;
 }

@@ -1,26 +1,45 @@
-import { Queue } from 'bullmq';
+import { type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { isTerminal } from '../store/job-record.js';
+import { type ScriptClient, withScripts } from '../redis/scripts.js';
+import { isTerminal, type JobRecord } from '../store/job-record.js';
 import type { JobStore } from '../store/job-store.js';
-import { jobEvent } from './event.js';
+import { jobEventId } from './event.js';
 
 export const WEBHOOK_QUEUE = 'sy-webhooks';
 
-/** What a delivery carries: the event exactly as first built, so every retry sends the same bytes. */
+/**
+ * What a delivery carries. A job event carries no body: the sender rebuilds it from the job record
+ * at each attempt (`jobEvent` is a pure function of the finished record), so every retry and
+ * redelivery sends the same bytes and a redelivery costs a few ids, not a copy of the result.
+ */
 export interface DeliveryData {
   /** The job the event is about; its delivery attempts are kept on it. Absent for batch events. */
   jobId?: string;
+  /** Whose in-flight cap the delivery counts against. */
+  tenant: string;
   eventId: string;
   url: string;
-  body: string;
+  /** Batch events only: there is no record to rebuild them from, and they are small. */
+  body?: string;
   redelivery?: boolean;
 }
+
+export type RedeliveryOutcome =
+  | { kind: 'queued' }
+  /** A redelivery of this job's event has not finished yet. */
+  | { kind: 'pending' }
+  | { kind: 'limited'; scope: 'job' | 'tenant'; limit: number; retryAfterS: number };
 
 /** How long the outbox sweeper waits before taking over an event its own process did not hand on. */
 const SWEEP_AFTER_MS = 2000;
 const SWEEP_EVERY_MS = 1000;
 const SWEEP_BATCH = 500;
+const HOUR_MS = 3_600_000;
+const MINUTE_MS = 60_000;
+/** Far longer than checking for a pending redelivery and adding one takes; only a crash leaves it to expire. */
+const REDELIVER_LOCK_MS = 5000;
 
 /**
  * The webhook queue and its outbox. Ending a job with a webhook writes its id to the outbox in the
@@ -30,42 +49,84 @@ const SWEEP_BATCH = 500;
  */
 export class WebhookQueue {
   readonly queue: Queue<DeliveryData>;
+  private readonly redis: ScriptClient;
+  private readonly store: JobStore;
+  private readonly config: Config['webhooks'];
+  private readonly log: Logger;
   private sweeper: NodeJS.Timeout | undefined;
 
-  constructor(
-    connection: Redis,
-    prefix: string,
-    private readonly store: JobStore,
-    /** Delay before each attempt (s); its length is the number of attempts. */
-    private readonly schedule: number[],
-    private readonly log: Logger,
-  ) {
-    this.queue = new Queue(WEBHOOK_QUEUE, { connection, prefix });
+  constructor(deps: {
+    /** BullMQ's connection. */
+    connection: Redis;
+    /** For Switchyard's own scripts (the redelivery windows). */
+    redis: Redis;
+    prefix: string;
+    store: JobStore;
+    config: Config['webhooks'];
+    log: Logger;
+  }) {
+    this.queue = new Queue(WEBHOOK_QUEUE, { connection: deps.connection, prefix: deps.prefix });
+    this.redis = withScripts(deps.redis);
+    this.store = deps.store;
+    this.config = deps.config;
+    this.log = deps.log;
   }
 
   async dispatch(id: string): Promise<void> {
     const job = await this.store.get(id);
-    if (job?.webhook_url && isTerminal(job.status)) await this.enqueue(job.id, job.webhook_url, jobEvent(job), `${job.id}-evt`);
+    if (job?.webhook_url && isTerminal(job.status)) {
+      // Kept a day after success so a repeated dispatch of the same event stays a no-op.
+      await this.enqueue(job, `${job.id}-evt`, { removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
+    }
     await this.store.clearWebhookOutbox(id);
   }
 
-  /** A fresh delivery of the same event (same webhook-id), on the caller's request. */
-  async redeliver(id: string): Promise<boolean> {
-    const job = await this.store.get(id);
-    if (!job?.webhook_url || !isTerminal(job.status)) return false;
-    await this.enqueue(job.id, job.webhook_url, jobEvent(job), `${job.id}-evt-r${Date.now()}`, true);
-    return true;
+  /**
+   * A fresh delivery of the same event (same webhook-id) on the caller's request: at most one
+   * pending per job, and only as many as the per-job and per-tenant windows allow.
+   */
+  async redeliver(job: JobRecord): Promise<RedeliveryOutcome> {
+    if (!job.webhook_url || !isTerminal(job.status)) throw new Error(`job ${job.id} owes no webhook event`);
+    const lock = this.store.keys.webhookRedeliverLock(job.id);
+    // Another request for the same job is between its check and its add right now: it is the pending one.
+    if ((await this.redis.set(lock, '1', 'PX', REDELIVER_LOCK_MS, 'NX')) !== 'OK') return { kind: 'pending' };
+    try {
+      const deliveryId = `${job.id}-evt-redeliver`;
+      // Redeliveries are removed as soon as they finish, so the id is free exactly when none is pending.
+      if (await this.queue.getJob(deliveryId)) return { kind: 'pending' };
+      const limited = await this.spend(job);
+      if (limited) return limited;
+      await this.enqueue(job, deliveryId, { removeOnComplete: true, removeOnFail: true }, true);
+      return { kind: 'queued' };
+    } finally {
+      await this.redis.del(lock);
+    }
+  }
+
+  /** Takes one redelivery from the job's hourly and the tenant's per-minute window, or says which is spent. */
+  private async spend(job: JobRecord): Promise<RedeliveryOutcome | undefined> {
+    const windows = [
+      { scope: 'job' as const, key: this.store.keys.budget(`redeliver:job:${job.id}`), limit: this.config.redeliveries_per_job_per_hour, ms: HOUR_MS },
+      { scope: 'tenant' as const, key: this.store.keys.budget(`redeliver:tenant:${job.tenant}`), limit: this.config.redeliveries_per_tenant_per_minute, ms: MINUTE_MS },
+    ];
+    const taken: string[] = [];
+    for (const w of windows) {
+      const [ok, waitMs] = (await this.redis.windowBudget(w.key, 1, w.limit, w.ms)) as [number, number, number];
+      if (ok !== 1) {
+        // A request refused by one window must not use up the other.
+        await Promise.all(taken.map((key) => this.redis.windowBudget(key, -1, 0, 0)));
+        return { kind: 'limited', scope: w.scope, limit: w.limit, retryAfterS: Math.max(1, Math.ceil(waitMs / 1000)) };
+      }
+      taken.push(w.key);
+    }
+    return undefined;
   }
 
   /** A batch's terminal event (batch.completed, .failed, .cancelled, .expired), once per batch. */
-  async batchEvent(batchId: string, status: string, url: string, data: unknown): Promise<void> {
+  async batchEvent(tenant: string, batchId: string, status: string, url: string, data: unknown): Promise<void> {
     const id = `evt_${batchId}`;
     const body = JSON.stringify({ id, object: 'event', type: `batch.${status}`, created_at: Math.floor(Date.now() / 1000), data });
-    await this.queue.add(
-      'deliver',
-      { eventId: id, url, body },
-      { jobId: `${batchId}-evt`, attempts: this.schedule.length, delay: (this.schedule[0] ?? 0) * 1000, backoff: { type: 'webhook' }, removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } },
-    );
+    await this.queue.add('deliver', { tenant, eventId: id, url, body }, { jobId: `${batchId}-evt`, ...this.attemptOptions(), removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
   }
 
   /** A job ended owing its event. Fire and forget: a failure here is the sweeper's to repair. */
@@ -94,19 +155,16 @@ export class WebhookQueue {
     }
   }
 
-  private async enqueue(jobId: string, url: string, event: { id: string; body: string }, deliveryId: string, redelivery = false): Promise<void> {
+  private attemptOptions(): JobsOptions {
+    const schedule = this.config.retry_schedule_s;
+    return { attempts: schedule.length, delay: (schedule[0] ?? 0) * 1000, backoff: { type: 'webhook' } };
+  }
+
+  private async enqueue(job: JobRecord, deliveryId: string, retention: JobsOptions, redelivery = false): Promise<void> {
     await this.queue.add(
       'deliver',
-      { jobId, eventId: event.id, url, body: event.body, ...(redelivery && { redelivery }) },
-      {
-        jobId: deliveryId,
-        attempts: this.schedule.length,
-        delay: (this.schedule[0] ?? 0) * 1000,
-        backoff: { type: 'webhook' },
-        // Kept a day after success so a repeated dispatch of the same event stays a no-op.
-        removeOnComplete: { age: 24 * 3600 },
-        removeOnFail: { age: 7 * 24 * 3600 },
-      },
+      { jobId: job.id, tenant: job.tenant, eventId: jobEventId(job.id), url: job.webhook_url!, ...(redelivery && { redelivery }) },
+      { jobId: deliveryId, ...this.attemptOptions(), ...retention },
     );
   }
 

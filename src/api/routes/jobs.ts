@@ -109,7 +109,19 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     if (!job) return reply.code(404).send(notFound(id));
     if (!job.webhook_url) return reply.code(409).send(apiError('conflict_error', `job ${id} has no webhook_url`, 'id', 'no_webhook'));
     if (!isTerminal(job.status)) return reply.code(409).send(apiError('conflict_error', `job ${id} has not finished; its event is sent when it does`, 'id', 'job_not_finished'));
-    await webhooks.redeliver(id);
+    const outcome = await webhooks.redeliver(job);
+    if (outcome.kind === 'pending') {
+      return reply.code(409).send(apiError('conflict_error', `a redelivery of job ${id}'s event is still pending; ask again once it has been delivered or given up`, 'id', 'redelivery_pending'));
+    }
+    if (outcome.kind === 'limited') {
+      const message = outcome.scope === 'job'
+        ? `job ${id}'s event may be redelivered ${outcome.limit} times an hour; retry in ${outcome.retryAfterS} s`
+        : `this tenant may ask for ${outcome.limit} redeliveries a minute; retry in ${outcome.retryAfterS} s`;
+      return reply
+        .code(429)
+        .header('retry-after', String(outcome.retryAfterS))
+        .send(apiError('rate_limit_error', message, outcome.scope === 'job' ? 'id' : null, outcome.scope === 'job' ? 'job_redelivery_rate_limited' : 'tenant_redelivery_rate_limited'));
+    }
     return reply.code(202).send(toPublicJob((await store.get(id)) ?? job));
   });
 
