@@ -55,6 +55,8 @@ export interface Runtime {
   /** A worker-only process's metrics URL, when `server.metrics_port` is set. */
   metricsUrl?: string;
   pool?: ProviderPool;
+  /** The API's terminal-event fan-out, when serving (its `waiting` counts held long-polls). */
+  events?: JobEvents;
   close(): Promise<void>;
 }
 
@@ -139,6 +141,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (opts.api) {
     events = new JobEvents(storeRedis.duplicate(), store.keys.events);
     await events.start();
+    runtime.events = events;
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
       { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchRunner, deadlines, metrics },

@@ -64,6 +64,8 @@ export const configSchema = z
         port: z.int().min(0).max(65535).default(8080),
         host: z.string().optional(),
         body_limit_bytes: z.int().positive().default(1_048_576),
+        /** Long-polls (`?wait=`) one tenant may hold open at once in each API process; more answer 429. */
+        max_waiting_per_tenant: z.int().positive().default(1000),
         /** A worker-only process serves its /metrics here (behind the admin credentials). */
         metrics_port: z.int().min(0).max(65535).optional(),
       })

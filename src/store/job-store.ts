@@ -64,8 +64,8 @@ export interface ListOptions {
 }
 
 const IDEMPOTENCY_WINDOW_S = 24 * 3600;
-/** Upper bound on index entries read for one filtered list page, so a rare status cannot make a page scan everything. */
-const LIST_SCAN_LIMIT = 5000;
+/** Jobs one filtered list page may pass over (a status each), so a rare status cannot make a page scan everything. */
+const LIST_SCAN_LIMIT = 2000;
 
 /** The calendar month (UTC) a spend counts against: `2026-11`. Cached: every settle asks. */
 let month = { label: '', from: 0, until: 0 };
@@ -270,8 +270,13 @@ export class JobStore {
     return { kind: 'ended', hop: Number(reply[1]), previous: reply[2] as JobStatus };
   }
 
-  /** Newest first; `after` is the last id of the previous page. */
-  async list(tenant: string, opts: ListOptions): Promise<{ jobs: JobRecord[]; hasMore: boolean }> {
+  /**
+   * Newest first; `after` is the last id of the previous page. A filtered page reads only the
+   * status of the jobs it passes over, and whole records only for the jobs it returns; it looks
+   * at no more than LIST_SCAN_LIMIT jobs, and when it stops there short of a full page it says so
+   * with `cursor` (the last id it looked at), so the next page goes on from there.
+   */
+  async list(tenant: string, opts: ListOptions): Promise<{ jobs: JobRecord[]; hasMore: boolean; cursor?: string }> {
     const index = this.keys.jobIndex(tenant);
     let max = '+inf';
     let afterId: string | undefined;
@@ -281,13 +286,14 @@ export class JobStore {
       max = score;
       afterId = opts.after;
     }
-    const jobs: JobRecord[] = [];
+    const picked: string[] = [];
     let offset = 0;
     let scanned = 0;
-    const batch = Math.max(opts.limit + 1, 100);
+    let last: string | undefined;
+    const batch = opts.status ? 500 : opts.limit + 1;
     while (scanned < LIST_SCAN_LIMIT) {
       const page = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, batch);
-      if (page.length === 0) return { jobs, hasMore: false };
+      if (page.length === 0) break;
       offset += page.length / 2;
       const ids: string[] = [];
       for (let i = 0; i < page.length; i += 2) {
@@ -296,13 +302,35 @@ export class JobStore {
         if (afterId && page[i + 1] === max && id >= afterId) continue;
         ids.push(id);
       }
-      scanned += ids.length;
-      for (const job of await this.getMany(ids)) {
-        if (!job || (opts.status && job.status !== opts.status)) continue;
-        if (jobs.length === opts.limit) return { jobs, hasMore: true };
-        jobs.push(job);
+      const statuses = opts.status ? await this.statuses(ids) : ids.map(() => null);
+      let stopped = false;
+      for (let k = 0; k < ids.length; k++) {
+        if (scanned >= LIST_SCAN_LIMIT) {
+          stopped = true;
+          break;
+        }
+        scanned++;
+        const wanted = statuses[k] !== undefined && (!opts.status || statuses[k] === opts.status);
+        if (wanted && picked.length === opts.limit) return { jobs: await this.records(picked), hasMore: true };
+        if (wanted) picked.push(ids[k]!);
+        last = ids[k];
       }
+      if (stopped) break;
+      if (page.length / 2 < batch) return { jobs: await this.records(picked), hasMore: false };
     }
-    return { jobs, hasMore: true };
+    const jobs = await this.records(picked);
+    return { jobs, hasMore: true, ...(last && { cursor: last }) };
+  }
+
+  /** Each job's status (undefined where the record has gone). */
+  private async statuses(ids: string[]): Promise<(string | undefined)[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hget(this.keys.job(id), 'status');
+    return ((await pipeline.exec()) ?? []).map(([err, v]) => (err || v === null ? undefined : (v as string)));
+  }
+
+  private async records(ids: string[]): Promise<JobRecord[]> {
+    return (await this.getMany(ids)).filter((j): j is JobRecord => j !== null);
   }
 }

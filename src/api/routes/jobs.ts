@@ -12,8 +12,10 @@ const idParams = z.object({ id: z.string().min(1).max(64) });
 
 /** The jobs API: submit, read (with long-poll), cancel, list. */
 export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { intake, store, events, queues, auth, webhooks } = app.services;
+  const { intake, store, events, queues, auth, webhooks, config } = app.services;
   app.addHook('onRequest', auth.hook);
+  /** Long-polls held per tenant in this process. */
+  const waiting = new Map<string, number>();
 
   /** A job the caller may see; another tenant's job is indistinguishable from a missing one. */
   const visible = (job: JobRecord | null, tenant: string) => (job && job.tenant === tenant ? job : null);
@@ -70,6 +72,15 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
         const job = visible(await store.get(id), request.tenant);
         return job ? toPublicJob(job) : reply.code(404).send(notFound(id));
       }
+      // Each held request costs this process a socket and a waiter: a tenant's share is bounded.
+      const held = waiting.get(request.tenant) ?? 0;
+      if (held >= config.server.max_waiting_per_tenant) {
+        return reply
+          .code(429)
+          .header('retry-after', '1')
+          .send(apiError('rate_limit_error', `this tenant already holds ${held} long-polls on this server (server.max_waiting_per_tenant); poll without wait, or wait on fewer jobs at once`, 'wait', 'too_many_waiting'));
+      }
+      waiting.set(request.tenant, held + 1);
       // Listen before reading, so a terminal event between the read and the wait is not missed.
       const listener = events.listen(id);
       try {
@@ -83,6 +94,9 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
         return toPublicJob(latest ?? job);
       } finally {
         listener.cancel();
+        const left = (waiting.get(request.tenant) ?? 1) - 1;
+        if (left > 0) waiting.set(request.tenant, left);
+        else waiting.delete(request.tenant);
       }
     },
   );
@@ -138,9 +152,11 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const { status, limit, after } = request.query;
-      const { jobs, hasMore } = await store.list(request.tenant, { limit, ...(status && { status }), ...(after && { after }) });
+      const { jobs, hasMore, cursor } = await store.list(request.tenant, { limit, ...(status && { status }), ...(after && { after }) });
       const data = jobs.map(toPublicJob);
-      return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore };
+      // A filtered page that stopped at its scan bound names where it stopped, so `after=last_id`
+      // goes on from there even when the page holds few or no jobs.
+      return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: cursor ?? data.at(-1)?.id ?? null, has_more: hasMore };
     },
   );
 };
