@@ -39,6 +39,7 @@ const TENANT_ROUTES = [
   'GET /v1/files',
   'GET /v1/files/:id',
   'GET /v1/files/:id/content',
+  'DELETE /v1/files/:id',
   'POST /v1/batches',
   'GET /v1/batches',
   'GET /v1/batches/:id',
@@ -246,6 +247,7 @@ describe('security: auth on every route, tenant isolation, secrets, body limit',
         ['POST', `/v1/jobs/${jobId}/webhook/redeliver`],
         ['GET', `/v1/files/${fileId}`],
         ['GET', `/v1/files/${fileId}/content`],
+        ['DELETE', `/v1/files/${fileId}`],
         ['GET', `/v1/batches/${batchId}`],
         ['POST', `/v1/batches/${batchId}/cancel`],
       ];
@@ -333,6 +335,13 @@ describe('security: auth on every route, tenant isolation, secrets, body limit',
     mock.behaviour.errorRate = 0;
     expect(failed.status).toBe('failed');
 
+    // A provider (or a proxy before it) that quotes back the credentials it was sent.
+    mock.behaviour.rules = [{ match: 'quote my key back', status: 400, message: 'Invalid request made with ${header:authorization}' }];
+    const echoed = await settle(await submit(A, {}, 'quote my key back'));
+    mock.behaviour.rules = [];
+    expect(echoed.status).toBe('failed');
+    expect(echoed.error.message).toContain('[redacted]');
+
     mock.behaviour.apiKey = `sk-some-other-key-${hex(8)}`;
     const rejected = await submit(B, { webhook_url: receiver.url }, 'secret scan 401');
     const rejectedJob = await settle(rejected, B);
@@ -357,7 +366,13 @@ describe('security: auth on every route, tenant isolation, secrets, body limit',
     await http('GET', '/v1/jobs?limit=100', { headers: A });
     await http('GET', '/v1/jobs?limit=100', { headers: B });
     await http('GET', `/v1/jobs/${rejected}`, { headers: B });
-    expect((await http('GET', '/v1/providers', { headers: A })).status).toBe(200);
+    // Tenants see each provider's state, not every tenant's use of it; operators see the totals.
+    const providers = await http('GET', '/v1/providers', { headers: A });
+    expect(providers.status).toBe(200);
+    expect(providers.json.data[0]).not.toHaveProperty('totals');
+    const operators = await http('GET', '/admin/providers', { headers: OPS });
+    expect(operators.json.data[0].totals.attempts).toBeGreaterThan(0);
+    expect((await http('GET', '/admin/providers', { headers: A })).status).toBe(401);
     expect((await http('GET', '/metrics', { headers: OPS })).status).toBe(200);
     const boards = await http('GET', '/admin/queues/api/queues', { headers: OPS });
     expect(boards.status).toBe(200);
@@ -410,6 +425,47 @@ describe('security: auth on every route, tenant isolation, secrets, body limit',
     expect(receiver.received.length).toBeGreaterThanOrEqual(4);
     const hookLeaks = receiver.received.filter((r) => leaks(`${JSON.stringify(r.headers)}\n${r.body}`).length > 0);
     expect(hookLeaks, 'webhook deliveries holding a secret').toEqual([]);
+  });
+});
+
+/*
+ * What a review of the running broker found on 2026-12-01, each kept fixed here; the dedicated
+ * files (files, admission, webhook-fairness, webhook-netns, breaker-tenants, dev-mode, redaction,
+ * request-limits, deployment-files) hold the full tests.
+ */
+describe('security: the field review', () => {
+  let mock: MockServer;
+  let broker: TestBroker;
+  beforeAll(async () => {
+    mock = await startMock();
+    // The default policy: private targets refused, no allowlist.
+    broker = await startBroker(configFor({ p: mock }, { auth: { api_keys: [{ name: 'tenant-a', key: KEY_A }] }, webhooks: { secret: WEBHOOK_SECRET } }), { workers: undefined });
+  });
+  afterAll(async () => {
+    await broker?.close();
+    await mock?.app.close();
+    if (broker) await dropPrefix(broker.prefix);
+  });
+  const submitWith = (webhook_url: string) => broker.call('POST', '/v1/jobs', { request: { messages: [{ role: 'user', content: 'x' }] }, webhook_url }, A);
+
+  it('accepts webhooks to public IPv4 and IPv6 addresses, and refuses IPv6 forms that embed IPv4', async () => {
+    for (const url of ['http://93.184.216.34/hook', 'https://8.8.8.8/hook', 'http://[2606:4700:4700::1111]/hook']) expect((await submitWith(url)).status, url).toBe(202);
+    for (const url of ['http://[::ffff:5db8:d822]/hook', 'http://[::ffff:127.0.0.1]/hook', 'http://[64:ff9b::808:808]/hook', 'http://[64:ff9b:1::1]/hook', 'http://[fec0::1]/hook', 'http://169.254.169.254/latest']) {
+      const res = await submitWith(url);
+      expect(res.status, url).toBe(400);
+      expect(res.body.error.code).toBe('webhook_target_refused');
+    }
+  });
+
+  it('answers a multipart upload cut off before its closing boundary with 400, and keeps serving', async () => {
+    const boundary = 'sy-boundary-0123';
+    const body = `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\nContent-Type: application/jsonl\r\n\r\n{"custom_id":"a"}\n`;
+    const res = await fetch(`${broker.url}/v1/files`, { method: 'POST', headers: { ...A, 'content-type': `multipart/form-data; boundary=${boundary}` }, body });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
+    const unbounded = await fetch(`${broker.url}/v1/files`, { method: 'POST', headers: { ...A, 'content-type': 'multipart/form-data' }, body: 'x' });
+    expect(unbounded.status).toBe(400);
+    expect((await fetch(`${broker.url}/healthz`)).status).toBe(200);
   });
 });
 
