@@ -34,6 +34,14 @@ describe('per-request and per-tenant caps', () => {
     expect((await b.call('POST', '/v1/jobs', big, as(A))).status).toBe(413);
   });
 
+  it('bounds a batch’s metadata as OpenAI does: 16 pairs', async () => {
+    const b = await broker({});
+    const metadata = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v']));
+    const res = await b.call('POST', '/v1/batches', { input_file_id: 'file-x', endpoint: '/v1/chat/completions', completion_window: '24h', metadata }, as(A));
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ param: 'metadata', message: expect.stringContaining('at most 16 metadata pairs') });
+  });
+
   it("bounds one tenant's held long-polls, without touching another's", async () => {
     const b = await broker({ server: { max_waiting_per_tenant: 3 } });
     const id = (await b.call('POST', '/v1/jobs', { request: chat() }, as(A))).body.id as string;
