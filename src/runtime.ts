@@ -24,10 +24,15 @@ import { DeadlineQueue } from './queues/deadline-queue.js';
 import { ProviderQueues } from './queues/provider-queues.js';
 import { BreakerBoard } from './resilience/breaker-board.js';
 import { RateBudgets } from './resilience/rate-budget.js';
-import { checkEvictionPolicy, createRedis } from './redis/connection.js';
+import { checkEvictionPolicy, createRedis, watchConnection } from './redis/connection.js';
 import { Router } from './routing/router.js';
 import { JobEvents } from './store/job-events.js';
 import { JobStore } from './store/job-store.js';
+
+/** How long any command but a worker's blocking wait may take before it fails (and the API answers 503). */
+const COMMAND_TIMEOUT_MS = 2_000;
+/** How long one step of shutdown may take (the worker pools get their calls' grace on top). */
+const STEP_BOUND_MS = 5_000;
 
 export interface RuntimeOptions {
   config: Config;
@@ -80,17 +85,19 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     log.info({ url: mock.baseUrl, providers: mockNames }, 'no provider keys configured: using the built-in mock provider');
   }
 
-  // Scripts and reads pipeline automatically; BullMQ gets its own connection.
-  const storeRedis = createRedis(opts.redisUrl, { enableAutoPipelining: true });
-  const bullRedis = createRedis(opts.redisUrl, { enableAutoPipelining: false });
-  for (const r of [storeRedis, bullRedis]) r.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  // Scripts and reads pipeline automatically; BullMQ's queues get a connection of their own, and
+  // its workers, which block on Redis, another one without a command timeout. Every other command
+  // gives up after COMMAND_TIMEOUT_MS, so nothing (a request, a shutdown) waits on a lost Redis for ever.
+  const storeRedis = watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: true, commandTimeout: COMMAND_TIMEOUT_MS }), 'store', log);
+  const bullRedis = watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: false, commandTimeout: COMMAND_TIMEOUT_MS }), 'queues', log);
+  const workerRedis = opts.workers ? watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: false }), 'workers', log) : undefined;
   await checkEvictionPolicy(storeRedis, log);
 
   const ttlMs = config.retention.job_ttl_s * 1000;
   const store = new JobStore(storeRedis, config.redis.prefix, ttlMs);
   const queues = new ProviderQueues(bullRedis, config);
   const deadlines = new DeadlineQueue(bullRedis, config.redis.prefix);
-  const breakers = new BreakerBoard(storeRedis, storeRedis.duplicate(), store.keys, config, log);
+  const breakers = new BreakerBoard(storeRedis, watchConnection(storeRedis.duplicate(), 'breaker events', log), store.keys, config, log);
   await breakers.start();
   const budgets = new RateBudgets(storeRedis, store.keys, config);
   const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
@@ -123,23 +130,23 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: bullRedis, metrics });
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: workerRedis!, metrics });
     await pool.start(providers);
     runtime.pool = pool;
-    deadlines.startExpirer(store, log, async (id, hop) => {
+    deadlines.startExpirer(workerRedis!, store, log, async (id, hop) => {
       const job = await store.get(id);
       const ref = job?.chain[hop];
       if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);
     });
-    sender = new WebhookSender({ connection: bullRedis, redis: storeRedis, config, store, log, metrics });
+    sender = new WebhookSender({ connection: workerRedis!, redis: storeRedis, config, store, log, metrics });
     sender.start();
     webhooks.startSweeper();
-    batchRunner.start();
+    batchRunner.start(workerRedis!);
   }
 
   let events: JobEvents | undefined;
   if (opts.api) {
-    events = new JobEvents(storeRedis.duplicate(), store.keys.events);
+    events = new JobEvents(watchConnection(storeRedis.duplicate(), 'job events', log), store.keys.events);
     await events.start();
     runtime.events = events;
     const auth = new ApiKeyAuth(config.auth);
@@ -174,21 +181,39 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     log.info({ url: runtime.metricsUrl }, 'worker metrics listening');
   }
 
+  /**
+   * Each step is bounded: with Redis gone, BullMQ's closes and ioredis' QUIT would wait for it for
+   * ever, and one stuck step must not keep the rest (closing the listener above all) from running.
+   */
+  const step = async (name: string, fn: () => Promise<unknown>, boundMs = STEP_BOUND_MS) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      fn().then(() => true, (err: unknown) => (log.warn({ step: name, err: (err as Error).message }, 'shutdown step failed'), true)),
+      new Promise<false>((r) => (timer = setTimeout(() => r(false), boundMs))),
+    ]);
+    clearTimeout(timer);
+    if (!done) log.warn({ step: name, after_ms: boundMs }, 'shutdown step did not finish in time; going on');
+  };
   runtime.close = async () => {
-    await metricsServer?.close();
+    await step('worker metrics', async () => metricsServer?.close());
     // Stop intake first, then let in-flight hops finish, then drop connections.
-    await runtime.api?.close();
-    await events?.close();
-    await runtime.pool?.close();
-    await sender?.close();
-    await batchRunner.close();
-    await webhooks.close();
-    await Promise.all([...(clients?.values() ?? [])].map((c) => c.close()));
-    await deadlines.close();
-    await breakers.close();
-    await queues.close();
-    for (const close of closers) await close();
-    await Promise.all([storeRedis.quit().catch(() => {}), bullRedis.quit().catch(() => {})]);
+    await step('api', async () => runtime.api?.close(), STEP_BOUND_MS + 5_000);
+    await step('events', async () => events?.close());
+    await step('worker pools', async () => runtime.pool?.close(), config.workers.shutdown_grace_ms + STEP_BOUND_MS);
+    // The rest is independent, and each part may be waiting on the same lost Redis: one bound for all.
+    await Promise.all([
+      step('webhook sender', async () => sender?.close()),
+      step('batch worker', () => batchRunner.close()),
+      step('webhook queue', () => webhooks.close()),
+      step('provider clients', () => Promise.all([...(clients?.values() ?? [])].map((c) => c.close()))),
+      step('deadlines', () => deadlines.close()),
+      step('breakers', () => breakers.close()),
+      step('queues', () => queues.close()),
+      ...closers.map((close) => step('mock provider', close)),
+    ]);
+    const connections = [storeRedis, bullRedis, ...(workerRedis ? [workerRedis] : [])];
+    await step('redis', () => Promise.all(connections.map((r) => r.quit().catch(() => {}))), COMMAND_TIMEOUT_MS);
+    for (const r of connections) r.disconnect();
   };
   return runtime;
 }

@@ -55,8 +55,9 @@ export class BatchWorker {
     await this.queue.add(step, { step, batch }, { jobId: `${batch}-${step}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: { count: 1000 } });
   }
 
-  start(): void {
-    this.worker = new Worker<Step>(BATCH_QUEUE, (job) => this.run(job), { connection: this.deps.connection, prefix: this.deps.prefix, concurrency: 4, drainDelay: 1 });
+  /** `connection` is a worker's: BullMQ blocks on it, so it must have no command timeout. */
+  start(connection: Redis): void {
+    this.worker = new Worker<Step>(BATCH_QUEUE, (job) => this.run(job), { connection, prefix: this.deps.prefix, concurrency: 4, drainDelay: 1 });
     this.worker.on('error', (err) => this.deps.log.error({ err: err.message }, 'batch worker error'));
     this.sweeper = setInterval(() => void this.sweep().catch((err: unknown) => this.deps.log.warn({ err: (err as Error).message }, 'batch sweep failed')), SWEEP_EVERY_MS);
     this.sweeper.unref();

@@ -69,7 +69,10 @@ export class ProviderPool {
   async close(): Promise<void> {
     const grace = setTimeout(() => this.shutdown.abort(), this.deps.config.workers.shutdown_grace_ms);
     try {
-      await Promise.all(this.workers.map((w) => w.close()));
+      // With Redis gone there is no hop to hand back and nothing to wait for: calls are aborted now.
+      const lost = this.deps.connection.status !== 'ready';
+      if (lost) this.shutdown.abort();
+      await Promise.all(this.workers.map((w) => w.close(lost)));
     } finally {
       clearTimeout(grace);
     }

@@ -18,7 +18,7 @@ import type { RateBudgets } from '../resilience/rate-budget.js';
 import type { JobEvents } from '../store/job-events.js';
 import type { JobStore } from '../store/job-store.js';
 import type { ApiKeyAuth } from './auth.js';
-import { installErrorHandling } from './errors.js';
+import { installErrorHandling, unavailable } from './errors.js';
 import { guardLoopback } from './loopback-guard.js';
 import { adminRoutes } from './routes/admin.js';
 import { batchesRoutes } from './routes/batches.js';
@@ -101,6 +101,14 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   app.decorateRequest('tenant', '');
   installErrorHandling(app);
   if (services.auth.devMode) guardLoopback(app);
+  // With Redis known to be away, every route that needs it answers 503 at once instead of waiting
+  // for a command to time out; liveness, readiness (which says so itself) and the docs stay served.
+  app.addHook('onRequest', async (request, reply) => {
+    if (services.redis.status === 'ready') return;
+    const path = request.url;
+    if (path === '/healthz' || path === '/readyz' || path.startsWith('/docs')) return;
+    return unavailable(reply);
+  });
   // The OpenAPI document is generated from the same zod schemas that validate requests.
   await app.register(swagger, {
     openapi: {

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { IntakeError } from '../intake/intake-error.js';
 
@@ -31,6 +31,22 @@ const STATUS_TYPES: Record<number, string> = {
   429: 'rate_limit_error',
 };
 
+/** What ioredis throws when Redis is away: a command timed out, or could not be sent at all. */
+function isRedisUnavailable(error: Error & { code?: string }): boolean {
+  return (
+    error.message === 'Command timed out' ||
+    error.message.startsWith("Stream isn't writeable") ||
+    error.message === 'Connection is closed.' ||
+    error.name === 'MaxRetriesPerRequestError' ||
+    error.code === 'ECONNREFUSED'
+  );
+}
+
+/** Redis cannot be reached: a 503 the client may retry in a moment, never a hang. */
+export function unavailable(reply: FastifyReply) {
+  return reply.code(503).header('retry-after', '1').send(apiError('service_unavailable', 'the broker cannot reach Redis right now; retry shortly', null, 'redis_unavailable'));
+}
+
 /** Every error leaves in one shape, `{"error": {type, message, param, code}}`, with a fitting status. */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -50,6 +66,7 @@ export function installErrorHandling(app: FastifyInstance): void {
       if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS));
       return reply.code(error.status).send(apiError(error.type, error.message, error.param, error.code));
     }
+    if (isRedisUnavailable(error)) return unavailable(reply);
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       return reply.code(status).send(apiError(STATUS_TYPES[status] ?? 'invalid_request_error', error.message, null, error.code ?? null));

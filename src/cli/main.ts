@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
-import { createLogger } from '../log.js';
+import { createLogger, LogLevelError } from '../log.js';
 import { startMockProvider } from '../mock-provider/server.js';
 import { resolveRedis } from '../redis/connection.js';
 import { startRuntime } from '../runtime.js';
@@ -22,26 +22,48 @@ commands:
 
 environment: SWITCHYARD_CONFIG (default ./switchyard.yaml), REDIS_URL, PORT, LOG_LEVEL`;
 
+/** Beyond the calls' grace, how long the rest of shutdown may take before the process goes anyway. */
+const SHUTDOWN_MARGIN_MS = 15_000;
+
 async function runBroker(role: 'start' | 'api' | 'worker', providers: string | undefined) {
   const log = createLogger('switchyard');
   const { config, source } = loadConfig();
   log.info({ config: source, providers: Object.keys(config.providers) }, 'configuration loaded');
   const redis = await resolveRedis(config.redis.url, log);
-  const runtime = await startRuntime({
-    config,
-    redisUrl: redis.url,
-    log,
-    api: role !== 'worker',
-    ...(role !== 'api' && { workers: providers ? providers.split(',').map((p) => p.trim()).filter(Boolean) : [] }),
-  });
+  let runtime: Awaited<ReturnType<typeof startRuntime>>;
+  try {
+    runtime = await startRuntime({
+      config,
+      redisUrl: redis.url,
+      log,
+      api: role !== 'worker',
+      ...(role !== 'api' && { workers: providers ? providers.split(',').map((p) => p.trim()).filter(Boolean) : [] }),
+    });
+  } catch (err) {
+    await redis.embedded?.stop();
+    throw err;
+  }
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second Ctrl-C means now: no more waiting on calls or Redis.
+      log.warn({ signal }, 'second signal: exiting without waiting for shutdown to finish');
+      await redis.embedded?.stop();
+      process.exit(130);
+    }
     stopping = true;
-    log.info({ signal }, 'shutting down');
-    await runtime.close();
+    log.info({ signal, hint: 'send the signal again to exit at once' }, 'shutting down');
+    const bound = config.workers.shutdown_grace_ms + SHUTDOWN_MARGIN_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const closed = await Promise.race([
+      runtime.close().then(() => true),
+      new Promise<false>((r) => (timer = setTimeout(() => r(false), bound))),
+    ]);
+    clearTimeout(timer);
+    if (!closed) log.warn({ after_ms: bound }, 'shutdown did not finish in time; exiting anyway');
+    // Redis goes last: everything above may still have had something to write.
     await redis.embedded?.stop();
-    process.exit(0);
+    process.exit(closed ? 0 : 1);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
@@ -70,22 +92,31 @@ async function main() {
     process.exitCode = await runSubmit(process.argv.slice(3));
     return;
   }
-  const { positionals, values } = parseArgs({
-    allowPositionals: true,
-    options: {
-      providers: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      'latency-ms': { type: 'string' },
-      'jitter-ms': { type: 'string' },
-      'error-rate': { type: 'string' },
-      'error-status': { type: 'string' },
-      'rate-limit-rate': { type: 'string' },
-      'retry-after-s': { type: 'string' },
-      'api-key': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        providers: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'latency-ms': { type: 'string' },
+        'jitter-ms': { type: 'string' },
+        'error-rate': { type: 'string' },
+        'error-status': { type: 'string' },
+        'rate-limit-rate': { type: 'string' },
+        'retry-after-s': { type: 'string' },
+        'api-key': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    // parseArgs names the flag it does not know: say that, not where in Node it was noticed.
+    console.error(`switchyard: ${(err as Error).message}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  const { positionals, values } = parsed;
   const command = positionals[0];
   if (values.help || !command) {
     console.log(USAGE);
@@ -98,7 +129,8 @@ async function main() {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError) console.error(err.message);
+  // A setting to correct gets its message; anything else is a fault, and its stack helps.
+  if (err instanceof ConfigError || err instanceof LogLevelError) console.error(err.message);
   else console.error(err);
   process.exit(1);
 });

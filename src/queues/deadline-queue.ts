@@ -15,7 +15,7 @@ export class DeadlineQueue {
   private worker: Worker<{ id: string }> | undefined;
 
   constructor(
-    private readonly connection: Redis,
+    connection: Redis,
     private readonly prefix: string,
   ) {
     this.queue = new Queue(DEADLINE_QUEUE, { connection, prefix });
@@ -29,8 +29,11 @@ export class DeadlineQueue {
     );
   }
 
-  /** Runs the expirer in this process (worker processes do). `onExpired` cleans up the job's queued hop. */
-  startExpirer(store: JobStore, log: Logger, onExpired: (id: string, hop: number) => Promise<void>): void {
+  /**
+   * Runs the expirer in this process (worker processes do), on `connection` (a worker's: BullMQ
+   * blocks on it, so it must have no command timeout). `onExpired` cleans up the job's queued hop.
+   */
+  startExpirer(connection: Redis, store: JobStore, log: Logger, onExpired: (id: string, hop: number) => Promise<void>): void {
     this.worker = new Worker<{ id: string }>(
       DEADLINE_QUEUE,
       async (job) => {
@@ -39,7 +42,7 @@ export class DeadlineQueue {
         log.info({ job: job.data.id, hop: outcome.hop, was: outcome.previous }, 'job expired at its deadline');
         await onExpired(job.data.id, outcome.hop);
       },
-      { connection: this.connection, prefix: this.prefix, concurrency: 50 },
+      { connection, prefix: this.prefix, concurrency: 50 },
     );
     this.worker.on('error', (err) => log.error({ err: err.message }, 'deadline worker error'));
   }

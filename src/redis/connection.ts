@@ -22,7 +22,8 @@ export async function resolveRedis(
     return { url: local };
   }
   const embedded = await EmbeddedRedis.start(opts.embeddedDir ? { dir: opts.embeddedDir } : {});
-  log.info({ redis: embedded.url, pid: embedded.pid }, 'no Redis answered; started an embedded redis-server (AOF on, noeviction)');
+  if (embedded.reused) log.warn({ redis: embedded.url, pid: embedded.pid }, 'reusing the embedded redis-server an earlier broker left running (it was not shut down cleanly)');
+  else log.info({ redis: embedded.url, pid: embedded.pid }, 'no Redis answered; started an embedded redis-server (AOF on, noeviction)');
   return { url: embedded.url, embedded };
 }
 
@@ -32,6 +33,35 @@ export async function resolveRedis(
  */
 export function createRedis(url: string, extra: RedisOptions = {}): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true, ...extra });
+}
+
+/** While Redis stays unreachable, one line this often rather than one per reconnection attempt. */
+const UNREACHABLE_LOG_EVERY_MS = 10_000;
+
+/**
+ * Logs a connection's trouble the way an operator can read it: the first error at once, then a
+ * line every few seconds with how many followed, and one line when it is back.
+ */
+export function watchConnection(redis: Redis, name: string, log: Logger): Redis {
+  let since = 0;
+  let errors = 0;
+  let lastLog = 0;
+  redis.on('error', (err: Error) => {
+    errors++;
+    const now = Date.now();
+    if (since === 0) since = now;
+    if (now - lastLog < UNREACHABLE_LOG_EVERY_MS) return;
+    lastLog = now;
+    log.warn({ connection: name, err: err.message, errors, down_for_ms: now - since }, 'redis connection error');
+  });
+  redis.on('ready', () => {
+    if (since === 0) return;
+    log.info({ connection: name, errors, down_for_ms: Date.now() - since }, 'redis connection restored');
+    since = 0;
+    errors = 0;
+    lastLog = 0;
+  });
+  return redis;
 }
 
 /** Redis must never evict queue or job keys; say so loudly when it might. */

@@ -151,7 +151,10 @@ export class JobStore {
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hmget(this.keys.job(id), ...RECORD_FIELDS);
     const replies = (await pipeline.exec()) ?? [];
-    const jobs = replies.map(([err, values]) => (err ? null : parseRecord(values as (string | null)[])));
+    // A command that failed (Redis away) is not a missing job: the caller must not answer 404.
+    const failed = replies.find(([err]) => err);
+    if (failed) throw failed[0];
+    const jobs = replies.map(([, values]) => parseRecord(values as (string | null)[]));
     // Delivery attempts live in a list of their own, read only for jobs that have a webhook.
     const hooked = jobs.filter((j): j is JobRecord => j?.webhook_url != null);
     if (hooked.length > 0) {
