@@ -20,9 +20,18 @@ export const REDACT_PATHS = [
   'config.providers.*.api_key',
 ];
 
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** A LOG_LEVEL pino does not know is a setting to correct, not a crash with a stack trace. */
+export class LogLevelError extends Error {
+  override name = 'LogLevelError';
+}
+
 export function loggerOptions(): LoggerOptions {
+  const level = process.env.LOG_LEVEL || 'info';
+  if (!LEVELS.includes(level)) throw new LogLevelError(`LOG_LEVEL must be one of ${LEVELS.join(', ')} (got ${JSON.stringify(level)})`);
   return {
-    level: process.env.LOG_LEVEL ?? 'info',
+    level,
     base: { pid: process.pid },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };

@@ -18,7 +18,7 @@ function startCli(args: string[], env: Record<string, string> = {}): CliRun {
   const inherited = { ...process.env };
   delete inherited.SWITCHYARD_URL;
   delete inherited.SWITCHYARD_API_KEY;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/submit-cli.ts', 'submit', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'submit', ...args], {
     env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -118,7 +118,7 @@ function expectEachLineOnce(results: ResultLine[], lines: number[]) {
 
 describe('switchyard submit', () => {
   // q answers 400 to everything: jobs routed to it fail at once.
-  const ctx = brokerFixture('switchyard-submit', { p: { latencyMs: 5 }, q: { errorRate: 1, errorStatus: 400 } }, { models: { fast: ['p/model-a'], broken: ['q/model-a'] } });
+  const ctx = brokerFixture('switchyard-submit', { p: { latencyMs: 5 }, q: { errorRate: 1, errorStatus: 400 } }, { models: { fast: ['p/model-a'], broken: ['q/model-a'] }, tasks: { default: 'fast', other: 'fast' } });
 
   it('runs a 300-line file: one succeeded result per line, each traceable to its line, exit 0', async () => {
     const { dir, broker } = ctx;
@@ -202,6 +202,60 @@ describe('switchyard submit', () => {
     const restarted = await runCli([input, '--out', out, '--url', broker.url, '--restart']);
     expect(restarted.code).toBe(0);
     expectEachLineOnce(readResults(out), range(5));
+  });
+
+  it('submits new jobs with --restart, whatever the earlier run used, so a rerun after an outage really runs again', async () => {
+    const { dir, broker } = ctx;
+    const input = join(dir, 'outage.jsonl');
+    const out = join(dir, 'outage.out.jsonl');
+    writeFileSync(input, jsonl(questions(4)));
+    // The provider behind "broken" fails every call: the whole run fails.
+    const failed = await runCli([input, '--out', out, '--url', broker.url, '--model', 'broken']);
+    expect(failed.code).toBe(1);
+    const failedIds = readResults(out).map((r) => r.id);
+    expect(readResults(out).every((r) => r.status === 'failed')).toBe(true);
+
+    const before = await jobCount(broker);
+    const again = await runCli([input, '--out', out, '--url', broker.url, '--restart', '--model', 'fast', '--task', 'other']);
+    expect(again.stderr).toContain('4 lines: 4 succeeded, 0 failed');
+    expect(again.code).toBe(0);
+    const results = readResults(out);
+    expectEachLineOnce(results, range(4));
+    expect(results.every((r) => r.status === 'succeeded' && !failedIds.includes(r.id))).toBe(true);
+    expect((await jobCount(broker)) - before).toBe(4);
+
+    // And once more with the same options as the first run: new jobs again, not the first run's replayed.
+    const third = await runCli([input, '--out', out, '--url', broker.url, '--restart', '--model', 'broken']);
+    expect(third.code).toBe(1);
+    expect(readResults(out).map((r) => r.id).some((id) => failedIds.includes(id))).toBe(false);
+  });
+
+  it("routes ordinary chat bodies by their own model, as the Batch API does; --model overrides it", async () => {
+    const { dir, broker } = ctx;
+    const input = join(dir, 'models.jsonl');
+    const out = join(dir, 'models.out.jsonl');
+    writeFileSync(input, jsonl([{ model: 'fast', ...chat('on fast') }, { model: 'broken', ...chat('on broken') }, { model: 'p/model-a', ...chat('by target') }]));
+    const run = await runCli([input, '--out', out, '--url', broker.url]);
+    expect(run.code).toBe(1);
+    const byLine = new Map(readResults(out).map((r) => [r.line, r]));
+    expect(byLine.get(1)!.status).toBe('succeeded');
+    expect(byLine.get(2)!.status).toBe('failed');
+    expect(byLine.get(3)!.status).toBe('succeeded');
+    const overridden = await runCli([input, '--out', join(dir, 'models2.out.jsonl'), '--url', broker.url, '--model', 'fast']);
+    expect(overridden.code).toBe(0);
+  });
+
+  it("does not hold a corrected command to a run the broker refused before it submitted anything", async () => {
+    const { dir, broker } = ctx;
+    const input = join(dir, 'typo.jsonl');
+    const out = join(dir, 'typo.out.jsonl');
+    writeFileSync(input, jsonl(questions(3)));
+    const typo = await runCli([input, '--out', out, '--url', broker.url, '--task', 'summarise']);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(/unknown task "summarise"/);
+    const fixed = await runCli([input, '--out', out, '--url', broker.url, '--task', 'other']);
+    expect(fixed.stderr).toContain('3 lines: 3 succeeded, 0 failed');
+    expect(fixed.code).toBe(0);
   });
 
   it('refuses to append to a results file it has no state for (exit 2)', async () => {
@@ -345,8 +399,8 @@ describe('switchyard submit with API keys', () => {
     const fromEnv = await runCli([input, '--out', join(dir, 'env.out')], { SWITCHYARD_URL: broker.url, SWITCHYARD_API_KEY: key });
     expect(fromEnv.code).toBe(0);
     expectEachLineOnce(readResults(join(dir, 'env.out')), range(20));
-    // Same file, so the same idempotency keys: the tenant's 20 jobs are found again, not created anew.
-    expect(await jobCount(broker, 't')).toBe(20);
+    // Two runs (two results files), so two sets of jobs: a run is named by its own run id.
+    expect(await jobCount(broker, 't')).toBe(40);
 
     const anonymous = await runCli([input, '--out', join(dir, 'anon.out'), '--url', broker.url]);
     expect(anonymous.code).toBe(1);
@@ -355,7 +409,7 @@ describe('switchyard submit with API keys', () => {
     const wrong = await runCli([input, '--out', join(dir, 'wrong.out'), '--url', broker.url, '--api-key', 'sk-not-the-right-key-at-all']);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain('invalid API key');
-    expect(await jobCount(broker, 't')).toBe(20);
+    expect(await jobCount(broker, 't')).toBe(40);
     for (const run of [flagged, fromEnv, anonymous, wrong]) {
       expect(run.stdout + run.stderr).not.toContain(key);
       // Default --concurrency (64) requests listen on one abort signal; Node must not warn of a leak.

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ApiError, BrokerClient } from './submit/client.js';
@@ -14,15 +15,18 @@ where it stopped when run again with the same arguments.
 
   --out FILE          results, one JSON line per input line (required); state in FILE.state.json
   --task NAME         task for lines that name none
-  --model NAME        model for lines that name none
+  --model NAME        model for every line (overrides a line's own "model")
   --priority N        priority (1..10) for lines that give none
   --url URL           the Switchyard API (default $SWITCHYARD_URL or http://127.0.0.1:8080)
   --api-key KEY       bearer key (default $SWITCHYARD_API_KEY)
   --chunk N           jobs per bulk request (default 500, at most 10000)
   --concurrency N     jobs awaited at once (default 64)
   --restart           discard the results and state of an earlier run and start over
+                      with new jobs
 
-A line with "request" is a whole job body; any other object is a chat-completions request.
+A line with "request" is a whole job body; any other object is a chat-completions request,
+routed by its "model" (an alias or provider/model) when it has one, else by --task or the
+default task.
 Exit status: 0 every line succeeded, 1 some failed or the run stopped on an error, 2 usage error,
 130 interrupted (run the same command again to resume).`;
 
@@ -111,7 +115,8 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): SubmitOptions | '
  */
 function settle(options: SubmitOptions, sha256: string, prior: SubmitState | null): SubmitState {
   if (!prior || options.restart) {
-    return { version: 1, input_sha256: sha256, chunk: options.chunk ?? DEFAULT_CHUNK, defaults: options.defaults, chunks: {} };
+    // A run of its own: its Idempotency-Keys name it, so it submits new jobs, never an old run's.
+    return { version: 1, run_id: randomBytes(8).toString('hex'), input_sha256: sha256, chunk: options.chunk ?? DEFAULT_CHUNK, defaults: options.defaults, chunks: {} };
   }
   if (prior.input_sha256 !== sha256) {
     throw new UsageError(`${options.input} has changed since the run recorded in ${statePath(options.out)}; pass --restart to discard that run's results and start over`);
@@ -180,8 +185,11 @@ interface Plan {
 async function plan(options: SubmitOptions): Promise<Plan | { invalid: string[] }> {
   const bytes = await readInput(options.input);
   const path = statePath(options.out);
-  const prior = options.restart ? null : await loadState(path);
-  if (!prior && !options.restart && (await fileSize(options.out)) > 0) {
+  const loaded = options.restart ? null : await loadState(path);
+  // A run that submitted nothing (refused by the broker, say) left nothing to resume: the corrected
+  // command starts afresh instead of being held to that run's options.
+  const prior = loaded && Object.keys(loaded.chunks).length > 0 ? loaded : null;
+  if (!loaded && !options.restart && (await fileSize(options.out)) > 0) {
     throw new UsageError(`${options.out} already has content but no ${path} to resume from; pass --restart to overwrite it`);
   }
   const sha256 = inputHash(bytes);

@@ -86,11 +86,15 @@ export function parseConfig(input: unknown, env: Env, source: string): Config {
   const withEnv = interpolate(input ?? {}, env, []) as Record<string, unknown>;
   if (withEnv.providers) withEnv.providers = applyPresets(withEnv.providers, env);
   const redis = { ...(withEnv.redis as object | undefined) } as Record<string, unknown>;
-  if (env.REDIS_URL) redis.url = env.REDIS_URL;
+  if (env.REDIS_URL) {
+    // Named as what it is: a bad variable, not a bad line in a file that may not even exist.
+    if (!/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`config error at REDIS_URL: expected a redis:// or rediss:// URL, got ${JSON.stringify(env.REDIS_URL)}`);
+    redis.url = env.REDIS_URL;
+  }
   const server = { ...(withEnv.server as object | undefined) } as Record<string, unknown>;
   if (env.PORT) {
     const port = Number(env.PORT);
-    if (!Number.isInteger(port)) throw new ConfigError(`config error at PORT: "${env.PORT}" is not a port number`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`config error at PORT: "${env.PORT}" is not a port number`);
     server.port = port;
   }
   const result = configSchema.safeParse({ ...withEnv, redis, server });

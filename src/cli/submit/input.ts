@@ -26,12 +26,21 @@ const MAX_LISTED_PROBLEMS = 20;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * A line with `request` is a whole job body; any other object is a chat-completions body. The
- * command line only fills gaps, so a line can always override it.
+ * A line with `request` is a whole job body; any other object is a chat-completions body, whose
+ * `model` (every real one has one, and OpenAI's Batch API routes by it) routes the job, as the
+ * broker's own batches do. `--model` overrides a line's model; `--task` and `--priority` only
+ * fill gaps, so a line can always override them.
  */
 function jobBody(value: Record<string, unknown>, defaults: JobDefaults): Record<string, unknown> {
-  const body: Record<string, unknown> = 'request' in value ? { ...value } : { request: value };
-  for (const key of ['task', 'model', 'priority'] as const) {
+  let body: Record<string, unknown>;
+  if ('request' in value) {
+    body = { ...value };
+  } else {
+    const { model, ...request } = value;
+    body = { request, ...(model !== undefined && { model }) };
+  }
+  if (defaults.model !== undefined) body.model = defaults.model;
+  for (const key of ['task', 'priority'] as const) {
     if (body[key] === undefined && defaults[key] !== undefined) body[key] = defaults[key];
   }
   return body;
@@ -100,5 +109,10 @@ export function chunkJobs(entries: Entry[], size: number): Chunk[] {
   return chunks;
 }
 
-/** The bulk request's Idempotency-Key: the same file and chunk always map to the same jobs. */
-export const chunkKey = (sha256: string, chunk: Chunk): string => `${sha256.slice(0, 16)}-${chunk.firstLine}`;
+/**
+ * The bulk request's Idempotency-Key: within one run, the same file and chunk always map to the
+ * same jobs (a resumed run finds them); a run started over (`--restart`) has a run id of its own,
+ * so it submits new jobs rather than find the old run's.
+ */
+export const chunkKey = (run: { run_id?: string; input_sha256: string }, chunk: Chunk): string =>
+  `${run.run_id ? `${run.run_id}-` : ''}${run.input_sha256.slice(0, 16)}-${chunk.firstLine}`;

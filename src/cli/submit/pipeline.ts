@@ -97,7 +97,7 @@ export async function runPipeline(o: PipelineOptions): Promise<void> {
       if (o.state.chunks[chunk.firstLine] !== undefined) continue;
       while (outstanding >= aheadLimit && !stop.signal.aborted) await wakeup.wait();
       stop.signal.throwIfAborted();
-      const ids = await submitChunk(o.client, chunk, chunkKey(o.sha256, chunk), stop.signal);
+      const ids = await submitChunk(o.client, chunk, chunkKey(o.state, chunk), stop.signal);
       o.state.chunks[chunk.firstLine] = ids;
       // Recorded before any of these jobs is awaited, so a resumed run finds them without re-posting.
       await saveState(o.statePath, o.state);

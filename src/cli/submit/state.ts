@@ -4,6 +4,8 @@ import type { JobDefaults } from './input.js';
 /** What a run has submitted; enough to wait for its jobs again instead of submitting them twice. */
 export interface SubmitState {
   version: 1;
+  /** Names this run in its Idempotency-Keys (absent in states written before runs had one). */
+  run_id?: string;
   input_sha256: string;
   /** Chunk boundaries, and so the idempotency keys, depend on it. */
   chunk: number;
