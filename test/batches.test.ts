@@ -127,6 +127,24 @@ describe('OpenAI Batch API shape', () => {
     }
   });
 
+  it('cancels a batch while it is still validating: the cancel wins, nothing runs, batch.cancelled is sent', async () => {
+    const file = await upload(Array.from({ length: 20_000 }, (_, i) => line(i)));
+    const callsBefore = good.stats.calls;
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    expect(created.status).toBe('validating');
+    expect((await client.batches.cancel(created.id)).status).toBe('cancelling');
+    const batch = await settle(created.id);
+    expect(batch.status).toBe('cancelled');
+    expect(batch.request_counts).toEqual({ total: 0, completed: 0, failed: 0 });
+    expect(batch.output_file_id).toBeNull();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(good.stats.calls).toBe(callsBefore);
+    await waitFor(async () => receiver.received.some((r) => JSON.parse(r.body).data.id === batch.id));
+    expect(receiver.received.filter((r) => JSON.parse(r.body).data.id === batch.id).map((r) => JSON.parse(r.body).type)).toEqual(['batch.cancelled']);
+    // Cancelling it again is no error; a finished batch is.
+    expect((await client.batches.cancel(created.id)).status).toBe('cancelled');
+  });
+
   it('expires a batch that outlives its completion window: finished lines in the output, the rest batch_expired', async () => {
     const slow = await startMock({ latencyMs: 150 });
     const short = await startBroker(

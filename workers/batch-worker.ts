@@ -122,7 +122,8 @@ export class BatchWorker {
   private async startBatch(id: string): Promise<void> {
     const { batches, files, intake, log } = this.deps;
     const b = await batches.get(id);
-    if (!b || b.status !== 'validating' && b.status !== 'in_progress') return;
+    if (!b || (b.status !== 'validating' && b.status !== 'in_progress' && b.status !== 'cancelling')) return;
+    if (b.status === 'cancelling') return this.stopStarting(id);
     const endpoint = b.endpoint!;
     const expiresAt = Number(b.expires_at) * 1000;
     const fileId = b.input_file_id!;
@@ -131,7 +132,8 @@ export class BatchWorker {
       const error: BatchLineError = { code: 'input_file_not_found', message: `the input file ${fileId} no longer exists`, param: 'input_file_id', line: null };
       const made = await batches.jobCount(id);
       if (made === 0) {
-        await batches.mark(id, 'failed', 'failed_at', { errors: JSON.stringify([error]) });
+        if (!(await batches.move(id, ['validating', 'in_progress'], 'failed', 'failed_at', { errors: JSON.stringify([error]) })).moved) return this.stopStarting(id);
+        await batches.markStartDone(id);
         await intake.releaseBatch(b.tenant!, id);
         await this.deps.announce?.(b.tenant!, id);
         return;
@@ -177,13 +179,15 @@ export class BatchWorker {
       }
       if (errors.length > 0) {
         if (bad > MAX_ERRORS) errors.push({ code: 'too_many_errors', message: `${bad - MAX_ERRORS} more lines are invalid`, param: null, line: null });
-        await batches.mark(id, 'failed', 'failed_at', { errors: JSON.stringify(errors) });
+        // Cancelled while it was being validated: the cancel wins, and nothing ran.
+        if (!(await batches.move(id, ['validating'], 'failed', 'failed_at', { errors: JSON.stringify(errors) })).moved) return this.stopStarting(id);
+        await batches.markStartDone(id);
         await intake.releaseBatch(b.tenant!, id);
         log.info({ batch: id, invalid_lines: bad }, 'batch refused at validation');
         await this.deps.announce?.(b.tenant!, id);
         return;
       }
-      await batches.mark(id, 'in_progress', 'in_progress_at', { total });
+      if (!(await batches.move(id, ['validating'], 'in_progress', 'in_progress_at', { total })).moved) return this.stopStarting(id);
     }
 
     // Enqueue line by line chunk; a re-run after a crash resumes where `enqueued` stopped, and the
@@ -202,8 +206,9 @@ export class BatchWorker {
       await batches.recordLines(id, last, jobs.map((j, k) => ({ line: parsed[k]!.line, jobId: j.id, customId: parsed[k]!.customId })));
     }
     if ((await batches.get(id))?.status === 'cancelling') {
-      await this.schedule('cancel', id);
+      await this.stopStarting(id);
     } else {
+      await batches.markStartDone(id);
       // The file went away part way (deleted): the batch is whole at the jobs it made.
       const made = await batches.jobCount(id);
       const total = Number((await batches.get(id))?.total ?? 0);
@@ -217,10 +222,21 @@ export class BatchWorker {
     log.info({ batch: id }, 'batch enqueued');
   }
 
+  /**
+   * The start step has stopped making jobs because the batch is being cancelled: it says so, then
+   * hands over to the cancel step, which may now count what was made. (The API's cancel schedules
+   * that step itself only when it sees the start step done; between the two, one always does.)
+   */
+  private async stopStarting(id: string): Promise<void> {
+    await this.deps.batches.markStartDone(id);
+    await this.schedule('cancel', id);
+  }
+
   private async cancelBatch(id: string): Promise<void> {
     const { batches, store, queues } = this.deps;
     const b = await batches.get(id);
-    if (!b) return;
+    // Only a cancelling batch whose start step has stopped: jobs it made later would be missed.
+    if (!b || b.status !== 'cancelling' || b.start_done !== '1') return;
     const enqueued = Number(b.enqueued ?? 0);
     for (let from = 1; from <= enqueued; from += CHUNK) {
       const lines = await batches.lines(id, from, Math.min(enqueued, from + CHUNK - 1));
@@ -247,7 +263,12 @@ export class BatchWorker {
     if (!b) return;
     // Already final: a crash came after marking it, so only the event may be owed (sent once by id).
     if (!['in_progress', 'cancelling', 'finalizing'].includes(b.status!)) return this.deps.announce?.(b.tenant!, id);
-    await batches.mark(id, b.status === 'cancelling' ? 'cancelling' : 'finalizing', b.status === 'cancelling' ? null : 'finalizing_at');
+    if (b.status === 'in_progress') {
+      // A cancel that came in the meantime decides how this batch ends.
+      const moved = await batches.move(id, ['in_progress'], 'finalizing', 'finalizing_at');
+      if (!moved.moved && moved.previous !== 'finalizing') b.status = moved.previous;
+    }
+    const cancelling = b.status === 'cancelling';
     const total = Number(b.total ?? 0);
     // Jobs are kept by their line in the file (blank lines have none), up to the last line enqueued.
     const lastLine = Number(b.enqueued ?? 0);
@@ -267,9 +288,8 @@ export class BatchWorker {
     const errors = await files.write(b.tenant!, `${id}_error.jsonl`, 'batch_output', results('error'));
     const fileIds = { ...(output && { output_file_id: output.id }), ...(errors && { error_file_id: errors.id }) };
     const expired = Date.now() >= Number(b.expires_at) * 1000;
-    if (b.status === 'cancelling') await batches.mark(id, 'cancelled', 'cancelled_at', fileIds);
-    else if (expired && errors) await batches.mark(id, 'expired', 'expired_at', fileIds);
-    else await batches.mark(id, 'completed', 'completed_at', fileIds);
+    const end = cancelling ? { status: 'cancelled' as const, stamp: 'cancelled_at' as const } : expired && errors ? { status: 'expired' as const, stamp: 'expired_at' as const } : { status: 'completed' as const, stamp: 'completed_at' as const };
+    await batches.move(id, [cancelling ? 'cancelling' : 'finalizing'], end.status, end.stamp, fileIds);
     await this.deps.intake.releaseBatch(b.tenant!, id);
     log.info({ batch: id, total, output: output?.id, errors: errors?.id }, 'batch finalized');
     await this.deps.announce?.(b.tenant!, id);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../store/keys.js';
 import { pageIds } from '../store/pagination.js';
+import { type ScriptClient, withScripts } from '../redis/scripts.js';
 
 export const BATCH_STATUSES = ['validating', 'failed', 'in_progress', 'finalizing', 'completed', 'expired', 'cancelling', 'cancelled'] as const;
 export type BatchStatus = (typeof BATCH_STATUSES)[number];
@@ -19,7 +20,7 @@ type Stamp = (typeof STAMPS)[number];
 
 const FIELDS = [
   'tenant', 'status', 'total', 'completed', 'failed', 'endpoint', 'input_file_id', 'completion_window', 'created_at',
-  'expires_at', 'output_file_id', 'error_file_id', 'errors', 'metadata', 'enqueued', ...STAMPS,
+  'expires_at', 'output_file_id', 'error_file_id', 'errors', 'metadata', 'enqueued', 'start_done', ...STAMPS,
 ] as const;
 
 /**
@@ -38,11 +39,15 @@ export type BatchRecord = Record<(typeof FIELDS)[number], string | null>;
  * other. Line i's job is field i of a second hash.
  */
 export class BatchStore {
+  private readonly redis: ScriptClient;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly keys: Keys,
     private readonly ttlMs: number,
-  ) {}
+  ) {
+    this.redis = withScripts(redis);
+  }
 
   async create(b: { id: string; tenant: string; inputFileId: string; endpoint: string; window: string; windowMs: number; metadata: Record<string, string> | null }): Promise<string> {
     const { id } = b;
@@ -66,9 +71,20 @@ export class BatchStore {
     return Object.fromEntries(FIELDS.map((f, i) => [f, values[i] ?? null])) as BatchRecord;
   }
 
-  /** Moves the batch to `status`, stamping `<stamp>` with now, plus any other fields. */
-  async mark(id: string, status: BatchStatus, stamp: Stamp | null, extra: Record<string, string | number> = {}): Promise<void> {
-    await this.redis.hset(this.keys.batch(id), { status, ...(stamp && { [stamp]: Math.floor(Date.now() / 1000) }), ...extra });
+  /**
+   * Moves the batch to `status` if it is in one of `from` (compare and set: steps and a cancel race),
+   * stamping `<stamp>` with now, plus any other fields. Says whether it moved, from what, and whether
+   * the start step has finished enqueueing (see `startDone`).
+   */
+  async move(id: string, from: BatchStatus[], status: BatchStatus, stamp: Stamp | null, extra: Record<string, string | number> = {}): Promise<{ moved: boolean; previous: string; startDone: boolean }> {
+    const fields = Object.entries(extra).flat();
+    const [moved, previous, startDone] = (await this.redis.batchTransition(this.keys.batch(id), status, stamp ?? '', Math.floor(Date.now() / 1000), from.join(','), ...fields)) as [number, string, string];
+    return { moved: moved === 1, previous, startDone: startDone === '1' };
+  }
+
+  /** The start step has stopped making jobs (done, or stopped by a cancel): a cancel may count what it made. */
+  async markStartDone(id: string): Promise<void> {
+    await this.redis.hset(this.keys.batch(id), 'start_done', 1);
   }
 
   async set(id: string, fields: Record<string, string | number>): Promise<void> {

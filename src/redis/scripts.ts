@@ -12,6 +12,7 @@ const SCRIPTS = {
   breakerAcquire: 2,
   breakerRecord: 2,
   windowBudget: 1,
+  batchTransition: 1,
   webhookSlot: 3,
   fileQuota: 5,
 } as const;

@@ -52,11 +52,12 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
     const { id } = request.params;
     const b = mine(await batches.get(id), request.tenant);
     if (!b) return reply.code(404).send(notFound(id));
-    if (b.status === 'validating' || b.status === 'in_progress') {
-      await batches.mark(id, 'cancelling', 'cancelling_at');
-      await batchRunner.schedule('cancel', id);
-    } else if (b.status !== 'cancelling' && b.status !== 'cancelled') {
-      return reply.code(409).send(apiError('conflict_error', `batch ${id} is ${b.status} and cannot be cancelled`, 'id', 'batch_not_cancellable'));
+    const moved = await batches.move(id, ['validating', 'in_progress'], 'cancelling', 'cancelling_at');
+    if (moved.moved) {
+      // While the start step still makes jobs it hands over to the cancel itself, when it stops.
+      if (moved.startDone) await batchRunner.schedule('cancel', id);
+    } else if (moved.previous !== 'cancelling' && moved.previous !== 'cancelled') {
+      return reply.code(409).send(apiError('conflict_error', `batch ${id} is ${moved.previous} and cannot be cancelled`, 'id', 'batch_not_cancellable'));
     }
     return toPublicBatch(id, (await batches.get(id))!);
   });
