@@ -3,7 +3,7 @@
   KEYS[1] job hash, KEYS[2] tenant index (zset by creation time), KEYS[3] idempotency key,
   KEYS[4] the tenant's totals (hash; 'queued' counts its unfinished jobs), KEYS[5] the tenant's
   admission leases (zset), KEYS[6] their sizes (hash)
-  ARGV[1] job id, ARGV[2] now (ms), ARGV[3] record TTL (ms), ARGV[4] '1' when an idempotency key applies,
+  ARGV[1] job id, ARGV[2] now (ms), ARGV[3] record TTL after the job ends (ms), ARGV[4] '1' when an idempotency key applies,
   ARGV[5] body hash, ARGV[6] idempotency window (s), ARGV[7] the admission lease this job was
   admitted under ('' for none), ARGV[8] its estimated spend (1e-10 USD, 0 for none), ARGV[9] the
   month that estimate is reserved in, ARGV[10..] field, value, ...
@@ -23,8 +23,9 @@ if ARGV[4] == '1' then
   end
   redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[6])
 end
+-- No expiry yet: a record lives until its job ends, however long that takes (jobEnded sets the
+-- TTL then), so a long job cannot vanish mid-run and take its result and its tenant count with it.
 redis.call('HSET', KEYS[1], unpack(ARGV, 10))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local now = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'queued', 1)
@@ -37,6 +38,7 @@ end
 if ARGV[7] ~= '' then
   takeFromLease(KEYS[5], KEYS[6], ARGV[7], estimate)
 end
--- The index must not outlive the records it points to.
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. tostring(now - tonumber(ARGV[3])))
+-- The index must not outlive the records it points to: an entry created two TTLs ago belongs to a
+-- job that ended and expired, unless it ran that long (lists skip and drop entries whose record is gone).
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%.0f', now - 2 * tonumber(ARGV[3])))
 return {0, ARGV[1]}

@@ -274,8 +274,8 @@ export class JobStore {
   }
 
   /**
-   * Newest first; `after` is the last id of the previous page. A filtered page reads only the
-   * status of the jobs it passes over, and whole records only for the jobs it returns; it looks
+   * Newest first; `after` is the last id of the previous page. A page reads only the status of the
+   * jobs it passes over, and whole records only for the jobs it returns; a filtered page looks
    * at no more than LIST_SCAN_LIMIT jobs, and when it stops there short of a full page it says so
    * with `cursor` (the last id it looked at), so the next page goes on from there.
    */
@@ -293,7 +293,7 @@ export class JobStore {
     let offset = 0;
     let scanned = 0;
     let last: string | undefined;
-    const batch = opts.status ? 500 : opts.limit + 1;
+    const batch = opts.status ? 500 : Math.max(opts.limit + 1, 100);
     while (scanned < LIST_SCAN_LIMIT) {
       const page = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, batch);
       if (page.length === 0) break;
@@ -305,7 +305,15 @@ export class JobStore {
         if (afterId && page[i + 1] === max && id >= afterId) continue;
         ids.push(id);
       }
-      const statuses = opts.status ? await this.statuses(ids) : ids.map(() => null);
+      // Statuses only, also unfiltered: an index entry whose record has expired is passed over (and
+      // dropped), so a page is never short or empty while more jobs follow.
+      const statuses = await this.statuses(ids);
+      const gone = ids.filter((_, k) => statuses[k] === undefined);
+      if (gone.length > 0) {
+        await this.redis.zrem(index, ...gone);
+        // They no longer take a place in the index, so the next page starts that much earlier.
+        offset -= gone.length;
+      }
       let stopped = false;
       for (let k = 0; k < ids.length; k++) {
         if (scanned >= LIST_SCAN_LIMIT) {
