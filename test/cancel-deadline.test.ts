@@ -24,8 +24,10 @@ describe('cancel and deadlines', () => {
     expect(res.body).toMatchObject({ id: body.id, status: 'cancelled', error: { type: 'cancelled' } });
     expect(res.body.finished_at).not.toBeNull();
     expect(await api.runtime.queues.get('primary').getJob(`${body.id}-h0`)).toBeUndefined();
-    // Cancelling again is harmless and answers the same.
-    expect((await api.call('POST', `/v1/jobs/${body.id}/cancel`)).body.status).toBe('cancelled');
+    // Cancelling again changes nothing, and says so.
+    const again = await api.call('POST', `/v1/jobs/${body.id}/cancel`);
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('job_not_cancellable');
     const w = await workers();
     const other = await api.call('POST', '/v1/jobs', { request: chat('runs') });
     await api.call('GET', `/v1/jobs/${other.body.id}?wait=20`);
@@ -34,7 +36,7 @@ describe('cancel and deadlines', () => {
     expect((await api.call('GET', `/v1/jobs/${body.id}`)).body.status).toBe('cancelled');
   });
 
-  it('cancels a running job: the late provider answer is dropped and the job stays cancelled', async () => {
+  it('cancels a running job: its call is stopped, recorded, and the job stays cancelled', async () => {
     const w = await workers();
     try {
       const { body } = await api.call('POST', '/v1/jobs', { request: chat('running then cancelled') });
@@ -46,7 +48,8 @@ describe('cancel and deadlines', () => {
       expect(after.body.status).toBe('cancelled');
       expect(after.body.result).toBeNull();
       const line = w.logs.lines.find((l) => l.job === body.id && l.msg === 'attempt')!;
-      expect(line.discarded).toMatch(/already ended/);
+      expect(line.outcome).toBe('cancelled');
+      expect(after.body.attempts).toEqual([expect.objectContaining({ outcome: 'cancelled' })]);
     } finally {
       await w.close();
     }

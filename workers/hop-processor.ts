@@ -11,6 +11,7 @@ import type { BreakerBoard, CallOutcome, Ticket } from '../src/resilience/breake
 import type { RateBudgets, Reservation } from '../src/resilience/rate-budget.js';
 import { type Attempt, type JobError, splitTarget } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
+import type { RunningCalls } from './running-calls.js';
 
 export interface HopProcessorDeps {
   store: JobStore;
@@ -23,6 +24,8 @@ export interface HopProcessorDeps {
   log: Logger;
   /** Aborted when shutdown's grace runs out: calls in flight stop and their hops go back to the queue. */
   shutdown?: AbortSignal;
+  /** This process's calls in flight, stopped when their job is ended elsewhere. */
+  running?: RunningCalls;
   metrics?: Metrics;
 }
 
@@ -123,9 +126,25 @@ export class HopProcessor {
     const timeoutMs = claim.deadlineAt === null ? settings.timeout_ms : Math.min(settings.timeout_ms, claim.deadlineAt - startedAt);
     const t0 = performance.now();
     const shutdown = this.deps.shutdown;
-    const result = shutdown?.aborted
-      ? null
-      : await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs), ...(shutdown && { signal: shutdown }) });
+    // Ended elsewhere meanwhile (cancelled, expired), the job's call is stopped at once.
+    const call = this.deps.running?.track(id);
+    const signals = [shutdown, call?.signal].filter((s): s is AbortSignal => s !== undefined);
+    let result;
+    try {
+      result = shutdown?.aborted
+        ? null
+        : await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs), ...(signals.length > 0 && { signal: signals.length === 1 ? signals[0]! : AbortSignal.any(signals) }) });
+    } finally {
+      call?.release();
+    }
+    if (result && !result.ok && call?.stopped()) {
+      // The job ended while its call ran: the call is recorded (it happened), nothing else changes.
+      await Promise.all([giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
+      const latency = Math.round(performance.now() - t0);
+      await store.recordLate(id, { hop, provider: this.provider, model, outcome: 'cancelled', started_at: startedAt, latency_ms: latency, error: { type: 'cancelled', message: 'the call was stopped: its job was ended while it ran' } });
+      log.info({ job: id, provider: this.provider, model, hop, outcome: 'cancelled', latency_ms: latency }, 'attempt');
+      return;
+    }
     if (!result || (!result.ok && shutdown?.aborted)) {
       // Shutting down: this hop is not done, and not failed. Put it back for another worker now
       // rather than leave it to the stalled check.
@@ -140,7 +159,8 @@ export class HopProcessor {
     // so the clock may still read a moment before it).
     const cutByDeadline = error?.type === 'timeout' && timeoutMs < settings.timeout_ms;
     const timeoutCause = error?.type === 'timeout' && !cutByDeadline ? this.timeoutCause(request, settings.timeout_ms) : undefined;
-    const pauseMs = error?.type === 'rate_limited' ? (error.retryAfterMs ?? settings.default_retry_after_ms) : 0;
+    // A provider asking for a day's pause is not obeyed for a day: a pause is capped.
+    const pauseMs = error?.type === 'rate_limited' ? Math.min(error.retryAfterMs ?? settings.default_retry_after_ms, settings.max_retry_after_ms) : 0;
     // What a failure says about the provider: a timeout the request's own size explains says
     // nothing; any other timeout is held against the provider, but blamed on its tenant until
     // another tenant's call corroborates it (see breakerRecord.lua).
@@ -153,18 +173,20 @@ export class HopProcessor {
     ]);
     if (cutByDeadline) {
       await store.end(id, 'expired');
+      // The call was made (and may be billed): the ledger shows it, cut at the deadline.
+      await store.recordLate(id, { hop, provider: this.provider, model, outcome: 'cancelled', started_at: startedAt, latency_ms: latency, error: { ...toJobError(error!), message: 'the call was cut at the job\'s deadline' } });
       log.info({ job: id, provider: this.provider, model, hop, outcome: 'expired', latency_ms: latency }, 'attempt');
       return;
     }
 
     const attempt: Attempt = { hop, provider: this.provider, model, outcome: 'succeeded', started_at: startedAt, latency_ms: latency };
     if (result.dropped) attempt.dropped = result.dropped;
-    let applied: boolean;
+    let settled: 'applied' | 'moved' | 'ended';
     let requeue = false;
     if (result.ok) {
       if (result.usage) attempt.usage = result.usage;
       attempt.cost_usd = this.deps.pricing.cost(this.provider, model, result.usage);
-      applied = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: attempt.cost_usd });
+      settled = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: attempt.cost_usd });
     } else {
       const err = result.error;
       attempt.error = toJobError(err);
@@ -174,20 +196,23 @@ export class HopProcessor {
       if (pauseMs > 0) await this.deps.queues.get(this.provider).rateLimit(pauseMs);
       if (err.retryable && next) {
         attempt.outcome = 'fallback';
-        applied = await this.handOn(id, hop, next, priority, attempt);
+        settled = await this.handOn(id, hop, next, priority, attempt);
       } else if (err.type === 'rate_limited') {
         // Rate limited on the last target: the job waits for the pause instead of failing.
         attempt.outcome = 'rate_limited';
-        applied = await store.settle(id, hop, attempt, { status: 'retry' });
-        requeue = applied;
+        settled = await store.settle(id, hop, attempt, { status: 'retry' });
+        requeue = settled === 'applied';
       } else {
         attempt.outcome = 'failed';
         const jobError = err.retryable
           ? { ...attempt.error, message: `all ${claim.chain.length} targets failed; last: ${err.message}` }
           : attempt.error;
-        applied = await store.settle(id, hop, attempt, { status: 'failed', error: jobError });
+        settled = await store.settle(id, hop, attempt, { status: 'failed', error: jobError });
       }
     }
+    const applied = settled === 'applied';
+    // Ended meanwhile: the answer is dropped, but the call and what it cost are recorded.
+    if (settled === 'ended') await store.recordLate(id, { ...attempt, outcome: 'discarded' });
     this.observe(attempt, applied, claim.createdAt);
     if (error?.type === 'provider_auth') {
       log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
@@ -242,14 +267,14 @@ export class HopProcessor {
   }
 
   /** Records `attempt` and hands the job to the next target's queue. */
-  private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt): Promise<boolean> {
-    const applied = await this.deps.store.settle(id, hop, attempt, { status: 'queued' });
+  private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt): Promise<'applied' | 'moved' | 'ended'> {
+    const settled = await this.deps.store.settle(id, hop, attempt, { status: 'queued' });
     if (attempt.outcome === 'skipped') this.deps.metrics?.attempts.inc({ provider: this.provider, outcome: 'skipped', reason: attempt.error?.type ?? 'ok' });
-    if (applied) await this.deps.queues.enqueueHop(splitTarget(nextRef).provider, id, hop + 1, priority);
+    if (settled === 'applied') await this.deps.queues.enqueueHop(splitTarget(nextRef).provider, id, hop + 1, priority);
     if (attempt.outcome === 'skipped') {
       this.deps.log.info({ job: id, provider: this.provider, hop, outcome: 'skipped', error: 'circuit_open' }, 'attempt');
     }
-    return applied;
+    return settled;
   }
 
   /**

@@ -4,6 +4,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
 import { type HopData, NO_RPM_LIMIT, queueName } from '../src/queues/provider-queues.js';
 import { HopProcessor, type HopProcessorDeps } from './hop-processor.js';
+import { RunningCalls } from './running-calls.js';
+import { watchConnection } from '../src/redis/connection.js';
 
 /**
  * One BullMQ worker per provider queue: the per-provider worker pools of the design.
@@ -21,19 +23,25 @@ import { HopProcessor, type HopProcessorDeps } from './hop-processor.js';
 export class ProviderPool {
   private readonly workers: Worker<HopData>[] = [];
   private readonly shutdown = new AbortController();
+  private readonly running: RunningCalls;
+  private sweeper: NodeJS.Timeout | undefined;
+  /** Per provider, the newest failed hop already looked at (BullMQ's finishedOn). */
+  private readonly swept = new Map<string, number>();
 
   constructor(private readonly deps: HopProcessorDeps & { connection: Redis }) {
     // Every call in flight listens on this one signal; that is not a leak.
     setMaxListeners(0, this.shutdown.signal);
+    this.running = new RunningCalls(watchConnection(deps.connection.duplicate(), 'job cancels', deps.log), deps.store.keys.jobCancels);
   }
 
   async start(providers: string[]): Promise<void> {
     const { config, connection, log, store, queues } = this.deps;
+    await this.running.start();
     for (const provider of providers) {
       const settings = config.providers[provider];
       if (!settings) throw new Error(`unknown provider "${provider}"`);
       await queues.get(provider).setGlobalConcurrency(settings.max_in_flight);
-      const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal });
+      const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal, running: this.running });
       const worker = new Worker<HopData>(queueName(provider), (job: Job<HopData>, token?: string) => processor.process(job, token), {
         connection,
         prefix: config.redis.prefix,
@@ -49,17 +57,46 @@ export class ProviderPool {
       // A hop whose processing itself failed (Redis unreachable, a bug) must still end its job visibly.
       worker.on('failed', (job, err) => {
         if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
-        log.error({ job: job.data.id, hop: job.data.hop, provider, err: err.message }, 'hop failed inside the broker');
-        void store
-          .settle(job.data.id, job.data.hop,
-            { hop: job.data.hop, provider, model: '', outcome: 'failed', started_at: Date.now(), latency_ms: 0, error: { type: 'internal_error', message: err.message } },
-            { status: 'failed', error: { type: 'internal_error', message: 'the broker could not process this job' } })
-          .catch((e: unknown) => log.error({ job: job.data.id, err: (e as Error).message }, 'could not record the failure'));
+        void this.endLostHop(provider, job.data, err.message);
       });
       worker.on('error', (err) => log.error({ provider, err: err.message }, 'worker error'));
       this.workers.push(worker);
     }
+    // BullMQ fails a hop that stalled past workers.max_stalled inside its stalled check, and no
+    // worker hears of it: the failed sets are swept for hops whose job still waits on them.
+    this.sweeper = setInterval(() => void this.sweepFailed(providers).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'failed-hop sweep failed')), config.workers.stalled_interval_ms);
+    this.sweeper.unref();
     log.info({ providers }, 'provider worker pools started');
+  }
+
+  /** Ends the job of a hop BullMQ has failed for good, if the job is still at that hop (else nothing). */
+  private async endLostHop(provider: string, hop: HopData, reason: string): Promise<void> {
+    const { store, log } = this.deps;
+    const stalled = /stalled more than allowable limit/.test(reason);
+    const message = stalled
+      ? `the hop was lost with its worker more than workers.max_stalled (${this.deps.config.workers.max_stalled}) times`
+      : 'the broker could not process this job';
+    try {
+      const settled = await store.settle(hop.id, hop.hop,
+        { hop: hop.hop, provider, model: '', outcome: 'failed', started_at: Date.now(), latency_ms: 0, error: { type: 'internal_error', message: reason } },
+        { status: 'failed', error: { type: 'internal_error', message } });
+      if (settled === 'applied') log.error({ job: hop.id, hop: hop.hop, provider, err: reason }, 'hop failed inside the broker');
+    } catch (err) {
+      log.error({ job: hop.id, err: (err as Error).message }, 'could not record the failure');
+    }
+  }
+
+  private async sweepFailed(providers: string[]): Promise<void> {
+    for (const provider of providers) {
+      const queue = this.deps.queues.get(provider);
+      const since = this.swept.get(provider) ?? 0;
+      const ids = await this.deps.connection.zrangebyscore(queue.keys.failed!, `(${since}`, '+inf', 'WITHSCORES', 'LIMIT', 0, 200);
+      for (let i = 0; i < ids.length; i += 2) {
+        const job = await queue.getJob(ids[i]!);
+        if (job) await this.endLostHop(provider, job.data, job.failedReason ?? 'failed');
+        this.swept.set(provider, Math.max(this.swept.get(provider) ?? 0, Number(ids[i + 1])));
+      }
+    }
   }
 
   /**
@@ -67,6 +104,8 @@ export class ProviderPool {
    * then aborts their calls, and each hop goes back to its queue for another worker.
    */
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    await this.running.close();
     const grace = setTimeout(() => this.shutdown.abort(), this.deps.config.workers.shutdown_grace_ms);
     try {
       // With Redis gone there is no hop to hand back and nothing to wait for: calls are aborted now.

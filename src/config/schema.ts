@@ -36,6 +36,8 @@ const providerSchema = z.strictObject({
   timeout_ms: z.int().positive().default(60_000),
   /** How long the provider's queue pauses after a 429 that names no Retry-After. */
   default_retry_after_ms: z.int().positive().default(1_000),
+  /** The longest pause a 429's Retry-After may impose; a provider asking for more gets this. */
+  max_retry_after_ms: z.int().positive().default(300_000),
   headers: z.record(z.string(), z.string()).optional(),
   /** Per-model limits, for providers that limit each model on its own. */
   models: z.record(z.string(), modelLimits).optional(),

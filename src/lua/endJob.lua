@@ -1,6 +1,7 @@
 --[[
   Ends a job that has not finished, from outside its hop: cancelled by the caller, or expired at
-  its deadline. A worker still holding the job finds it terminal when it settles and drops its result.
+  its deadline. A worker still holding the job is told to stop its call; one that settles anyway
+  finds the job terminal and records the call as late, its result dropped.
   KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] now (ms), ARGV[2] events channel, ARGV[3] record TTL (ms), ARGV[4] job id,
   ARGV[5] cancelled | expired, ARGV[6] error (JSON), ARGV[7] key prefix
@@ -19,4 +20,8 @@ if isTerminal(status) then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'finished_at', ARGV[1], 'error', ARGV[6])
 local owed = jobEnded(KEYS[1], KEYS[2], ARGV[7], ARGV[2], ARGV[3], ARGV[1], ARGV[4], ARGV[5])
+if status == 'running' then
+  -- A call is in flight somewhere: the worker holding it stops it (see workers/running-calls.ts).
+  redis.call('PUBLISH', ARGV[7] .. ':job-cancels', ARGV[4])
+end
 return {'ended', f[2], status, owed}

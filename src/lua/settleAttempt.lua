@@ -9,50 +9,30 @@
   ARGV[8] prompt tokens, ARGV[9] completion tokens, ARGV[10] cost in 1e-10 USD (each '' if none),
   ARGV[11] key prefix (a batch job's batch and its tenant's totals live under it),
   ARGV[12] the month (YYYY-MM) this spend counts against, ARGV[13..] field, value, ...
-  Returns 0 when the job had already moved on, 1 when applied, 2 when applied and the job's end
-  owes a webhook event.
+  Returns 0 when the job had already moved on (or is gone), 3 when it had ended meanwhile, 1 when
+  applied, 2 when applied and the job's end owes a webhook event.
 ]]
 --- @include "isTerminal"
 --- @include "jobEnded"
+--- @include "countAttempt"
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'attempts')
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop')
 local status = f[1]
-if not status or isTerminal(status) then
+if not status then
   return 0
+end
+if isTerminal(status) then
+  -- Ended meanwhile (cancelled, expired): the caller records the call as late, if there was one.
+  return 3
 end
 if tonumber(f[2]) ~= tonumber(ARGV[1]) then
   return 0
 end
 if ARGV[6] ~= '' then
-  local attempts = f[3]
-  if not attempts or attempts == '[]' then
-    attempts = '[' .. ARGV[6] .. ']'
-  else
-    attempts = string.sub(attempts, 1, -2) .. ',' .. ARGV[6] .. ']'
-  end
-  redis.call('HSET', KEYS[1], 'attempts', attempts)
+  countAttempt(KEYS[1], KEYS[2], ARGV[11], ARGV[12], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 end
 if #ARGV >= 13 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 13))
-end
-local tenantKey = ARGV[11] .. ':tenant:' .. (redis.call('HGET', KEYS[1], 'tenant') or '')
-if ARGV[6] ~= '' then
-  -- Totals per provider move with the ledger, in the same atomic step, so they never drift from it.
-  redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-  if ARGV[7] == 'succeeded' then
-    redis.call('HINCRBY', KEYS[2], 'succeeded', 1)
-  end
-  if ARGV[8] ~= '' then
-    redis.call('HINCRBY', KEYS[2], 'prompt_tokens', ARGV[8])
-    redis.call('HINCRBY', KEYS[2], 'completion_tokens', ARGV[9])
-    redis.call('HINCRBY', tenantKey, 'prompt_tokens', ARGV[8])
-    redis.call('HINCRBY', tenantKey, 'completion_tokens', ARGV[9])
-  end
-  if ARGV[10] ~= '' then
-    redis.call('HINCRBY', KEYS[2], 'cost_e10', ARGV[10])
-    redis.call('HINCRBY', tenantKey, 'cost_e10', ARGV[10])
-    redis.call('HINCRBY', tenantKey, 'spend_e10:' .. ARGV[12], ARGV[10])
-  end
 end
 if ARGV[7] == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'queued')

@@ -70,6 +70,8 @@ export interface MockStats {
   last_request: unknown;
   /** When each recent call arrived (ms since the epoch), its status and the tokens it reported. */
   timeline: { at: number; status: number; tokens: number; model: string }[];
+  /** Calls whose connection closed before their answer was complete: the caller hung up (or a fault injected here cut it). */
+  aborted: number;
 }
 
 const RECENT_KEPT = 10_000;
@@ -88,7 +90,7 @@ export function buildMockProvider(
 ): FastifyInstance & { behaviour: MockBehaviour; stats: MockStats } {
   const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024 });
   const behaviour: MockBehaviour = { ...DEFAULT_BEHAVIOUR, rules: [], ...initial };
-  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null };
+  const stats: MockStats = { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null, aborted: 0 };
   let seq = 0;
 
   const count = (at: number, status: number, tokens: number, model: string) => {
@@ -102,6 +104,10 @@ export function buildMockProvider(
     stats.calls++;
     stats.in_flight++;
     stats.max_in_flight = Math.max(stats.max_in_flight, stats.in_flight);
+    // The response closes before it has been written only when the caller hung up.
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) stats.aborted++;
+    });
     let status = 200;
     let usedTokens = 0;
     let model = '';
@@ -160,10 +166,17 @@ export function buildMockProvider(
 
   app.get('/_mock/stats', async () => stats);
   app.get('/_mock/behaviour', async () => behaviour);
-  app.put('/_mock/behaviour', async (req) => Object.assign(behaviour, req.body as Partial<MockBehaviour>));
+  app.put('/_mock/behaviour', async (req, reply) => {
+    const parsed = behaviourSchema.safeParse(req.body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      return reply.code(400).send({ error: { type: 'invalid_request_error', message: `${issue.path.join('.') || '(body)'}: ${issue.message}`, param: issue.path.join('.') || null, code: 'invalid_behaviour' } });
+    }
+    return Object.assign(behaviour, parsed.data);
+  });
   app.post('/_mock/reset', async () => {
     Object.assign(behaviour, DEFAULT_BEHAVIOUR, { rules: [] }, initial);
-    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null });
+    Object.assign(stats, { calls: 0, by_status: {}, in_flight: 0, max_in_flight: 0, models: {}, recent: [], timeline: [], last_request: null, aborted: 0 });
     return { ok: true };
   });
 

@@ -8,6 +8,7 @@ const SCRIPTS = {
   discardJob: 4,
   startAttempt: 2,
   settleAttempt: 3,
+  lateAttempt: 2,
   endJob: 2,
   breakerAcquire: 2,
   breakerRecord: 2,

@@ -35,9 +35,11 @@ export interface Attempt {
   model: string;
   /**
    * succeeded; fallback: failed here, handed to the next target; failed: ended the job;
-   * rate_limited: 429 on the last target, the job waits; skipped: not called, its breaker was open.
+   * rate_limited: 429 on the last target, the job waits; skipped: not called, its breaker was open;
+   * cancelled: the call was stopped because its job was cancelled (or expired); discarded: the
+   * call finished after its job had ended, so its answer was dropped (its cost still counts).
    */
-  outcome: 'succeeded' | 'fallback' | 'failed' | 'rate_limited' | 'skipped';
+  outcome: 'succeeded' | 'fallback' | 'failed' | 'rate_limited' | 'skipped' | 'cancelled' | 'discarded';
   error?: JobError;
   started_at: number;
   latency_ms: number;

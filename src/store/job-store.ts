@@ -210,8 +210,11 @@ export class JobStore {
     }
   }
 
-  /** Ends hop `hop` with `attempt` (if any) in the ledger. False when the job had already ended or moved on. */
-  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now()): Promise<boolean> {
+  /**
+   * Ends hop `hop` with `attempt` (if any) in the ledger. `moved` when the job had moved on (a stale
+   * hop), `ended` when it had ended meanwhile (its call, if any, is then for `recordLate`).
+   */
+  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now()): Promise<'applied' | 'moved' | 'ended'> {
     const fields: (string | number)[] = [];
     if (outcome.status === 'succeeded') {
       fields.push('result', JSON.stringify(outcome.result));
@@ -231,7 +234,20 @@ export class JobStore {
       ...fields,
     );
     if (applied === 2) this.webhookOwed?.(id);
-    return applied !== 0;
+    return applied === 0 ? 'moved' : applied === 3 ? 'ended' : 'applied';
+  }
+
+  /**
+   * A call that finished, or was stopped, after its job had ended (cancelled, expired): it goes into
+   * the ledger and the totals all the same, since it happened and may have been paid for.
+   */
+  async recordLate(id: string, attempt: Attempt, now = Date.now()): Promise<void> {
+    const usage = attempt.usage;
+    await this.redis.lateAttempt(
+      this.keys.job(id), this.keys.usage(attempt.provider), JSON.stringify(attempt),
+      usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
+      attempt.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '', this.keys.prefix, monthOf(now),
+    );
   }
 
   /** A tenant's unfinished jobs, tokens and USD, and what it spent and holds in `month`. */

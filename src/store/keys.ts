@@ -18,6 +18,11 @@ export class Keys {
     return `${this.prefix}:job-events`;
   }
 
+  /** Where endJob.lua names a running job it ended (cancelled, expired), so the worker holding its call stops it. */
+  get jobCancels(): string {
+    return `${this.prefix}:job-cancels`;
+  }
+
   /** Job ids whose terminal event is owed to a webhook, scored by when they ended. */
   get webhookOutbox(): string {
     return `${this.prefix}:webhook-outbox`;

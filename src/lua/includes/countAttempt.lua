@@ -1,0 +1,31 @@
+--[[
+  Appends one attempt to a job's ledger and counts what it used into the provider's and the
+  tenant's totals, in the same step, so the totals never drift from the ledger. Used by the hop
+  that settles a job and by a call that finished after its job had ended (lateAttempt).
+  `usageKey` is the provider's totals hash; `prompt`, `completion` and `costE10` are '' when unknown.
+]]
+local function countAttempt(jobKey, usageKey, prefix, month, attempt, outcome, prompt, completion, costE10)
+  local attempts = redis.call('HGET', jobKey, 'attempts')
+  if not attempts or attempts == '[]' then
+    attempts = '[' .. attempt .. ']'
+  else
+    attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
+  end
+  redis.call('HSET', jobKey, 'attempts', attempts)
+  local tenantKey = prefix .. ':tenant:' .. (redis.call('HGET', jobKey, 'tenant') or '')
+  redis.call('HINCRBY', usageKey, 'attempts', 1)
+  if outcome == 'succeeded' then
+    redis.call('HINCRBY', usageKey, 'succeeded', 1)
+  end
+  if prompt ~= '' then
+    redis.call('HINCRBY', usageKey, 'prompt_tokens', prompt)
+    redis.call('HINCRBY', usageKey, 'completion_tokens', completion)
+    redis.call('HINCRBY', tenantKey, 'prompt_tokens', prompt)
+    redis.call('HINCRBY', tenantKey, 'completion_tokens', completion)
+  end
+  if costE10 ~= '' then
+    redis.call('HINCRBY', usageKey, 'cost_e10', costE10)
+    redis.call('HINCRBY', tenantKey, 'cost_e10', costE10)
+    redis.call('HINCRBY', tenantKey, 'spend_e10:' .. month, costE10)
+  end
+end
