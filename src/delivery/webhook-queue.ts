@@ -111,10 +111,10 @@ export class WebhookQueue {
     ];
     const taken: string[] = [];
     for (const w of windows) {
-      const [ok, waitMs] = (await this.redis.windowBudget(w.key, 1, w.limit, w.ms)) as [number, number, number];
+      const [ok, waitMs] = (await this.redis.windowBudget(w.key, 1, w.limit, w.ms, 'reserve')) as [number, number, number];
       if (ok !== 1) {
         // A request refused by one window must not use up the other.
-        await Promise.all(taken.map((key) => this.redis.windowBudget(key, -1, 0, 0)));
+        await Promise.all(taken.map((key) => this.redis.windowBudget(key, -1, 0, MINUTE_MS, 'adjust')));
         return { kind: 'limited', scope: w.scope, limit: w.limit, retryAfterS: Math.max(1, Math.ceil(waitMs / 1000)) };
       }
       taken.push(w.key);

@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { answer, type MockDialect, type MockErrorKind } from './dialect.js';
 import { anthropicDialect } from './dialects/anthropic.js';
 import { azureOpenAIDialect } from './dialects/azure-openai.js';
@@ -31,6 +32,8 @@ export interface MockBehaviour {
    * (instead of latencyMs) and, with `status`, that error. For tests where only some callers' calls are slow.
    */
   rules: MockRule[];
+  /** When set, every answer reports this many completion tokens, whatever it says: a model that writes more than its caller guessed. */
+  reportCompletionTokens: number | null;
 }
 
 export interface MockRule {
@@ -56,7 +59,28 @@ export const DEFAULT_BEHAVIOUR: MockBehaviour = {
   truncateRate: 0,
   resetRate: 0,
   rules: [],
+  reportCompletionTokens: null,
 };
+
+const rule = z.strictObject({ match: z.string().min(1), latencyMs: z.number().nonnegative().optional(), status: z.int().min(100).max(599).optional(), message: z.string().optional() });
+const share = z.number().min(0).max(1);
+/** What PUT /_mock/behaviour may change: a field the mock does not know is a 400, not silently ignored. */
+const behaviourSchema = z
+  .strictObject({
+    latencyMs: z.number().nonnegative(),
+    jitterMs: z.number().nonnegative(),
+    errorRate: share,
+    errorStatus: z.int().min(100).max(599),
+    rateLimitRate: share,
+    retryAfterS: z.number().nonnegative(),
+    apiKey: z.string().nullable(),
+    garbageRate: share,
+    truncateRate: share,
+    resetRate: share,
+    rules: z.array(rule),
+    reportCompletionTokens: z.int().nonnegative().nullable(),
+  })
+  .partial();
 
 export interface MockStats {
   calls: number;
@@ -145,6 +169,7 @@ export function buildMockProvider(
       stats.recent.push(call.userText);
       if (stats.recent.length > RECENT_KEPT) stats.recent.shift();
       const result = answer(call, ++seq);
+      if (behaviour.reportCompletionTokens !== null) result.completionTokens = behaviour.reportCompletionTokens;
       usedTokens = result.promptTokens + result.completionTokens;
       const body = dialect.render(call, result, String(seq));
       if (Math.random() < behaviour.truncateRate) {

@@ -10,6 +10,7 @@ interface Hold {
   key: string;
   amount: number;
   tokens: boolean;
+  windowMs: number;
 }
 
 export type Reservation = { ok: true; holds: Hold[] } | { ok: false; scope: 'provider' | 'model'; waitMs: number };
@@ -41,24 +42,28 @@ export class RateBudgets {
     if (!p) return { ok: true, holds: [] };
     const window = p.rate_window_ms;
     const tokens = estimateTokens(request);
-    const wanted: (Hold & { limit: number; scope: 'provider' | 'model' })[] = [];
+    const wanted: (Omit<Hold, 'windowMs'> & { limit: number; scope: 'provider' | 'model' })[] = [];
     if (p.tpm) wanted.push({ key: this.keys.budget(`tpm:${provider}`), amount: tokens, limit: p.tpm, tokens: true, scope: 'provider' });
     const m = p.models?.[model];
     if (m?.rpm) wanted.push({ key: this.keys.budget(`rpm:${provider}:${model}`), amount: 1, limit: m.rpm, tokens: false, scope: 'model' });
     if (m?.tpm) wanted.push({ key: this.keys.budget(`tpm:${provider}:${model}`), amount: tokens, limit: m.tpm, tokens: true, scope: 'model' });
     const holds: Hold[] = [];
     for (const w of wanted) {
-      const [ok, waitMs] = (await this.redis.windowBudget(w.key, w.amount, w.limit, window)) as [number, number, number];
+      const [ok, waitMs] = (await this.redis.windowBudget(w.key, w.amount, w.limit, window, 'reserve')) as [number, number, number];
       if (ok !== 1) {
         await this.release({ ok: true, holds });
         return { ok: false, scope: w.scope, waitMs: Math.max(1, Number(waitMs)) };
       }
-      holds.push({ key: w.key, amount: w.amount, tokens: w.tokens });
+      holds.push({ key: w.key, amount: w.amount, tokens: w.tokens, windowMs: window });
     }
     return { ok: true, holds };
   }
 
-  /** Replaces the token estimate with what the provider reported (or returns it all when the call failed). */
+  /**
+   * Replaces the token estimate with what the provider reported (or returns it all when the call
+   * failed): a call that used more than its reservation is charged the rest, past the limit if it
+   * must be, so the window counts what was really used and the next calls wait for it.
+   */
   async settle(reservation: Reservation, usage: Usage | null): Promise<void> {
     if (!reservation.ok) return;
     await Promise.all(
@@ -66,7 +71,7 @@ export class RateBudgets {
         .filter((h) => h.tokens)
         .map((h) => {
           const delta = (usage ? usage.total_tokens : 0) - h.amount;
-          return delta === 0 ? undefined : this.redis.windowBudget(h.key, delta, 0, 0);
+          return delta === 0 ? undefined : this.redis.windowBudget(h.key, delta, 0, h.windowMs, 'adjust');
         }),
     );
   }
@@ -74,7 +79,7 @@ export class RateBudgets {
   /** Gives back everything reserved: the call never happened. */
   async release(reservation: Reservation): Promise<void> {
     if (!reservation.ok) return;
-    await Promise.all(reservation.holds.map((h) => this.redis.windowBudget(h.key, -h.amount, 0, 0)));
+    await Promise.all(reservation.holds.map((h) => this.redis.windowBudget(h.key, -h.amount, 0, h.windowMs, 'adjust')));
   }
 
   /** Current use, for GET /v1/providers. */

@@ -107,8 +107,10 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     if (!job) return reply.code(404).send(notFound(id));
     const outcome = await store.end(id, 'cancelled');
     if (outcome.kind === 'missing') return reply.code(404).send(notFound(id));
-    if (outcome.kind === 'terminal' && outcome.status !== 'cancelled') {
-      return reply.code(409).send(apiError('conflict_error', `job ${id} has already ${outcome.status === 'expired' ? 'expired' : outcome.status}`, 'id', 'job_not_cancellable'));
+    if (outcome.kind === 'terminal') {
+      // Already over, cancelled included: the cancel did nothing, and says so.
+      const already = outcome.status === 'expired' ? 'expired' : outcome.status === 'cancelled' ? 'been cancelled' : outcome.status;
+      return reply.code(409).send(apiError('conflict_error', `job ${id} has already ${already}`, 'id', 'job_not_cancellable'));
     }
     if (outcome.kind === 'ended' && outcome.previous === 'queued') {
       const ref = job.chain[outcome.hop];

@@ -69,11 +69,13 @@ export const metricsRoutes: FastifyPluginAsync = async (app) => {
     },
   });
   new Gauge({
-    name: 'switchyard_queue_jobs', help: 'Hops on each provider queue, by state.', labelNames: ['provider', 'state'], registers: [registry],
+    name: 'switchyard_queue_jobs', help: 'Hops on each provider queue, by state (waiting includes prioritized, as in GET /v1/providers).', labelNames: ['provider', 'state'], registers: [registry],
     async collect() {
       this.reset();
       for (const [provider, queue] of queues.all()) {
-        const counts = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed');
+        const { prioritized, ...counts } = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed');
+        // Every hop has a priority, so BullMQ keeps the waiting ones as "prioritized": one state, as an operator means it.
+        counts.waiting = (counts.waiting ?? 0) + (prioritized ?? 0);
         for (const [state, n] of Object.entries(counts)) this.set({ provider, state }, n);
       }
     },
