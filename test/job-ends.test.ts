@@ -73,7 +73,7 @@ describe('how jobs end, and what is kept of them', () => {
     // the call's answer and its settle: the one order a stopped call cannot show.
     const { b } = await broker({}, { auth: { api_keys: [{ name: 't', key: 'sy-late-tenant-key-0123456789' }] } }, { workers: false });
     const { store } = b.runtime;
-    const { job } = await b.runtime.intake.submit({ priority: 5, metadata: {}, request: chat('late') }, { tenant: 't' });
+    const { job } = await b.runtime.intake.submit({ priority: 5, metadata: {}, request: { messages: [{ role: 'user', content: 'late' }] } }, { tenant: 't' });
     expect((await store.start(job.id, 0)).kind).toBe('ok');
     expect((await store.end(job.id, 'cancelled')).kind).toBe('ended');
     const usage = { prompt_tokens: 100, completion_tokens: 50, total_tokens: 150 };
