@@ -18,7 +18,8 @@ import { startMockProvider } from './mock-provider/server.js';
 import type { ProviderClient } from './providers/client.js';
 import { Pricing } from './providers/pricing.js';
 import { createProviderClients } from './providers/registry.js';
-import { TargetPolicy } from './delivery/target-policy.js';
+import { TargetPolicy, TargetRefused } from './delivery/target-policy.js';
+import { ConfigError } from './config/load.js';
 import { WebhookQueue } from './delivery/webhook-queue.js';
 import { DeadlineQueue } from './queues/deadline-queue.js';
 import { ProviderQueues } from './queues/provider-queues.js';
@@ -72,6 +73,9 @@ export interface Runtime {
 export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const { log } = opts;
   let config = opts.config;
+  // Before anything is opened: a refused batch webhook stops start-up with nothing to clean up.
+  const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
+  await checkBatchWebhooks(config, policy, log);
   const closers: (() => Promise<unknown>)[] = [];
 
   // Each worker process with an unconfigured `mock` provider runs the built-in mock beside it.
@@ -100,7 +104,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const breakers = new BreakerBoard(storeRedis, watchConnection(storeRedis.duplicate(), 'breaker events', log), store.keys, config, log);
   await breakers.start();
   const budgets = new RateBudgets(storeRedis, store.keys, config);
-  const policy = new TargetPolicy({ allowPrivate: config.webhooks.allow_private_targets, allowlist: config.webhooks.allowlist });
+
   const router = new Router(config, breakers);
   const metrics = new Metrics();
   const pricing = new Pricing(config.pricing);
@@ -120,7 +124,10 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     announce: async (tenant, id) => {
       const url = batchUrl(tenant);
       const b = await batches.get(id);
-      if (url && config.webhooks.secret && b) await webhooks.batchEvent(tenant, id, b.status!, url, toPublicBatch(id, b));
+      if (!url || !b) return;
+      // The batch keeps where its event went, and (the sender writes them) how each attempt went.
+      await batches.set(id, { webhook_url: url });
+      await webhooks.batchEvent(tenant, id, b.status!, url, toPublicBatch(id, { ...b, webhook_url: url }));
     },
   });
   const runtime: Runtime = { config, store, queues, intake, breakers, budgets, webhooks, close: async () => {} };
@@ -138,7 +145,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const ref = job?.chain[hop];
       if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);
     });
-    sender = new WebhookSender({ connection: workerRedis!, redis: storeRedis, config, store, log, metrics });
+    sender = new WebhookSender({ connection: workerRedis!, redis: storeRedis, config, store, batches, log, metrics });
     sender.start();
     webhooks.startSweeper();
     batchRunner.start(workerRedis!);
@@ -216,6 +223,28 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     for (const r of connections) r.disconnect();
   };
   return runtime;
+}
+
+/**
+ * The configured batch webhooks are checked as a job's webhook_url is at intake, now rather than
+ * when the first batch ends and its event silently goes nowhere: one the policy refuses stops
+ * start-up; one whose host does not resolve right now is only warned about.
+ */
+async function checkBatchWebhooks(config: Config, policy: TargetPolicy, log: Logger): Promise<void> {
+  const urls: [string, string | undefined][] = [
+    ...config.auth.api_keys.map((k, i): [string, string | undefined] => [`auth.api_keys.${i}.webhook_url`, k.webhook_url]),
+    ['webhooks.batch_url', config.webhooks.batch_url],
+  ];
+  for (const [path, url] of urls) {
+    if (!url) continue;
+    try {
+      await policy.check(url);
+    } catch (err) {
+      if (!(err instanceof TargetRefused)) throw err;
+      if (err.kind === 'unresolvable') log.warn({ path, err: err.message }, 'a batch webhook does not resolve now; its events will fail until it does');
+      else throw new ConfigError(`config error at ${path}: webhook refused: ${err.message}`);
+    }
+  }
 }
 
 export type { Redis };

@@ -85,6 +85,12 @@ describe('OpenAI Batch API shape', () => {
     const event = receiver.received.find((r) => JSON.parse(r.body).data.id === batch.id)!;
     const verified = new Webhook(SECRET).verify(event.body, event.headers as Record<string, string>) as { type: string; data: { status: string; request_counts: unknown } };
     expect(verified).toMatchObject({ type: 'batch.completed', data: { status: 'completed', request_counts: { total: 20, completed: 19, failed: 1 } } });
+    // And the batch itself says where its event went and how that went, as a job does.
+    const shown = await waitFor(async () => {
+      const b = (await broker.call('GET', `/v1/batches/${batch.id}`, undefined, { authorization: `Bearer ${API_KEY}` })).body;
+      return b.webhook?.status === 'delivered' ? b : null;
+    });
+    expect(shown.webhook).toMatchObject({ url: receiver.url, status: 'delivered', attempts: [{ attempt: 1, status_code: 200 }] });
   });
 
   it('refuses a batch whose lines are invalid, naming each line, and runs none of them', async () => {

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config/load.js';
+import { ConfigError, loadConfig, parseConfig } from '../src/config/load.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-'));
 const file = (name: string, text: string) => {
@@ -106,5 +106,13 @@ describe('configuration', () => {
     expect(Object.keys(config.providers).sort()).toEqual(['groq', 'openai']);
     expect(config.providers.openai).toMatchObject({ type: 'openai', api_key: 'sk-a', base_url: 'https://api.openai.com/v1' });
     expect(config.models.fast).toEqual(['openai/gpt-4o-mini', 'groq/llama-3.1-8b-instant']);
+  });
+});
+
+describe('batch webhooks in the configuration', () => {
+  const base = { providers: { p: { type: 'mock' } }, tasks: { default: 'p/m' } };
+  it('refuses a batch webhook with no secret to sign its events', () => {
+    expect(() => parseConfig({ ...base, webhooks: { batch_url: 'https://hooks.example.com/b' } }, {}, 'test')).toThrow(/webhooks\.batch_url: batch events are signed: set webhooks\.secret/);
+    expect(() => parseConfig({ ...base, auth: { api_keys: [{ name: 't', key: 'k'.repeat(20), webhook_url: 'https://hooks.example.com/t' }] } }, {}, 'test')).toThrow(/auth\.api_keys\.0\.webhook_url: batch events are signed/);
   });
 });

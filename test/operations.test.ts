@@ -44,6 +44,25 @@ describe('operator endpoints', () => {
     expect(queues.every((q) => q.readOnlyMode && q.delimiter === '-')).toBe(true);
   });
 
+  it('shows a provider queue with no rpm as not rate limited once hops have run, and a 429 pause as one', async () => {
+    const mockB = await startMock();
+    const working = await startBroker(configFor({ p: mockB }, { auth: { api_keys: [{ name: 't', key: KEY }], admin: { user: 'ops', password: 'correct horse battery' } } }));
+    try {
+      const auth = { authorization: `Bearer ${KEY}` };
+      const { body } = await working.call('POST', '/v1/jobs', { request: { messages: [{ role: 'user', content: 'x' }] } }, auth);
+      expect((await working.call('GET', `/v1/jobs/${body.id}?wait=10`, undefined, auth)).body.status).toBe('succeeded');
+      const board = async () => ((await (await get(working, '/admin/queues/api/queues', basic('ops', 'correct horse battery'))).json()) as { queues: { name: string; activeRateLimitTtl: number }[] }).queues.find((q) => q.name === 'llm-p')!;
+      // BullMQ's limiter counted that hop; it is not a pause.
+      expect((await board()).activeRateLimitTtl).toBe(0);
+      await working.runtime.queues.get('p').rateLimit(5000);
+      expect((await board()).activeRateLimitTtl).toBeGreaterThan(3000);
+    } finally {
+      await working.close();
+      await mockB.app.close();
+      await dropPrefix(working.prefix);
+    }
+  });
+
   it('puts /metrics behind the admin credentials, and shuts operator routes when no admin is configured', async () => {
     expect((await get(broker, '/metrics', `Bearer ${KEY}`)).status).toBe(401);
     const metrics = await get(broker, '/metrics', basic('ops', 'correct horse battery'));

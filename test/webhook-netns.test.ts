@@ -81,3 +81,17 @@ describe('webhooks to a receiver on a public address, default guard', () => {
     expect(loopback.received).toEqual([]);
   });
 });
+
+describe('batch webhooks in the configuration, default guard', () => {
+  it('refuses at start-up a batch webhook the guard would refuse, naming where it is configured', async () => {
+    const mock = await startMock();
+    try {
+      const secret = `whsec_${randomBytes(32).toString('base64')}`;
+      const config = configFor({ p: mock }, { webhooks: { secret }, auth: { api_keys: [{ name: 't', key: 'sy-batch-hook-key-0123456789', webhook_url: 'http://169.254.169.254/latest' }] } });
+      await expect(startBroker(config)).rejects.toThrow(/config error at auth\.api_keys\.0\.webhook_url: webhook refused: 169\.254\.169\.254 is link-local/);
+      await dropPrefix(config.redis.prefix);
+    } finally {
+      await mock.app.close();
+    }
+  });
+});

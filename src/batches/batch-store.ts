@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { WebhookAttempt, WebhookStatus } from '../store/job-record.js';
 import type { Keys } from '../store/keys.js';
 import { pageIds } from '../store/pagination.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
@@ -20,7 +21,7 @@ type Stamp = (typeof STAMPS)[number];
 
 const FIELDS = [
   'tenant', 'status', 'total', 'completed', 'failed', 'endpoint', 'input_file_id', 'completion_window', 'created_at',
-  'expires_at', 'output_file_id', 'error_file_id', 'errors', 'metadata', 'enqueued', 'start_done', ...STAMPS,
+  'expires_at', 'output_file_id', 'error_file_id', 'errors', 'metadata', 'enqueued', 'start_done', 'webhook_url', 'webhook_status', ...STAMPS,
 ] as const;
 
 /**
@@ -98,6 +99,16 @@ export class BatchStore {
     await tx.hset(this.keys.batch(id), 'enqueued', lastLine).exec();
   }
 
+  /** Appends one attempt at delivering the batch's event; `status` is where the delivery stands. */
+  async recordWebhookAttempt(id: string, attempt: WebhookAttempt, status: 'delivered' | 'failed' | 'pending'): Promise<void> {
+    const list = this.keys.batchWebhookAttempts(id);
+    await this.redis.multi().rpush(list, JSON.stringify(attempt)).pexpire(list, this.ttlMs).hset(this.keys.batch(id), 'webhook_status', status).exec();
+  }
+
+  async webhookAttempts(id: string): Promise<WebhookAttempt[]> {
+    return (await this.redis.lrange(this.keys.batchWebhookAttempts(id), 0, -1)).map((a) => JSON.parse(a) as WebhookAttempt);
+  }
+
   /** How many jobs the batch has made so far. */
   async jobCount(id: string): Promise<number> {
     return this.redis.hlen(this.keys.batchJobs(id));
@@ -136,8 +147,11 @@ export class BatchStore {
   }
 }
 
-/** OpenAI's batch object. */
-export function toPublicBatch(id: string, b: BatchRecord) {
+/**
+ * OpenAI's batch object, and `webhook` (Switchyard's own: where its terminal event goes and how its
+ * delivery stands; the SDK passes unknown fields through).
+ */
+export function toPublicBatch(id: string, b: BatchRecord, webhookAttempts: WebhookAttempt[] = []) {
   const num = (v: string | null) => (v === null ? null : Number(v));
   return {
     id,
@@ -160,5 +174,8 @@ export function toPublicBatch(id: string, b: BatchRecord) {
     cancelled_at: num(b.cancelled_at),
     request_counts: { total: num(b.total) ?? 0, completed: num(b.completed) ?? 0, failed: num(b.failed) ?? 0 },
     metadata: b.metadata ? (JSON.parse(b.metadata) as Record<string, string> | null) : null,
+    webhook: b.webhook_url
+      ? { url: b.webhook_url, status: (b.webhook_status ?? 'pending') as WebhookStatus, attempts: webhookAttempts.map((a) => ({ ...a, at: Math.floor(a.at / 1000) })) }
+      : null,
   };
 }

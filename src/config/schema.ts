@@ -225,6 +225,16 @@ export const configSchema = z
         route.forEach((ref, i) => checkTarget(ref, ['tasks', task, i]));
       }
     }
+    // Batch events are signed like job events: a batch webhook without a secret would never be sent.
+    const batchUrls: [string | undefined, (string | number)[]][] = [
+      ...cfg.auth.api_keys.map((k, i): [string | undefined, (string | number)[]] => [k.webhook_url, ['auth', 'api_keys', i, 'webhook_url']]),
+      [cfg.webhooks.batch_url, ['webhooks', 'batch_url']],
+    ];
+    if (!cfg.webhooks.secret) {
+      for (const [url, path] of batchUrls) {
+        if (url) ctx.addIssue({ code: 'custom', path, message: 'batch events are signed: set webhooks.secret, or they can never be sent' });
+      }
+    }
     if (!('default' in cfg.tasks)) {
       ctx.addIssue({ code: 'custom', path: ['tasks', 'default'], message: 'a "default" task route is required' });
     }

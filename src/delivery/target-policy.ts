@@ -68,6 +68,14 @@ const RESOLVE_TIMEOUT_MS = 3000;
 
 export class TargetRefused extends Error {
   override name = 'TargetRefused';
+
+  constructor(
+    message: string,
+    /** `policy`: the URL may never receive webhooks; `unresolvable`: its host did not resolve (now). */
+    readonly kind: 'policy' | 'unresolvable' = 'policy',
+  ) {
+    super(message);
+  }
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
@@ -237,10 +245,10 @@ export class Resolver {
 
 export function lookupAll(host: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TargetRefused(`cannot resolve ${host} within ${RESOLVE_TIMEOUT_MS} ms`)), RESOLVE_TIMEOUT_MS);
+    const timer = setTimeout(() => reject(new TargetRefused(`cannot resolve ${host} within ${RESOLVE_TIMEOUT_MS} ms`, 'unresolvable')), RESOLVE_TIMEOUT_MS);
     dnsLookup(host, { all: true }, (err, addresses) => {
       clearTimeout(timer);
-      if (err) reject(new TargetRefused(`cannot resolve ${host}: ${err.code ?? err.message}`));
+      if (err) reject(new TargetRefused(`cannot resolve ${host}: ${err.code ?? err.message}`, 'unresolvable'));
       else resolve(addresses.map((a) => a.address));
     });
   });

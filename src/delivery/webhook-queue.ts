@@ -17,6 +17,8 @@ export const WEBHOOK_QUEUE = 'sy-webhooks';
 export interface DeliveryData {
   /** The job the event is about; its delivery attempts are kept on it. Absent for batch events. */
   jobId?: string;
+  /** The batch a batch event is about; its delivery attempts are kept on it. */
+  batchId?: string;
   /** Whose in-flight cap the delivery counts against. */
   tenant: string;
   eventId: string;
@@ -126,7 +128,7 @@ export class WebhookQueue {
   async batchEvent(tenant: string, batchId: string, status: string, url: string, data: unknown): Promise<void> {
     const id = `evt_${batchId}`;
     const body = JSON.stringify({ id, object: 'event', type: `batch.${status}`, created_at: Math.floor(Date.now() / 1000), data });
-    await this.queue.add('deliver', { tenant, eventId: id, url, body }, { jobId: `${batchId}-evt`, ...this.attemptOptions(), removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
+    await this.queue.add('deliver', { tenant, batchId, eventId: id, url, body }, { jobId: `${batchId}-evt`, ...this.attemptOptions(), removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
   }
 
   /** A job ended owing its event. Fire and forget: a failure here is the sweeper's to repair. */

@@ -55,6 +55,11 @@ export class Keys {
     return `${this.prefix}:batch:${id}:jobs`;
   }
 
+  /** The delivery attempts of one batch's event (a list of JSON entries). */
+  batchWebhookAttempts(id: string): string {
+    return `${this.prefix}:batch:${id}:webhook`;
+  }
+
   batchIndex(tenant: string): string {
     return `${this.prefix}:batches:${tenant}`;
   }

@@ -2,6 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyPluginAsync } from 'fastify';
+import { ProviderQueueAdapter } from '../board/provider-queue-adapter.js';
 import { protectOperatorRoutes } from '../operator-auth.js';
 import { providerViews } from './providers.js';
 
@@ -14,13 +15,13 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
   const { config, queues, webhooks, deadlines, batchRunner } = app.services;
   await protectOperatorRoutes(app, config.auth);
   const actions = config.auth.admin?.queue_actions ?? false;
-  const adapter = (queue: ConstructorParameters<typeof BullMQAdapter>[0], description: string) =>
-    new BullMQAdapter(queue, { readOnlyMode: !actions, allowRetries: actions, description, delimiter: '-' });
+  const options = (description: string) => ({ readOnlyMode: !actions, allowRetries: actions, description, delimiter: '-' });
+  const adapter = (queue: ConstructorParameters<typeof BullMQAdapter>[0], description: string) => new BullMQAdapter(queue, options(description));
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath('/admin/queues');
   createBullBoard({
     queues: [
-      ...queues.all().map(([name, queue]) => adapter(queue, `hops for provider ${name}`)),
+      ...queues.all().map(([name]) => new ProviderQueueAdapter(name, queues, options(`hops for provider ${name}`))),
       adapter(webhooks.queue, 'webhook deliveries'),
       adapter(deadlines.bullQueue, 'job deadlines'),
       adapter(batchRunner.queue, 'batch steps'),

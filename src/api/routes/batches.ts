@@ -9,6 +9,7 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
   app.addHook('onRequest', auth.hook);
   const notFound = (id: string) => apiError('not_found_error', `no batch ${id}`, 'id', 'batch_not_found');
   const mine = (b: BatchRecord | null, tenant: string) => (b && b.tenant === tenant ? b : null);
+  const view = async (id: string, b: BatchRecord) => toPublicBatch(id, b, b.webhook_url ? await batches.webhookAttempts(id) : []);
 
   app.post(
     '/batches',
@@ -39,13 +40,13 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
       await intake.admitBatch(request.tenant, id, await files.lineCount(input_file_id), batchLeaseMs(Date.now() + windowMs));
       await batches.create({ id, tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs, metadata: metadata ?? null });
       await batchRunner.schedule('start', id);
-      return toPublicBatch(id, (await batches.get(id))!);
+      return view(id, (await batches.get(id))!);
     },
   );
 
   app.get('/batches/:id', { schema: { params: z.object({ id: z.string() }) } }, async (request, reply) => {
     const b = mine(await batches.get(request.params.id), request.tenant);
-    return b ? toPublicBatch(request.params.id, b) : reply.code(404).send(notFound(request.params.id));
+    return b ? view(request.params.id, b) : reply.code(404).send(notFound(request.params.id));
   });
 
   app.post('/batches/:id/cancel', { schema: { params: z.object({ id: z.string() }) } }, async (request, reply) => {
@@ -59,7 +60,7 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
     } else if (moved.previous !== 'cancelling' && moved.previous !== 'cancelled') {
       return reply.code(409).send(apiError('conflict_error', `batch ${id} is ${moved.previous} and cannot be cancelled`, 'id', 'batch_not_cancellable'));
     }
-    return toPublicBatch(id, (await batches.get(id))!);
+    return view(id, (await batches.get(id))!);
   });
 
   app.get(
@@ -67,7 +68,7 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
     { schema: { querystring: z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), after: z.string().optional() }) } },
     async (request) => {
       const { data: records, hasMore } = await batches.list(request.tenant, request.query.limit, request.query.after);
-      const data = records.map(([id, b]) => toPublicBatch(id, b));
+      const data = await Promise.all(records.map(([id, b]) => view(id, b)));
       return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore };
     },
   );
