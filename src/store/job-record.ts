@@ -146,7 +146,7 @@ export function toPublicJob(job: JobRecord) {
     model: job.model,
     priority: job.priority,
     metadata: job.metadata,
-    created_at: seconds(job.created_at),
+    created_at: Math.floor(job.created_at / 1000),
     started_at: seconds(job.started_at),
     finished_at: seconds(job.finished_at),
     expires_at: seconds(job.deadline_at),

@@ -71,7 +71,17 @@ export const filesRoutes: FastifyPluginAsyncZod = async (app) => {
   });
   const notFound = (id: string) => apiError('not_found_error', `no file ${id}`, 'id', 'file_not_found');
 
-  app.post('/files', async (request, reply) => {
+  app.post(
+    '/files',
+    {
+      // The body is read as a stream of parts by the handler; this schema is for the document only.
+      validatorCompiler: () => () => true,
+      schema: {
+        consumes: ['multipart/form-data'],
+        body: z.object({ purpose: z.literal('batch'), file: z.string().meta({ format: 'binary', description: 'the JSONL file' }) }),
+      },
+    },
+    async (request, reply) => {
     if (!request.isMultipart()) return reply.code(400).send(apiError('invalid_request_error', NOT_MULTIPART, 'file', 'not_multipart'));
     let purpose: string | undefined;
     let staged: StagedFile | undefined;
@@ -108,7 +118,8 @@ export const filesRoutes: FastifyPluginAsyncZod = async (app) => {
     } finally {
       await parts.return?.(undefined).catch(() => {});
     }
-  });
+  },
+  );
 
   app.get('/files/:id', { schema: { params: z.object({ id: z.string() }) } }, async (request, reply) => {
     const file = await files.get(request.params.id, request.tenant);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { jobBodySchema } from '../../intake/job-request.js';
 import { isTerminal, JOB_STATUSES, type JobRecord, splitTarget, toPublicJob } from '../../store/job-record.js';
 import { apiError } from '../errors.js';
+import { describedOnly, errors, jobSchema, listOf, responses } from '../schemas.js';
 
 const MAX_WAIT_S = 60;
 const MAX_BULK = 10_000;
@@ -24,9 +25,11 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/jobs',
     {
+      ...describedOnly,
       schema: {
         body: jobBodySchema,
         headers: z.looseObject({ 'idempotency-key': z.string().min(1).max(255).optional() }),
+        response: responses({ 202: jobSchema.meta({ description: 'Accepted: the job, queued' }), 200: jobSchema.meta({ description: 'The job this Idempotency-Key already created' }), ...errors(400, 401, 402, 413, 415, 422, 429, 503) }),
       },
     },
     async (request, reply) => {
@@ -46,9 +49,11 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       // Ten thousand jobs of ordinary size do not fit the default body limit.
       bodyLimit: BULK_BODY_LIMIT,
+      ...describedOnly,
       schema: {
         body: z.strictObject({ jobs: z.array(jobBodySchema).min(1).max(MAX_BULK) }),
         headers: z.looseObject({ 'idempotency-key': z.string().min(1).max(255).optional() }),
+        response: responses({ 202: listOf(jobSchema), ...errors(400, 401, 402, 413, 415, 422, 429, 503) }),
       },
     },
     async (request, reply) => {
@@ -60,9 +65,11 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/jobs/:id',
     {
+      ...describedOnly,
       schema: {
         params: idParams,
         querystring: z.object({ wait: z.coerce.number().min(0).max(MAX_WAIT_S).optional() }),
+        response: responses({ 200: jobSchema, ...errors(400, 401, 404, 429, 503) }),
       },
     },
     async (request, reply) => {
@@ -101,7 +108,7 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
-  app.post('/jobs/:id/cancel', { schema: { params: idParams } }, async (request, reply) => {
+  app.post('/jobs/:id/cancel', { ...describedOnly, schema: { params: idParams, response: responses({ 200: jobSchema, ...errors(401, 404, 409, 503) }) } }, async (request, reply) => {
     const { id } = request.params;
     const job = visible(await store.get(id), request.tenant);
     if (!job) return reply.code(404).send(notFound(id));
@@ -119,7 +126,7 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     return toPublicJob((await store.get(id)) ?? job);
   });
 
-  app.post('/jobs/:id/webhook/redeliver', { schema: { params: idParams } }, async (request, reply) => {
+  app.post('/jobs/:id/webhook/redeliver', { ...describedOnly, schema: { params: idParams, response: responses({ 202: jobSchema, ...errors(401, 404, 409, 429, 503) }) } }, async (request, reply) => {
     const { id } = request.params;
     const job = visible(await store.get(id), request.tenant);
     if (!job) return reply.code(404).send(notFound(id));
@@ -144,7 +151,9 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/jobs',
     {
+      ...describedOnly,
       schema: {
+        response: responses({ 200: listOf(jobSchema), ...errors(400, 401, 503) }),
         querystring: z.object({
           status: z.enum(JOB_STATUSES).optional(),
           limit: z.coerce.number().int().min(1).max(100).default(20),
