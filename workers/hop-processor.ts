@@ -126,18 +126,17 @@ export class HopProcessor {
     const timeoutMs = claim.deadlineAt === null ? settings.timeout_ms : Math.min(settings.timeout_ms, claim.deadlineAt - startedAt);
     const t0 = performance.now();
     const shutdown = this.deps.shutdown;
-    // Ended elsewhere meanwhile (cancelled, expired), the job's call is stopped at once.
+    // Ended elsewhere meanwhile (cancelled, expired), the job's call is stopped at once; at the end
+    // of shutdown's grace the pool stops every tracked call through the same signal.
     const call = this.deps.running?.track(id);
-    const signals = [shutdown, call?.signal].filter((s): s is AbortSignal => s !== undefined);
+    const signal = call?.signal ?? shutdown;
     let result;
     try {
-      result = shutdown?.aborted
-        ? null
-        : await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs), ...(signals.length > 0 && { signal: signals.length === 1 ? signals[0]! : AbortSignal.any(signals) }) });
+      result = shutdown?.aborted ? null : await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs), ...(signal && { signal }) });
     } finally {
       call?.release();
     }
-    if (result && !result.ok && call?.stopped()) {
+    if (result && !result.ok && call?.stopped() && !shutdown?.aborted) {
       // The job ended while its call ran: the call is recorded (it happened), nothing else changes.
       await Promise.all([giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
       const latency = Math.round(performance.now() - t0);

@@ -105,15 +105,19 @@ export class ProviderPool {
    */
   async close(): Promise<void> {
     clearInterval(this.sweeper);
-    await this.running.close();
-    const grace = setTimeout(() => this.shutdown.abort(), this.deps.config.workers.shutdown_grace_ms);
+    const stop = () => {
+      this.shutdown.abort();
+      this.running.abortAll();
+    };
+    const grace = setTimeout(stop, this.deps.config.workers.shutdown_grace_ms);
     try {
       // With Redis gone there is no hop to hand back and nothing to wait for: calls are aborted now.
       const lost = this.deps.connection.status !== 'ready';
-      if (lost) this.shutdown.abort();
+      if (lost) stop();
       await Promise.all(this.workers.map((w) => w.close(lost)));
     } finally {
       clearTimeout(grace);
+      await this.running.close();
     }
   }
 }

@@ -44,6 +44,11 @@ export class RunningCalls {
     for (const controller of this.calls.get(id) ?? []) controller.abort();
   }
 
+  /** Stops every call in flight (shutdown's grace ran out): one signal a call, not two combined per call. */
+  abortAll(): void {
+    for (const set of this.calls.values()) for (const controller of set) controller.abort();
+  }
+
   async close(): Promise<void> {
     this.subscriber.disconnect();
   }

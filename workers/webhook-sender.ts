@@ -13,6 +13,7 @@ import { parseRetryAfter } from '../src/providers/errors.js';
 import { type ScriptClient, withScripts } from '../src/redis/scripts.js';
 import { isTerminal } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
+import type { BatchStore } from '../src/batches/batch-store.js';
 
 /**
  * A slot's lease outlives the attempt it covers (bounded by the total deadline) by this much, for
@@ -66,6 +67,8 @@ export class WebhookSender {
       redis: Redis;
       config: Config;
       store: JobStore;
+      /** Where batch events' attempts are kept. */
+      batches?: BatchStore;
       log: Logger;
       metrics?: Metrics;
     },
@@ -128,20 +131,19 @@ export class WebhookSender {
   }
 
   private async attempt(job: Job<DeliveryData>): Promise<void> {
-    const { jobId, eventId, url } = job.data;
+    const { jobId, batchId, eventId, url } = job.data;
     const attempt = job.attemptsMade + 1;
     const last = attempt >= (job.opts.attempts ?? 1);
     let started = Date.now();
     const record = async (status_code: number | null, error: string | undefined, final?: 'delivered' | 'failed') => {
       const outcome = final === 'delivered' ? 'delivered' : final === 'failed' || last ? 'gave_up' : 'retry';
       this.deps.metrics?.webhookDeliveries.inc({ outcome });
-      // Batch events have no job to keep their attempts on; the log and the metrics have them.
-      if (!jobId) return;
-      await this.deps.store.recordWebhookAttempt(
-        jobId,
-        { attempt, at: started, status_code, latency_ms: Date.now() - started, ...(error && { error }), ...(job.data.redelivery && { redelivery: true }) },
-        final ?? (last ? 'failed' : 'pending'),
-      );
+      const entry = { attempt, at: started, status_code, latency_ms: Date.now() - started, ...(error && { error }), ...(job.data.redelivery && { redelivery: true }) };
+      const state = final ?? (last ? 'failed' : 'pending');
+      // Whoever the event is about keeps its attempts: the job, or the batch.
+      if (jobId) await this.deps.store.recordWebhookAttempt(jobId, entry, state);
+      else if (batchId) await this.deps.batches?.recordWebhookAttempt(batchId, entry, state);
+      if (outcome === 'gave_up') this.deps.log.warn({ job: jobId, batch: batchId, event: eventId, attempt, status: status_code, error }, 'webhook delivery given up');
     };
 
     // Only batch events (and job events queued before deliveries stopped carrying them) bring a body.
@@ -199,7 +201,7 @@ export class WebhookSender {
       const timedOut = deadline.signal.aborted || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT';
       const message = timedOut ? (status === undefined ? 'timed out' : 'timed out reading the response body') : `${e.code ?? e.name}: ${e.message}`;
       await record(status ?? null, message, refused ? 'failed' : undefined);
-      this.deps.log.info({ job: jobId, event: eventId, attempt, error: message }, 'webhook attempt failed');
+      this.deps.log.info({ job: jobId, batch: batchId, event: eventId, attempt, error: message }, 'webhook attempt failed');
       if (refused) throw new UnrecoverableError(message);
       throw new DeliveryFailed(message);
     } finally {
@@ -207,12 +209,12 @@ export class WebhookSender {
     }
     if (status >= 200 && status < 300) {
       await record(status, undefined, 'delivered');
-      this.deps.log.info({ job: jobId, event: eventId, attempt, status }, 'webhook delivered');
+      this.deps.log.info({ job: jobId, batch: batchId, event: eventId, attempt, status }, 'webhook delivered');
       return;
     }
     const gone = status === 410;
     await record(status, `HTTP ${status}`, gone ? 'failed' : undefined);
-    this.deps.log.info({ job: jobId, event: eventId, attempt, status }, 'webhook attempt failed');
+    this.deps.log.info({ job: jobId, batch: batchId, event: eventId, attempt, status }, 'webhook attempt failed');
     if (gone) throw new UnrecoverableError('410 Gone: the receiver asked for no more deliveries');
     throw new DeliveryFailed(`HTTP ${status}`, parseRetryAfter(retryAfter));
   }
