@@ -145,7 +145,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const ref = job?.chain[hop];
       if (ref) await queues.removeHop(ref.slice(0, ref.indexOf('/')), id, hop);
     });
-    sender = new WebhookSender({ connection: workerRedis!, redis: storeRedis, config, store, batches, log, metrics });
+    sender = new WebhookSender({ connection: workerRedis!, config, store, batches, log, metrics });
     sender.start();
     webhooks.startSweeper();
     batchRunner.start(workerRedis!);

@@ -10,21 +10,13 @@ import { type DeliveryData, WEBHOOK_QUEUE } from '../src/delivery/webhook-queue.
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import { parseRetryAfter } from '../src/providers/errors.js';
-import { type ScriptClient, withScripts } from '../src/redis/scripts.js';
 import { isTerminal } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
 import type { BatchStore } from '../src/batches/batch-store.js';
+import { TenantSlots } from './tenant-slots.js';
 
-/**
- * A slot's lease outlives the attempt it covers (bounded by the total deadline) by this much, for
- * the record read before and the write after. Only a sender that died holds a slot this long.
- */
-const LEASE_MARGIN_MS = 10_000;
 /** Only the status matters; a receiver that answers with more than this has its connection closed. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
-/** Bounds on how long a delivery whose tenant is at its cap goes back to the queue for. */
-const SLOT_WAIT_MIN_MS = 100;
-const SLOT_WAIT_MAX_MS = 30_000;
 
 /** A failed attempt that says when the receiver wants the next one. */
 class DeliveryFailed extends Error {
@@ -48,23 +40,21 @@ class AttemptDeadline extends Error {
  * configured schedule does. Every attempt is written to the job.
  *
  * An attempt has one deadline for all of it (connect, headers, body), so a receiver that trickles
- * bytes cannot hold a slot past `webhooks.timeout_ms`; and no tenant has more than
- * `webhooks.max_in_flight_per_tenant` deliveries in flight across every sender, so one tenant's
- * slow receiver cannot take the slots every other tenant's deliveries need.
+ * bytes cannot hold a slot past `webhooks.timeout_ms`; and no tenant whose receiver is slow has
+ * more than `webhooks.max_in_flight_per_tenant` of a sender's slots (see TenantSlots), so one
+ * tenant's slow receiver cannot take the slots every other tenant's deliveries need.
  */
 export class WebhookSender {
   private worker: Worker<DeliveryData> | undefined;
   private readonly agent: Agent;
   private readonly policy: TargetPolicy;
   private readonly secrets: string[];
-  private readonly redis: ScriptClient;
+  private readonly slots: TenantSlots;
 
   constructor(
     private readonly deps: {
       /** BullMQ's connection. */
       connection: Redis;
-      /** For Switchyard's own scripts (the tenant slot leases). */
-      redis: Redis;
       config: Config;
       store: JobStore;
       /** Where batch events' attempts are kept. */
@@ -78,7 +68,7 @@ export class WebhookSender {
     // Every connection resolves through the policy, so the address checked is the address dialled.
     this.agent = new Agent({ connect: { lookup: this.policy.lookup }, keepAliveTimeout: 10_000 });
     this.secrets = [webhooks.secret, ...webhooks.previous_secrets].filter((s): s is string => Boolean(s));
-    this.redis = withScripts(deps.redis);
+    this.slots = new TenantSlots(webhooks.max_in_flight_per_tenant);
   }
 
   start(concurrency = this.deps.config.webhooks.concurrency): void {
@@ -100,34 +90,17 @@ export class WebhookSender {
   /** Runs one attempt in one of the tenant's slots, or, with none free, hands the delivery back to wait without it counting as an attempt. */
   private async deliver(job: Job<DeliveryData>, token: string | undefined): Promise<void> {
     // Deliveries queued before they named their tenant share one cap.
-    const tenant = job.data.tenant ?? '';
-    const lease = `${job.id}:${token ?? ''}`;
-    const waitMs = await this.slot('acquire', tenant, lease, job.id ?? '');
-    if (waitMs > 0) {
+    const slot = this.slots.take(job.data.tenant ?? '');
+    if ('waitMs' in slot) {
       // moveToDelayed skips the attempt count (unlike a thrown error), and frees this worker slot now.
-      await job.moveToDelayed(Date.now() + waitMs, token);
+      await job.moveToDelayed(Date.now() + slot.waitMs, token);
       throw new DelayedError();
     }
     try {
       await this.attempt(job);
     } finally {
-      // A lost release only costs the lease's expiry; it must not turn a delivered event into a retry.
-      await this.slot('release', tenant, lease, job.id ?? '').catch((err: unknown) =>
-        this.deps.log.warn({ tenant, err: (err as Error).message }, 'webhook slot release failed; its lease will expire'),
-      );
+      slot.release();
     }
-  }
-
-  /** The tenant slot script: for 'acquire', 0 with a slot held, else how long to wait (ms). */
-  private async slot(op: 'acquire' | 'release', tenant: string, lease: string, deliveryId: string): Promise<number> {
-    const { webhooks } = this.deps.config;
-    const keys = this.deps.store.keys;
-    const [ok, waitMs] = (await this.redis.webhookSlot(
-      keys.webhookSlots(tenant), keys.webhookSlotWaiters(tenant), keys.webhookSlotPace(tenant),
-      op, Date.now(), lease, deliveryId, webhooks.max_in_flight_per_tenant, webhooks.timeout_ms + LEASE_MARGIN_MS,
-      Math.random(), SLOT_WAIT_MIN_MS, SLOT_WAIT_MAX_MS,
-    )) as [number, number];
-    return ok === 1 ? 0 : Math.max(1, waitMs);
   }
 
   private async attempt(job: Job<DeliveryData>): Promise<void> {
@@ -146,7 +119,7 @@ export class WebhookSender {
       if (outcome === 'gave_up') this.deps.log.warn({ job: jobId, batch: batchId, event: eventId, attempt, status: status_code, error }, 'webhook delivery given up');
     };
 
-    // Only batch events (and job events queued before deliveries stopped carrying them) bring a body.
+    // A redelivery brings no body: the event is rebuilt from the job's record.
     let body = job.data.body;
     if (body === undefined && jobId) {
       // The event is rebuilt from the record at each attempt: the same bytes every time (see jobEvent).

@@ -101,8 +101,7 @@ export class BatchStore {
 
   /** Appends one attempt at delivering the batch's event; `status` is where the delivery stands. */
   async recordWebhookAttempt(id: string, attempt: WebhookAttempt, status: 'delivered' | 'failed' | 'pending'): Promise<void> {
-    const list = this.keys.batchWebhookAttempts(id);
-    await this.redis.multi().rpush(list, JSON.stringify(attempt)).pexpire(list, this.ttlMs).hset(this.keys.batch(id), 'webhook_status', status).exec();
+    await this.redis.webhookAttempt(this.keys.batch(id), this.keys.batchWebhookAttempts(id), JSON.stringify(attempt), status, this.ttlMs);
   }
 
   async webhookAttempts(id: string): Promise<WebhookAttempt[]> {

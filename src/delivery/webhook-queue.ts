@@ -5,14 +5,15 @@ import type { Logger } from '../log.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
 import { isTerminal, type JobRecord } from '../store/job-record.js';
 import type { JobStore } from '../store/job-store.js';
-import { jobEventId } from './event.js';
+import { jobEvent, jobEventId } from './event.js';
 
 export const WEBHOOK_QUEUE = 'sy-webhooks';
 
 /**
- * What a delivery carries. A job event carries no body: the sender rebuilds it from the job record
- * at each attempt (`jobEvent` is a pure function of the finished record), so every retry and
- * redelivery sends the same bytes and a redelivery costs a few ids, not a copy of the result.
+ * What a delivery carries. An event's first delivery carries its body, built once when the job
+ * ended; a redelivery carries none: the sender rebuilds it from the job record (`jobEvent` is a pure
+ * function of the finished record), so it sends the same bytes, and asking for redeliveries costs
+ * a few ids each, never another copy of the result.
  */
 export interface DeliveryData {
   /** The job the event is about; its delivery attempts are kept on it. Absent for batch events. */
@@ -23,7 +24,7 @@ export interface DeliveryData {
   tenant: string;
   eventId: string;
   url: string;
-  /** Batch events only: there is no record to rebuild them from, and they are small. */
+  /** The event, on a first delivery and a batch's; absent on a redelivery, which rebuilds it. */
   body?: string;
   redelivery?: boolean;
 }
@@ -77,8 +78,9 @@ export class WebhookQueue {
   async dispatch(id: string): Promise<void> {
     const job = await this.store.get(id);
     if (job?.webhook_url && isTerminal(job.status)) {
-      // Kept a day after success so a repeated dispatch of the same event stays a no-op.
-      await this.enqueue(job, `${job.id}-evt`, { removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
+      // Kept a day after success so a repeated dispatch of the same event stays a no-op. The event's
+      // one delivery carries its body (the record was just read for it); redeliveries do not.
+      await this.enqueue(job, `${job.id}-evt`, { removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } }, false, jobEvent(job).body);
     }
     await this.store.clearWebhookOutbox(id);
   }
@@ -162,10 +164,10 @@ export class WebhookQueue {
     return { attempts: schedule.length, delay: (schedule[0] ?? 0) * 1000, backoff: { type: 'webhook' } };
   }
 
-  private async enqueue(job: JobRecord, deliveryId: string, retention: JobsOptions, redelivery = false): Promise<void> {
+  private async enqueue(job: JobRecord, deliveryId: string, retention: JobsOptions, redelivery = false, body?: string): Promise<void> {
     await this.queue.add(
       'deliver',
-      { jobId: job.id, tenant: job.tenant, eventId: jobEventId(job.id), url: job.webhook_url!, ...(redelivery && { redelivery }) },
+      { jobId: job.id, tenant: job.tenant, eventId: jobEventId(job.id), url: job.webhook_url!, ...(body !== undefined && { body }), ...(redelivery && { redelivery }) },
       { jobId: deliveryId, ...this.attemptOptions(), ...retention },
     );
   }

@@ -13,8 +13,8 @@ const SCRIPTS = {
   breakerAcquire: 2,
   breakerRecord: 2,
   windowBudget: 1,
+  webhookAttempt: 2,
   batchTransition: 1,
-  webhookSlot: 3,
   fileQuota: 5,
 } as const;
 

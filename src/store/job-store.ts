@@ -168,12 +168,9 @@ export class JobStore {
     return jobs;
   }
 
-  /** Appends a delivery attempt; `final` marks the delivery delivered or given up. */
-  async recordWebhookAttempt(id: string, attempt: WebhookAttempt, final?: 'delivered' | 'failed' | 'pending'): Promise<void> {
-    const list = this.keys.webhookAttempts(id);
-    const tx = this.redis.multi().rpush(list, JSON.stringify(attempt)).pexpire(list, this.ttlMs);
-    if (final) tx.hset(this.keys.job(id), 'webhook_status', final);
-    await tx.exec();
+  /** Appends a delivery attempt and says where the delivery stands; nothing when the record is gone. */
+  async recordWebhookAttempt(id: string, attempt: WebhookAttempt, status: 'delivered' | 'failed' | 'pending'): Promise<void> {
+    await this.redis.webhookAttempt(this.keys.job(id), this.keys.webhookAttempts(id), JSON.stringify(attempt), status, this.ttlMs);
   }
 
   /** Ids of jobs whose webhook event ended more than `olderThanMs` ago and was not handed to the sender yet. */

@@ -116,21 +116,6 @@ export class Keys {
     return `${this.prefix}:file-expiry:${tenant}`;
   }
 
-  /** One tenant's webhook delivery slots, shared by every sender (see src/lua/webhookSlot.lua): lease token → expiry. */
-  webhookSlots(tenant: string): string {
-    return `${this.prefix}:webhook-slots:${tenant}`;
-  }
-
-  /** One tenant's deliveries waiting for a slot: delivery id → when it is due back. */
-  webhookSlotWaiters(tenant: string): string {
-    return `${this.prefix}:webhook-slots:${tenant}:waiting`;
-  }
-
-  /** How long one tenant's deliveries hold a slot (a running average), to pace the ones waiting. */
-  webhookSlotPace(tenant: string): string {
-    return `${this.prefix}:webhook-slots:${tenant}:pace`;
-  }
-
   /** Held while one redelivery request checks for a pending one and enqueues, so two at once cannot both pass. */
   webhookRedeliverLock(id: string): string {
     return `${this.prefix}:webhook-redeliver-lock:${id}`;

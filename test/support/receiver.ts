@@ -18,11 +18,16 @@ export class Receiver {
   readonly received: Received[] = [];
   /** Answers to give, in order; when empty, 200. */
   readonly script: Answer[] = [];
+  /** Requests being answered now, and the most there have been at once. */
+  concurrent = 0;
+  maxConcurrent = 0;
   private server: Server | undefined;
   port = 0;
 
   async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => {
+      this.maxConcurrent = Math.max(this.maxConcurrent, ++this.concurrent);
+      res.once('close', () => this.concurrent--);
       let body = '';
       req.setEncoding('utf8');
       req.on('data', (c: string) => (body += c));
