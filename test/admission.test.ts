@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor, withRedis } from './support/broker.js';
 
 const A = 'sy-admission-a-key-0123456789';
 const B = 'sy-admission-b-key-0123456789';
@@ -40,14 +40,7 @@ describe('admission against tenant limits', () => {
     const { id } = (await file.json()) as { id: string };
     return b.call('POST', '/v1/batches', { input_file_id: id, endpoint: '/v1/chat/completions', completion_window: '24h' }, as(key));
   }
-  const jobsOf = async (b: TestBroker, tenant: string) => {
-    const redis = testRedis();
-    try {
-      return await redis.zcard(b.runtime.store.keys.jobIndex(tenant));
-    } finally {
-      redis.disconnect();
-    }
-  };
+  const jobsOf = (b: TestBroker, tenant: string) => withRedis((redis) => redis.zcard(b.runtime.store.keys.jobIndex(tenant)));
 
   it('admits exactly max_queued of 40 concurrent submits, and of concurrent bulks', async () => {
     const { b } = await broker({ max_queued: 5 });
@@ -151,9 +144,7 @@ describe('admission against tenant limits', () => {
     expect(one.status).toBe(200);
     await waitFor(async () => (await b.call('GET', `/v1/batches/${one.body.id}`, undefined, as(A))).body.status === 'completed', 20_000);
     // The rest of the month's spend, as jobs before it would have left it.
-    const redis = testRedis();
-    await redis.hincrby(b.runtime.store.keys.tenant('a'), `spend_e10:${new Date().toISOString().slice(0, 7)}`, 20 * 1e10);
-    redis.disconnect();
+    await withRedis((redis) => redis.hincrby(b.runtime.store.keys.tenant('a'), `spend_e10:${new Date().toISOString().slice(0, 7)}`, 20 * 1e10));
     const late = await batch(b, [line(2)]);
     expect(late.status).toBe(402);
     expect(late.body.error.code).toBe('monthly_budget_exceeded');

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, withRedis } from './support/broker.js';
 
 const A = 'sy-breaker-tenant-a-0123456789';
 const B = 'sy-breaker-tenant-b-0123456789';
@@ -41,14 +41,7 @@ describe('timeouts and the shared breaker', () => {
     const { body } = await broker.call('POST', '/v1/jobs', { request: { ...chat(content), ...extra } }, headers);
     return (await broker.call('GET', `/v1/jobs/${body.id}?wait=20`, undefined, headers)).body;
   };
-  const breakerHash = async (broker: TestBroker) => {
-    const redis = testRedis();
-    try {
-      return await redis.hgetall(broker.runtime.store.keys.breaker('p'));
-    } finally {
-      redis.disconnect();
-    }
-  };
+  const breakerHash = (broker: TestBroker) => withRedis((redis) => redis.hgetall(broker.runtime.store.keys.breaker('p')));
 
   it("does not let one tenant's slow calls open the breaker other tenants use", async () => {
     const { broker } = await setup(true);

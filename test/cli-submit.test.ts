@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSubmit } from '../src/cli/submit.js';
-import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor, withRedis } from './support/broker.js';
 
 interface CliRun {
   child: ChildProcess;
@@ -85,14 +85,7 @@ function captureStream(isTTY: boolean): { stream: Writable; text: () => string }
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 /** Jobs the broker holds for a tenant: its index zset. */
-async function jobCount(broker: TestBroker, tenant = 'default'): Promise<number> {
-  const redis = testRedis();
-  try {
-    return await redis.zcard(`${broker.prefix}:jobs:${tenant}`);
-  } finally {
-    redis.disconnect();
-  }
-}
+const jobCount = (broker: TestBroker, tenant = 'default') => withRedis((redis) => redis.zcard(`${broker.prefix}:jobs:${tenant}`));
 
 /** A temp dir, mock providers and a broker for one describe block, torn down after it. */
 function brokerFixture<P extends string>(dirPrefix: string, behaviours: Record<P, Partial<MockServer['behaviour']>>, extra: Record<string, unknown> = {}) {

@@ -3,7 +3,7 @@ import type { Browser } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLoopbackHost } from '../src/api/loopback-guard.js';
-import { configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis } from './support/broker.js';
+import { configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, withRedis } from './support/broker.js';
 import { launchBrowser } from './support/browser.js';
 
 const KEY = 'sy-devmode-tenant-key-0123456789';
@@ -66,14 +66,7 @@ describe('dev mode refuses foreign Host names and cross-site origins', () => {
     const text = await res.body.text();
     return { status: res.statusCode, json: text ? JSON.parse(text) : null };
   };
-  const files = async () => {
-    const redis = testRedis();
-    try {
-      return await redis.zcard(dev.runtime.store.keys.fileIndex('default'));
-    } finally {
-      redis.disconnect();
-    }
-  };
+  const files = () => withRedis((redis) => redis.zcard(dev.runtime.store.keys.fileIndex('default')));
 
   it('answers 403 to a Host that is not loopback and to a cross-site Origin, in the error shape', async () => {
     const host = await raw(dev, '/v1/jobs', { host: `evil.test:${port()}` });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, testRedis, waitFor } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor, withRedis } from './support/broker.js';
 import { startFleet } from './support/fleet.js';
 
 /*
@@ -17,14 +17,7 @@ describe('how jobs end, and what is kept of them', () => {
     cleanup.push(() => mock.app.close(), () => b.close(), () => dropPrefix(b.prefix));
     return { b, mock };
   }
-  const pttl = async (b: TestBroker, id: string) => {
-    const redis = testRedis();
-    try {
-      return await redis.pttl(b.runtime.store.keys.job(id));
-    } finally {
-      redis.disconnect();
-    }
-  };
+  const pttl = (b: TestBroker, id: string) => withRedis((redis) => redis.pttl(b.runtime.store.keys.job(id)));
 
   it('keeps a record until its job ends, however long it runs, then for job_ttl_s', async () => {
     const { b } = await broker({ latencyMs: 3500 }, { retention: { job_ttl_s: 2 } });

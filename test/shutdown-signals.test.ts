@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EmbeddedRedis } from '../src/redis/embedded.js';
 import { chat } from './support/broker.js';
 import { createTestHost, type TestHost } from './support/netns.js';
-import { spawnBroker, writeConfig } from './support/process.js';
+import { type BrokerProcess, spawnBroker, watchBroker, writeConfig } from './support/process.js';
 
 const exec = promisify(execFile);
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -40,10 +40,7 @@ const redisServersOn = (dir: string) =>
     .map(Number);
 
 /** A zero-config `switchyard start` as a terminal runs it: the leader of its own process group. */
-interface Terminal {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+interface Terminal extends BrokerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   /** Ctrl-C: SIGINT to the whole foreground process group, as the terminal sends it. */
   ctrlC(): void;
@@ -58,42 +55,10 @@ function startInTerminal(host: TestHost, cwd: string): Terminal {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  const lines: Record<string, unknown>[] = [];
-  let buffer = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString();
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const text = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(text) as Record<string, unknown>);
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
   );
-  return {
-    child,
-    lines,
-    exited,
-    async waitForLog(msg, timeoutMs = 30_000) {
-      const until = Date.now() + timeoutMs;
-      while (Date.now() < until) {
-        const line = lines.find((l) => l.msg === msg);
-        if (line) return line;
-        if (child.exitCode !== null) throw new Error(`exited before "${msg}": ${stderr}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error(`no "${msg}" in ${timeoutMs} ms; stderr: ${stderr}`);
-    },
-    ctrlC: () => process.kill(-child.pid!, 'SIGINT'),
-  };
+  return { ...watchBroker(child), exited, ctrlC: () => process.kill(-child.pid!, 'SIGINT') };
 }
 
 describe('npm start with an embedded Redis, as a terminal drives it', () => {
@@ -130,7 +95,7 @@ describe('npm start with an embedded Redis, as a terminal drives it', () => {
     cwd = mkdtempSync(join(tmpdir(), 'switchyard-terminal-'));
     const t = startInTerminal(host, cwd);
     terminals.push(t);
-    await t.waitForLog('API listening');
+    await t.waitForLog('API listening', 30_000);
     const mockUrl = String((await t.waitForLog('no provider keys configured: using the built-in mock provider')).url).replace(/\/v1$/, '');
     const dir = join(cwd, '.switchyard/redis');
     const [redisPid] = redisServersOn(dir);

@@ -24,17 +24,20 @@ local op, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 -- Bounded work per call; a backlog left over is pruned by the next calls.
 local PRUNE_BATCH = 1000
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, PRUNE_BATCH)
-for _, gone in ipairs(expired) do
-  local bytes = tonumber(redis.call('HGET', KEYS[1], gone) or '0')
+-- Takes a file out of the ledger: its bytes back to the quota, its entries out of the indexes.
+local function forget(file)
+  local bytes = tonumber(redis.call('HGET', KEYS[1], file) or '0')
   if bytes ~= 0 then
     redis.call('HINCRBY', KEYS[1], 'used', -bytes)
   end
-  redis.call('HDEL', KEYS[1], gone)
-  redis.call('ZREM', KEYS[3], gone)
+  redis.call('HDEL', KEYS[1], file)
+  redis.call('ZREM', KEYS[2], file)
+  redis.call('ZREM', KEYS[3], file)
 end
-if #expired > 0 then
-  redis.call('ZREM', KEYS[2], unpack(expired))
+
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, PRUNE_BATCH)
+for _, gone in ipairs(expired) do
+  forget(gone)
 end
 
 -- A ledger holding nothing goes, so a tenant with no files has no keys.
@@ -102,13 +105,7 @@ if op == 'release' then
     -- Not this tenant's upload (or already released): its keys are not ours to delete.
     return 0
   end
-  local bytes = tonumber(redis.call('HGET', KEYS[1], id) or '0')
-  if bytes ~= 0 then
-    redis.call('HINCRBY', KEYS[1], 'used', -bytes)
-  end
-  redis.call('HDEL', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZREM', KEYS[3], id)
+  forget(id)
   redis.call('DEL', KEYS[4], KEYS[5])
   tidy()
   return 1

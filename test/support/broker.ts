@@ -101,6 +101,16 @@ export async function startMock(behaviour: Partial<MockBehaviour> = {}) {
 
 export const testRedis = () => new Redis(redisUrl());
 
+/** Runs `fn` with a Redis client of its own, closed after, for a test's direct look at the keys. */
+export async function withRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = testRedis();
+  try {
+    return await fn(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /** Deletes every key under a test prefix. */
 export async function dropPrefix(prefix: string): Promise<void> {
   const redis = new Redis(redisUrl());

@@ -25,6 +25,11 @@ export function spawnBroker(role: 'start' | 'api' | 'worker', env: Record<string
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return watchBroker(child);
+}
+
+/** Reads a broker process's JSON log lines from its stdout as they come, however it was started. */
+export function watchBroker(child: ChildProcess): BrokerProcess {
   const lines: Record<string, unknown>[] = [];
   const watchers: { msg: string; resolve: (l: Record<string, unknown>) => void }[] = [];
   let buffer = '';
