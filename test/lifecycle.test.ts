@@ -72,7 +72,9 @@ describe('job lifecycle', () => {
     expect(fields).toContain('result');
     expect(fields).not.toContain('request');
     const hop = await broker.runtime.queues.get('primary').getJob(`${res.body.id}-h0`);
-    expect(hop?.opts.removeOnComplete).toEqual({ count: 1000 });
+    // Failed hops are kept longer than completed ones: they are what an operator comes back to.
+    expect(hop?.opts.removeOnComplete).toEqual({ count: 1000, age: 3600 });
+    expect(hop?.opts.removeOnFail).toEqual({ count: 5000, age: 7 * 24 * 3600 });
     expect(hop?.opts.priority).toBe(5);
     client.disconnect();
   });

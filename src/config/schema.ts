@@ -180,9 +180,14 @@ export const configSchema = z
     retention: z
       .strictObject({
         job_ttl_s: z.int().positive().default(7 * 24 * 3600),
-        /** Finished BullMQ hop jobs kept for Bull Board; our own job record is the lasting one. */
+        /**
+         * Finished BullMQ hop jobs kept for Bull Board, by count and by age (whichever comes first);
+         * failed ones longer, since those are what an operator looks for. The job record is the lasting one.
+         */
         queue_keep_completed: z.int().nonnegative().default(1000),
+        queue_keep_completed_age_s: z.int().positive().default(3600),
         queue_keep_failed: z.int().nonnegative().default(5000),
+        queue_keep_failed_age_s: z.int().positive().default(7 * 24 * 3600),
       })
       .prefault({}),
   })

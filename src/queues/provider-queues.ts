@@ -78,15 +78,16 @@ export class ProviderQueues {
   }
 
   private hopOptions(id: string, hop: number, priority: number) {
-    const { queue_keep_completed, queue_keep_failed } = this.config.retention;
+    const { queue_keep_completed, queue_keep_completed_age_s, queue_keep_failed, queue_keep_failed_age_s } = this.config.retention;
     return {
       jobId: hopJobId(id, hop),
       priority: bullPriority(priority),
-      // Retries cover the broker's own faults (Redis blips); provider failures never throw.
+      // Retries cover the broker's own faults (Redis blips). A hop whose job failed fails too, in
+      // BullMQ's failed state, unrecoverably: retrying it would not change what the provider said.
       attempts: 3,
       backoff: { type: 'exponential' as const, delay: 1000 },
-      removeOnComplete: { count: queue_keep_completed },
-      removeOnFail: { count: queue_keep_failed },
+      removeOnComplete: { count: queue_keep_completed, age: queue_keep_completed_age_s },
+      removeOnFail: { count: queue_keep_failed, age: queue_keep_failed_age_s },
     };
   }
 
