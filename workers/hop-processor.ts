@@ -1,4 +1,5 @@
-import { DelayedError, type Job } from 'bullmq';
+import { hostname } from 'node:os';
+import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import type { ProviderClient } from '../src/providers/client.js';
@@ -6,7 +7,7 @@ import type { ProviderError } from '../src/providers/errors.js';
 import type { Metrics } from '../src/metrics.js';
 import type { Pricing } from '../src/providers/pricing.js';
 import type { ChatRequest } from '../src/providers/types.js';
-import { type HopData, hopJobId, type ProviderQueues } from '../src/queues/provider-queues.js';
+import { type HopData, hopJobId, type ProviderQueues, queueName } from '../src/queues/provider-queues.js';
 import type { BreakerBoard, CallOutcome, Ticket } from '../src/resilience/breaker-board.js';
 import type { RateBudgets, Reservation } from '../src/resilience/rate-budget.js';
 import { type Attempt, type JobError, splitTarget } from '../src/store/job-record.js';
@@ -41,6 +42,38 @@ const toJobError = (e: ProviderError): JobError => ({
   ...(e.retryAfterMs !== undefined && { retry_after_ms: e.retryAfterMs }),
 });
 
+/** What a hop's BullMQ job completes with: a summary an operator reads in Bull Board, never the answer itself. */
+export type HopResult = string | { outcome: 'succeeded'; provider: string; model: string; latency_ms: number; tokens: number | null; cost_usd: number | null };
+
+/**
+ * Thrown by a hop whose job has ended failed or expired, so BullMQ files the hop as failed (and never
+ * retries it): the record already says so, and nothing more is to be done with it.
+ */
+export class JobEnded extends UnrecoverableError {
+  constructor(message: string) {
+    super(message);
+    // Bull Board shows the stack as the hop's error: the job's error is the whole story.
+    this.stack = message;
+  }
+}
+
+/** Which worker process took a hop, for its job log. */
+const WORKER = `${hostname()}:${process.pid}`;
+
+const reasonOf = (e: JobError) => `${e.type}${e.status ? ` ${e.status}` : ''}${e.cause ? ` (${e.cause})` : ''}`;
+
+/** One attempt's outcome as a line of the hop's job log. */
+function outcomeLine(a: Attempt): string {
+  if (a.outcome === 'skipped') return `not called: ${a.error?.message ?? a.error?.type}`;
+  const cost = a.cost_usd != null ? `, $${a.cost_usd}` : '';
+  if (!a.error) return `${a.outcome} in ${a.latency_ms} ms${a.usage ? `: ${a.usage.total_tokens} tokens${cost}` : ''}`;
+  return `${a.outcome} in ${a.latency_ms} ms: ${reasonOf(a.error)}: ${a.error.message}`;
+}
+
+/** A hop whose settle did not apply: the record had moved on, or the job had ended meanwhile. */
+const describeUnsettled = (settled: 'moved' | 'ended' | 'applied') =>
+  settled === 'moved' ? 'stale: the job had moved on to a later hop' : 'discarded: the job had already ended (cancelled or expired)';
+
 const breakerOutcome = (error: ProviderError | null): CallOutcome =>
   !error ? 'success' : error.type === 'rate_limited' ? 'throttled' : error.breakerFailure ? 'failure' : 'neutral';
 
@@ -60,10 +93,13 @@ export class HopProcessor {
     private readonly deps: HopProcessorDeps,
   ) {}
 
-  async process(job: Job<HopData>, token: string | undefined): Promise<void> {
+  async process(job: Job<HopData>, token: string | undefined): Promise<HopResult> {
     const { id, hop } = job.data;
     const priority = job.opts.priority ?? 5;
     const { store, breakers, log } = this.deps;
+    // Each step writes its line of the hop's BullMQ job log in the script that does it.
+    const bullKey = job.id ? `${job.queueQualifiedName}:${job.id}` : '';
+    const board = (...lines: string[]) => ({ bullKey, lines });
 
     // Admission first: a denied call costs no record round trip. While the provider is unproven and
     // its trial calls are all out, wait here, holding the hop: handing it back to BullMQ would spend
@@ -77,12 +113,17 @@ export class HopProcessor {
     const trialToken = admission.kind === 'call' ? admission.token : undefined;
     const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral', { ...(trialToken && { token: trialToken }) }) : undefined);
 
-    const claim = await store.start(id, hop);
+    const claim = await store.start(id, hop, Date.now(), board(`claimed by worker ${WORKER}`));
     if (claim.kind !== 'ok') {
       await giveBack();
-      if (claim.kind === 'moved') return this.resumeLaterHop(id, hop);
       log.debug({ job: id, hop, claim: claim.kind }, 'hop skipped');
-      return;
+      if (claim.kind === 'moved') {
+        await this.resumeLaterHop(id, hop);
+        return `stale: the job has moved on to hop ${claim.hop}`;
+      }
+      if (claim.kind === 'expired' || (claim.kind === 'terminal' && claim.status === 'expired')) throw new JobEnded('expired: the job passed its deadline before this hop could run');
+      if (claim.kind === 'missing') return 'the job no longer exists';
+      return claim.status === 'cancelled' ? 'cancelled: the job was cancelled before this hop ran' : `nothing to do: the job has already ${claim.status}`;
     }
     const ref = claim.chain[hop];
     if (!ref) throw new Error(`job ${id} has no target for hop ${hop}`);
@@ -100,10 +141,10 @@ export class HopProcessor {
           : { type: 'rate_limited', message: `${this.provider} asked for a pause until ${until}` },
       };
       if (next) {
-        await this.handOn(id, hop, next, priority, skipped);
-        return;
+        const settled = await this.handOn(id, hop, next, priority, skipped, bullKey);
+        return settled === 'applied' ? `skipped (${skipped.error!.type}): handed to ${next}` : describeUnsettled(settled);
       }
-      await store.settle(id, hop, null, { status: 'retry' });
+      await store.settle(id, hop, null, { status: 'retry' }, Date.now(), board(`not called (${skipped.error!.type} until ${until}): waits on this queue`));
       return this.waitOnQueue(job, token, admission.until - Date.now() + Math.random() * OPEN_WAIT_JITTER_MS);
     }
 
@@ -113,7 +154,7 @@ export class HopProcessor {
       reservation = await this.deps.budgets.reserve(this.provider, model, request);
       if (!reservation.ok) {
         await giveBack();
-        await store.settle(id, hop, null, { status: 'retry' });
+        await store.settle(id, hop, null, { status: 'retry' }, Date.now(), board(`not called: the ${reservation.scope}'s token or request budget is spent; waits ${reservation.waitMs} ms`));
         // The provider's token budget is spent: pause its whole queue, in every process.
         if (reservation.scope === 'provider') await this.deps.queues.get(this.provider).rateLimit(reservation.waitMs);
         return this.waitOnQueue(job, token, reservation.waitMs);
@@ -140,15 +181,21 @@ export class HopProcessor {
       // The job ended while its call ran: the call is recorded (it happened), nothing else changes.
       await Promise.all([giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
       const latency = Math.round(performance.now() - t0);
-      await store.recordLate(id, { hop, provider: this.provider, model, outcome: 'cancelled', started_at: startedAt, latency_ms: latency, error: { type: 'cancelled', message: 'the call was stopped: its job was ended while it ran' } });
+      const ended = await store.recordLate(
+        id,
+        { hop, provider: this.provider, model, outcome: 'cancelled', started_at: startedAt, latency_ms: latency, error: { type: 'cancelled', message: 'the call was stopped: its job was ended while it ran' } },
+        Date.now(),
+        board(`called ${ref}`, `stopped after ${latency} ms: the job was ended while its call ran`),
+      );
       log.info({ job: id, provider: this.provider, model, hop, outcome: 'cancelled', latency_ms: latency }, 'attempt');
-      return;
+      if (ended === 'expired') throw new JobEnded('expired: the job passed its deadline while its call ran');
+      return `${ended ?? 'ended'}: the call was stopped when the job was ${ended ?? 'ended'}`;
     }
     if (!result || (!result.ok && shutdown?.aborted)) {
       // Shutting down: this hop is not done, and not failed. Put it back for another worker now
       // rather than leave it to the stalled check.
       await Promise.all([giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
-      await store.settle(id, hop, null, { status: 'retry' });
+      await store.settle(id, hop, null, { status: 'retry' }, Date.now(), board('handed back to the queue: its worker is shutting down'));
       log.info({ job: id, provider: this.provider, hop }, 'hop handed back at shutdown');
       return this.waitOnQueue(job, token, 0);
     }
@@ -173,19 +220,27 @@ export class HopProcessor {
     if (cutByDeadline) {
       await store.end(id, 'expired');
       // The call was made (and may be billed): the ledger shows it, cut at the deadline.
-      await store.recordLate(id, { hop, provider: this.provider, model, outcome: 'cancelled', started_at: startedAt, latency_ms: latency, error: { ...toJobError(error!), message: 'the call was cut at the job\'s deadline' } });
+      await store.recordLate(
+        id,
+        { hop, provider: this.provider, model, outcome: 'cancelled', started_at: startedAt, latency_ms: latency, error: { ...toJobError(error!), message: "the call was cut at the job's deadline" } },
+        Date.now(),
+        board(`called ${ref}`, `cut after ${latency} ms at the job's deadline`),
+      );
       log.info({ job: id, provider: this.provider, model, hop, outcome: 'expired', latency_ms: latency }, 'attempt');
-      return;
+      throw new JobEnded("expired: the call was cut at the job's deadline");
     }
 
     const attempt: Attempt = { hop, provider: this.provider, model, outcome: 'succeeded', started_at: startedAt, latency_ms: latency };
     if (result.dropped) attempt.dropped = result.dropped;
     let settled: 'applied' | 'moved' | 'ended';
     let requeue = false;
+    let answer: HopResult;
+    let failure: string | undefined;
     if (result.ok) {
       if (result.usage) attempt.usage = result.usage;
       attempt.cost_usd = this.deps.pricing.cost(this.provider, model, result.usage);
-      settled = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: attempt.cost_usd });
+      settled = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: attempt.cost_usd }, Date.now(), board(`called ${ref}`, outcomeLine(attempt)));
+      answer = { outcome: 'succeeded', provider: this.provider, model, latency_ms: latency, tokens: attempt.usage?.total_tokens ?? null, cost_usd: attempt.cost_usd ?? null };
     } else {
       const err = result.error;
       attempt.error = toJobError(err);
@@ -195,23 +250,27 @@ export class HopProcessor {
       if (pauseMs > 0) await this.deps.queues.get(this.provider).rateLimit(pauseMs);
       if (err.retryable && next) {
         attempt.outcome = 'fallback';
-        settled = await this.handOn(id, hop, next, priority, attempt);
+        settled = await this.handOn(id, hop, next, priority, attempt, bullKey);
+        answer = `fell back to ${next}: ${reasonOf(attempt.error)}`;
       } else if (err.type === 'rate_limited') {
         // Rate limited on the last target: the job waits for the pause instead of failing.
         attempt.outcome = 'rate_limited';
-        settled = await store.settle(id, hop, attempt, { status: 'retry' });
+        settled = await store.settle(id, hop, attempt, { status: 'retry' }, Date.now(), board(`called ${ref}`, outcomeLine(attempt), `waits ${pauseMs} ms on this queue`));
         requeue = settled === 'applied';
+        answer = 'rate limited';
       } else {
         attempt.outcome = 'failed';
         const jobError = err.retryable
           ? { ...attempt.error, message: `all ${claim.chain.length} targets failed; last: ${err.message}` }
           : attempt.error;
-        settled = await store.settle(id, hop, attempt, { status: 'failed', error: jobError });
+        settled = await store.settle(id, hop, attempt, { status: 'failed', error: jobError }, Date.now(), board(`called ${ref}`, outcomeLine(attempt), 'the job failed'));
+        answer = 'failed';
+        failure = `${jobError.type}${jobError.status ? ` ${jobError.status}` : ''}: ${jobError.message}`;
       }
     }
     const applied = settled === 'applied';
     // Ended meanwhile: the answer is dropped, but the call and what it cost are recorded.
-    if (settled === 'ended') await store.recordLate(id, { ...attempt, outcome: 'discarded' });
+    if (settled === 'ended') await store.recordLate(id, { ...attempt, outcome: 'discarded' }, Date.now(), board(`called ${ref}`, `${outcomeLine(attempt)}; discarded: the job had already ended`));
     this.observe(attempt, applied, claim.createdAt);
     if (error?.type === 'provider_auth') {
       log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
@@ -227,6 +286,10 @@ export class HopProcessor {
       'attempt',
     );
     if (requeue) await this.waitOnQueue(job, token, pauseMs);
+    if (!applied) return describeUnsettled(settled);
+    // The job failed: so does its hop, in BullMQ's failed state, with the job's error (and no retry).
+    if (failure) throw new JobEnded(failure);
+    return answer;
   }
 
   /**
@@ -266,8 +329,10 @@ export class HopProcessor {
   }
 
   /** Records `attempt` and hands the job to the next target's queue. */
-  private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt): Promise<'applied' | 'moved' | 'ended'> {
-    const settled = await this.deps.store.settle(id, hop, attempt, { status: 'queued' });
+  private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt, bullKey: string): Promise<'applied' | 'moved' | 'ended'> {
+    const nextQueue = queueName(splitTarget(nextRef).provider);
+    const lines = [...(attempt.outcome === 'skipped' ? [] : [`called ${attempt.provider}/${attempt.model}`]), outcomeLine(attempt), `handed to ${nextQueue} as hop ${hop + 1} (${nextRef})`];
+    const settled = await this.deps.store.settle(id, hop, attempt, { status: 'queued' }, Date.now(), { bullKey, lines });
     if (attempt.outcome === 'skipped') this.deps.metrics?.attempts.inc({ provider: this.provider, outcome: 'skipped', reason: attempt.error?.type ?? 'ok' });
     if (settled === 'applied') await this.deps.queues.enqueueHop(splitTarget(nextRef).provider, id, hop + 1, priority);
     if (attempt.outcome === 'skipped') {

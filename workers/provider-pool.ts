@@ -3,9 +3,12 @@ import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
 import { type HopData, NO_RPM_LIMIT, queueName } from '../src/queues/provider-queues.js';
-import { HopProcessor, type HopProcessorDeps } from './hop-processor.js';
+import { HopProcessor, type HopProcessorDeps, JobEnded } from './hop-processor.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
+
+/** BullMQ's failedReason for a hop it failed in its stalled check. */
+const STALLED = /stalled more than allowable limit/;
 
 /**
  * One BullMQ worker per provider queue: the per-provider worker pools of the design.
@@ -56,7 +59,7 @@ export class ProviderPool {
       });
       // A hop whose processing itself failed (Redis unreachable, a bug) must still end its job visibly.
       worker.on('failed', (job, err) => {
-        if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
+        if (!job || err instanceof JobEnded || job.attemptsMade < (job.opts.attempts ?? 1)) return;
         void this.endLostHop(provider, job.data, err.message);
       });
       worker.on('error', (err) => log.error({ provider, err: err.message }, 'worker error'));
@@ -72,7 +75,7 @@ export class ProviderPool {
   /** Ends the job of a hop BullMQ has failed for good, if the job is still at that hop (else nothing). */
   private async endLostHop(provider: string, hop: HopData, reason: string): Promise<void> {
     const { store, log } = this.deps;
-    const stalled = /stalled more than allowable limit/.test(reason);
+    const stalled = STALLED.test(reason);
     const message = stalled
       ? `the hop was lost with its worker more than workers.max_stalled (${this.deps.config.workers.max_stalled}) times`
       : 'the broker could not process this job';
@@ -91,9 +94,14 @@ export class ProviderPool {
       const queue = this.deps.queues.get(provider);
       const since = this.swept.get(provider) ?? 0;
       const ids = await this.deps.connection.zrangebyscore(queue.keys.failed!, `(${since}`, '+inf', 'WITHSCORES', 'LIMIT', 0, 200);
+      if (ids.length === 0) continue;
+      // Most failed hops are failed jobs, already ended by their hop: only the stalled ones are read.
+      const reads = this.deps.connection.pipeline();
+      for (let i = 0; i < ids.length; i += 2) reads.hmget(`${queue.keys['']}${ids[i]}`, 'failedReason', 'data');
+      const fields = (await reads.exec()) ?? [];
       for (let i = 0; i < ids.length; i += 2) {
-        const job = await queue.getJob(ids[i]!);
-        if (job) await this.endLostHop(provider, job.data, job.failedReason ?? 'failed');
+        const [reason, data] = (fields[i / 2]?.[1] as [string | null, string | null] | undefined) ?? [null, null];
+        if (data && reason && STALLED.test(reason)) await this.endLostHop(provider, JSON.parse(data) as HopData, reason);
         this.swept.set(provider, Math.max(this.swept.get(provider) ?? 0, Number(ids[i + 1])));
       }
     }

@@ -22,7 +22,7 @@ const attempt = z.looseObject({
   hop: z.int(),
   provider: z.string(),
   model: z.string(),
-  outcome: z.enum(['succeeded', 'fallback', 'failed', 'rate_limited', 'skipped', 'cancelled', 'discarded']),
+  outcome: z.enum(['succeeded', 'fallback', 'failed', 'rate_limited', 'skipped', 'cancelled', 'discarded', 'retried']),
   error: z.looseObject({ type: z.string(), message: z.string() }).optional(),
   started_at: z.int(),
   latency_ms: z.number(),
@@ -48,6 +48,9 @@ export const jobSchema = z
     usage: z.looseObject({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() }).nullable(),
     cost_usd: z.number().nullable(),
     error: z.looseObject({ type: z.string(), message: z.string() }).nullable(),
+    hops: z
+      .array(z.object({ hop: z.int(), target: z.string(), queue: z.string(), bull_job_id: z.string() }))
+      .meta({ description: 'The BullMQ job that carried each hop the job reached (Bull Board shows them under these ids)' }),
     webhook: z.looseObject({ url: z.string(), status: z.string().nullable(), attempts: z.array(z.looseObject({})) }).nullable(),
   })
   .meta({ description: 'A job' });

@@ -17,7 +17,7 @@ export interface WebhookEvent {
  * nothing here may read the clock or anything else outside the record.
  */
 export function jobEvent(job: JobRecord): WebhookEvent {
-  const id = jobEventId(job.id);
+  const id = jobEventId(job.id, job.reopened);
   const type = `job.${job.status}`;
   const { webhook: _delivery, ...data } = toPublicJob(job);
   // Every terminal state stamps finished_at; created_at stands in only so this stays clock-free.
@@ -25,7 +25,10 @@ export function jobEvent(job: JobRecord): WebhookEvent {
   return { id, type, body };
 }
 
-/** The id of a job's event, known without building it. */
-export function jobEventId(jobId: string): string {
-  return `evt_${jobId.slice('job_'.length)}`;
+/**
+ * The id of a job's event, known without building it. A job an operator re-opened ends again, and
+ * that end is a new event (its receivers dedupe by id): the count of re-openings names it.
+ */
+export function jobEventId(jobId: string, reopened = 0): string {
+  return `evt_${jobId.slice('job_'.length)}${reopened > 0 ? `-r${reopened}` : ''}`;
 }

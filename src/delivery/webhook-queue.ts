@@ -80,7 +80,8 @@ export class WebhookQueue {
     if (job?.webhook_url && isTerminal(job.status)) {
       // Kept a day after success so a repeated dispatch of the same event stays a no-op. The event's
       // one delivery carries its body (the record was just read for it); redeliveries do not.
-      await this.enqueue(job, `${job.id}-evt`, { removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } }, false, jobEvent(job).body);
+      const delivery = `${job.id}-evt${job.reopened > 0 ? `-r${job.reopened}` : ''}`;
+      await this.enqueue(job, delivery, { removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } }, false, jobEvent(job).body);
     }
     await this.store.clearWebhookOutbox(id);
   }
@@ -167,7 +168,7 @@ export class WebhookQueue {
   private async enqueue(job: JobRecord, deliveryId: string, retention: JobsOptions, redelivery = false, body?: string): Promise<void> {
     await this.queue.add(
       'deliver',
-      { jobId: job.id, tenant: job.tenant, eventId: jobEventId(job.id), url: job.webhook_url!, ...(body !== undefined && { body }), ...(redelivery && { redelivery }) },
+      { jobId: job.id, tenant: job.tenant, eventId: jobEventId(job.id, job.reopened), url: job.webhook_url!, ...(body !== undefined && { body }), ...(redelivery && { redelivery }) },
       { jobId: deliveryId, ...this.attemptOptions(), ...retention },
     );
   }

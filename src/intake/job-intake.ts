@@ -122,7 +122,7 @@ export class JobIntake {
       if (!prior) throw new IntakeError(409, 'conflict_error', `the job ${outcome.id} for this Idempotency-Key has expired`, null, 'idempotent_job_expired');
       return { job: prior, replayed: true };
     }
-    const fresh: JobRecord = { ...job, status: 'queued', attempts: [], webhook_status: null, webhook_attempts: [], started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null };
+    const fresh: JobRecord = { ...job, status: 'queued', attempts: [], webhook_status: null, webhook_attempts: [], reopened: 0, started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null };
     return { job: fresh, replayed: false };
   }
 

@@ -8,13 +8,15 @@
   ARGV[6] attempt (JSON object, or '' for none), ARGV[7] queued | retry | succeeded | failed,
   ARGV[8] prompt tokens, ARGV[9] completion tokens, ARGV[10] cost in 1e-10 USD (each '' if none),
   ARGV[11] key prefix (a batch job's batch and its tenant's totals live under it),
-  ARGV[12] the month (YYYY-MM) this spend counts against, ARGV[13..] field, value, ...
+  ARGV[12] the month (YYYY-MM) this spend counts against, ARGV[13] the hop's BullMQ job key ('' for
+  none), ARGV[14] lines for its job log (newline-separated), ARGV[15..] field, value, ...
   Returns 0 when the job had already moved on (or is gone), 3 when it had ended meanwhile, 1 when
   applied, 2 when applied and the job's end owes a webhook event.
 ]]
 --- @include "isTerminal"
 --- @include "jobEnded"
 --- @include "countAttempt"
+--- @include "hopLog"
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop')
 local status = f[1]
@@ -31,9 +33,10 @@ end
 if ARGV[6] ~= '' then
   countAttempt(KEYS[1], KEYS[2], ARGV[11], ARGV[12], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 end
-if #ARGV >= 13 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 13))
+if #ARGV >= 15 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 15))
 end
+hopLog(ARGV[13], ARGV[14])
 if ARGV[7] == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'queued')
   redis.call('HINCRBY', KEYS[1], 'hop', 1)

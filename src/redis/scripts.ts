@@ -10,6 +10,7 @@ const SCRIPTS = {
   settleAttempt: 3,
   lateAttempt: 2,
   endJob: 2,
+  reopenJob: 1,
   breakerAcquire: 2,
   breakerRecord: 2,
   windowBudget: 1,

@@ -1,4 +1,5 @@
 /** The job as Switchyard keeps it (a Redis hash) and as callers see it. */
+import { hopJobId, queueName } from '../queues/provider-queues.js';
 
 export const TERMINAL_STATUSES = ['succeeded', 'failed', 'cancelled', 'expired'] as const;
 export const JOB_STATUSES = ['queued', 'running', ...TERMINAL_STATUSES] as const;
@@ -37,9 +38,10 @@ export interface Attempt {
    * succeeded; fallback: failed here, handed to the next target; failed: ended the job;
    * rate_limited: 429 on the last target, the job waits; skipped: not called, its breaker was open;
    * cancelled: the call was stopped because its job was cancelled (or expired); discarded: the
-   * call finished after its job had ended, so its answer was dropped (its cost still counts).
+   * call finished after its job had ended, so its answer was dropped (its cost still counts);
+   * retried: not a call, an operator re-opened the failed job at this hop.
    */
-  outcome: 'succeeded' | 'fallback' | 'failed' | 'rate_limited' | 'skipped' | 'cancelled' | 'discarded';
+  outcome: 'succeeded' | 'fallback' | 'failed' | 'rate_limited' | 'skipped' | 'cancelled' | 'discarded' | 'retried';
   error?: JobError;
   started_at: number;
   latency_ms: number;
@@ -85,6 +87,8 @@ export interface JobRecord {
   error: JobError | null;
   webhook_url: string | null;
   webhook_status: WebhookStatus | null;
+  /** How often an operator re-opened the failed job; each end after that owes an event of its own. */
+  reopened: number;
   /** Filled by the store only when the job has a webhook. */
   webhook_attempts: WebhookAttempt[];
 }
@@ -93,7 +97,7 @@ export interface JobRecord {
 export const RECORD_FIELDS = [
   'id', 'tenant', 'status', 'task', 'model', 'priority', 'metadata', 'created_at', 'started_at',
   'finished_at', 'deadline_at', 'chain', 'hop', 'attempts', 'result', 'usage', 'cost_usd', 'error',
-  'webhook_url', 'webhook_status',
+  'webhook_url', 'webhook_status', 'reopened',
 ] as const;
 
 const num = (v: string | null | undefined): number | null => (v === null || v === undefined || v === '' ? null : Number(v));
@@ -123,6 +127,7 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
     error: json(f.error, null),
     webhook_url: f.webhook_url || null,
     webhook_status: (f.webhook_status as WebhookStatus | null) || null,
+    reopened: Number(f.reopened ?? 0),
     webhook_attempts: [],
   };
 }
@@ -157,6 +162,11 @@ export function toPublicJob(job: JobRecord) {
     usage: job.usage,
     cost_usd: job.cost_usd,
     error: job.error,
+    // The BullMQ jobs that carried it (Bull Board shows them under these ids), one a hop it reached.
+    hops: [...new Set([...job.attempts.map((a) => a.hop), job.hop])]
+      .filter((n) => job.chain[n] !== undefined)
+      .sort((a, b) => a - b)
+      .map((n) => ({ hop: n, target: job.chain[n]!, queue: queueName(splitTarget(job.chain[n]!).provider), bull_job_id: hopJobId(job.id, n) })),
     webhook: job.webhook_url
       ? {
           url: job.webhook_url,

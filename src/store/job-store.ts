@@ -44,6 +44,16 @@ export type StartOutcome =
   | { kind: 'expired' }
   | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean; deadlineAt: number | null; createdAt: number; tenant: string };
 
+/** Why a failed job may not be re-opened: gone, not failed, a batch's line, failed at another hop, past its deadline, its request not kept. */
+export type ReopenRefusal = 'missing' | 'status' | 'batch' | 'hop' | 'deadline' | 'request';
+
+/** Lines for a hop's BullMQ job log (Bull Board shows them), written by the script that did what they tell. */
+export interface HopLog {
+  /** The BullMQ job's own key (`<prefix>:<queue>:<job id>`); its log is `<key>:logs`. */
+  bullKey: string;
+  lines: string[];
+}
+
 export type Settlement =
   | { status: 'succeeded'; result: unknown; usage: Usage | null; cost_usd: number | null }
   | { status: 'failed'; error: JobError }
@@ -182,8 +192,9 @@ export class JobStore {
     await this.redis.zrem(this.keys.webhookOutbox, id);
   }
 
-  async start(id: string, hop: number, now = Date.now()): Promise<StartOutcome> {
-    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id, this.keys.prefix)) as string[];
+  /** `log` names the hop's BullMQ job (its key) and the line its job log gets on a successful claim. */
+  async start(id: string, hop: number, now = Date.now(), log?: HopLog): Promise<StartOutcome> {
+    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id, this.keys.prefix, log?.bullKey ?? '', log?.lines.join('\n') ?? '')) as string[];
     switch (reply[0]) {
       case 'missing':
         return { kind: 'missing' };
@@ -211,7 +222,7 @@ export class JobStore {
    * Ends hop `hop` with `attempt` (if any) in the ledger. `moved` when the job had moved on (a stale
    * hop), `ended` when it had ended meanwhile (its call, if any, is then for `recordLate`).
    */
-  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now()): Promise<'applied' | 'moved' | 'ended'> {
+  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now(), log?: HopLog): Promise<'applied' | 'moved' | 'ended'> {
     const fields: (string | number)[] = [];
     if (outcome.status === 'succeeded') {
       fields.push('result', JSON.stringify(outcome.result));
@@ -228,6 +239,8 @@ export class JobStore {
       attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
       this.keys.prefix,
       monthOf(now),
+      log?.bullKey ?? '',
+      log?.lines.join('\n') ?? '',
       ...fields,
     );
     if (applied === 2) this.webhookOwed?.(id);
@@ -238,13 +251,16 @@ export class JobStore {
    * A call that finished, or was stopped, after its job had ended (cancelled, expired): it goes into
    * the ledger and the totals all the same, since it happened and may have been paid for.
    */
-  async recordLate(id: string, attempt: Attempt, now = Date.now()): Promise<void> {
+  /** Returns the status the job had ended in (undefined when its record is gone). */
+  async recordLate(id: string, attempt: Attempt, now = Date.now(), log?: HopLog): Promise<JobStatus | undefined> {
     const usage = attempt.usage;
-    await this.redis.lateAttempt(
+    const status = await this.redis.lateAttempt(
       this.keys.job(id), this.keys.usage(attempt.provider), JSON.stringify(attempt),
       usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
       attempt.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '', this.keys.prefix, monthOf(now),
+      log?.bullKey ?? '', log?.lines.join('\n') ?? '',
     );
+    return (status as unknown as string) ? (status as unknown as JobStatus) : undefined;
   }
 
   /** A tenant's unfinished jobs, tokens and USD, and what it spent and holds in `month`. */
@@ -273,12 +289,21 @@ export class JobStore {
     };
   }
 
+  /**
+   * Re-opens a failed job at the hop that failed (an operator's retry), with `entry` in its ledger,
+   * or says why it may not be.
+   */
+  async reopen(id: string, hop: number, entry: Attempt, now = Date.now()): Promise<{ ok: true; reopened: number } | { ok: false; reason: ReopenRefusal; detail: string }> {
+    const [ok, a, b] = (await this.redis.reopenJob(this.keys.job(id), hop, JSON.stringify(entry), this.keys.prefix, now)) as [number, string | number, string];
+    return ok === 1 ? { ok: true, reopened: Number(a) } : { ok: false, reason: a as ReopenRefusal, detail: String(b ?? '') };
+  }
+
   /** Ends a job from outside its hop: the caller cancelled it, or its deadline passed. */
-  async end(id: string, status: 'cancelled' | 'expired', now = Date.now()): Promise<EndOutcome> {
+  async end(id: string, status: 'cancelled' | 'expired', now = Date.now(), message?: string): Promise<EndOutcome> {
     const error: JobError =
       status === 'cancelled'
-        ? { type: 'cancelled', message: 'the job was cancelled by the caller' }
-        : { type: 'deadline_exceeded', message: 'the job did not finish before its deadline' };
+        ? { type: 'cancelled', message: message ?? 'the job was cancelled by the caller' }
+        : { type: 'deadline_exceeded', message: message ?? 'the job did not finish before its deadline' };
     const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error), this.keys.prefix)) as string[];
     if (reply[0] === 'missing') return { kind: 'missing' };
     if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };

@@ -1,7 +1,8 @@
 --[[
   What happens when a job ends, whichever script ends it (settled by its hop, cancelled, expired),
   in the same atomic step as the status change:
-  - the prompt goes (the result stays), and the record expires `ttl` ms from now;
+  - the prompt goes (the result stays), except a failed job's, kept so an operator can retry it
+    (its record has no result to keep instead); the record expires `ttl` ms from now;
   - the tenant's count of unfinished jobs drops, and the spend reserved for it is released;
   - a job with a webhook leaves its event in the outbox, so the event cannot be lost;
   - a batch's job counts into its batch, and the last one marks the batch for finalizing;
@@ -12,7 +13,9 @@
 local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status)
   local owed = 0
   local f = redis.call('HMGET', jobKey, 'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month')
-  redis.call('HDEL', jobKey, 'request')
+  if status ~= 'failed' then
+    redis.call('HDEL', jobKey, 'request')
+  end
   local tenantKey = prefix .. ':tenant:' .. (f[1] or '')
   redis.call('HINCRBY', tenantKey, 'queued', -1)
   if f[4] then

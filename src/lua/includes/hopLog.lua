@@ -1,0 +1,18 @@
+--[[
+  Appends lines to a hop's BullMQ job log (`<bull job key>:logs`, where BullMQ's own job.log
+  writes and Bull Board reads), in the step that did what they tell: no round trip of its own.
+  Nothing is written for a BullMQ job that no longer exists (its logs would outlive it), nor when
+  `bullKey` is ''. `lines` is newline-separated.
+]]
+local HOP_LOG_KEPT = 50
+
+local function hopLog(bullKey, lines)
+  if bullKey == '' or lines == '' or redis.call('EXISTS', bullKey) == 0 then
+    return
+  end
+  local logKey = bullKey .. ':logs'
+  for line in string.gmatch(lines, '[^\n]+') do
+    redis.call('RPUSH', logKey, line)
+  end
+  redis.call('LTRIM', logKey, -HOP_LOG_KEPT, -1)
+end
