@@ -42,6 +42,9 @@ describe('operator endpoints', () => {
     const { queues } = (await res.json()) as { queues: { name: string; readOnlyMode: boolean; delimiter: string }[] };
     expect(queues.map((q) => q.name).sort()).toEqual(['llm-p', 'sy-batches', 'sy-deadlines', 'sy-webhooks']);
     expect(queues.every((q) => q.readOnlyMode && q.delimiter === '-')).toBe(true);
+    // Read-only is enforced, not only drawn: an action is refused.
+    const retry = await fetch(`${broker.url}/admin/queues/api/queues/llm-p/retry/failed`, { method: 'PUT', headers: { authorization: basic('ops', 'correct horse battery') } });
+    expect(retry.status).toBe(405);
   });
 
   it('shows a provider queue with no rpm as not rate limited once hops have run, and a 429 pause as one', async () => {
