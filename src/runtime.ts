@@ -4,6 +4,7 @@ import { protectOperatorRoutes } from './api/operator-auth.js';
 import type { Redis } from 'ioredis';
 import { ProviderPool } from '../workers/provider-pool.js';
 import { BatchWorker } from '../workers/batch-worker.js';
+import { BatchSteps } from './queues/batch-steps.js';
 import { WebhookSender } from '../workers/webhook-sender.js';
 import { BatchStore, toPublicBatch } from './batches/batch-store.js';
 import { FileStore } from './batches/file-store.js';
@@ -119,8 +120,9 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const files = new FileStore(storeRedis, store.keys, config);
   const batches = new BatchStore(storeRedis, store.keys, ttlMs);
   const batchUrl = (tenant: string) => config.auth.api_keys.find((k) => k.name === tenant)?.webhook_url ?? config.webhooks.batch_url;
+  const batchSteps = new BatchSteps(bullRedis, config.redis.prefix);
   const batchRunner = new BatchWorker({
-    connection: bullRedis, prefix: config.redis.prefix, batches, files, store, intake, router, queues, log,
+    steps: batchSteps, prefix: config.redis.prefix, batches, files, store, intake, router, queues, log,
     announce: async (tenant, id) => {
       const url = batchUrl(tenant);
       const b = await batches.get(id);
@@ -158,7 +160,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     runtime.events = events;
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchRunner, deadlines, metrics },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchSteps, deadlines, metrics },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
@@ -210,7 +212,10 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     // The rest is independent, and each part may be waiting on the same lost Redis: one bound for all.
     await Promise.all([
       step('webhook sender', async () => sender?.close()),
-      step('batch worker', () => batchRunner.close()),
+      step('batch worker', async () => {
+        await batchRunner.close();
+        await batchSteps.close();
+      }),
       step('webhook queue', () => webhooks.close()),
       step('provider clients', () => Promise.all([...(clients?.values() ?? [])].map((c) => c.close()))),
       step('deadlines', () => deadlines.close()),

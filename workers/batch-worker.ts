@@ -1,4 +1,4 @@
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type BatchLineError, type BatchStore, batchLeaseMs } from '../src/batches/batch-store.js';
 import type { FileStore } from '../src/batches/file-store.js';
@@ -6,15 +6,12 @@ import { IntakeError } from '../src/intake/intake-error.js';
 import type { JobIntake } from '../src/intake/job-intake.js';
 import { type JobBody, jobBodySchema } from '../src/intake/job-request.js';
 import type { Logger } from '../src/log.js';
+import { BATCH_QUEUE, type BatchStep, type BatchSteps } from '../src/queues/batch-steps.js';
 import type { ProviderQueues } from '../src/queues/provider-queues.js';
 import { RouteError, type Router } from '../src/routing/router.js';
 import type { JobRecord } from '../src/store/job-record.js';
 import { isTerminal, splitTarget } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
-
-export const BATCH_QUEUE = 'sy-batches';
-
-type Step = { step: 'start' | 'cancel' | 'finalize'; batch: string };
 
 /** Lines validated, enqueued and finalized per round: bounded memory whatever the batch size. */
 const CHUNK = 1000;
@@ -36,28 +33,21 @@ interface Line {
  * Every step is a BullMQ job with a deterministic id and is safe to run again after a crash.
  */
 export class BatchWorker {
-  readonly queue: Queue<Step>;
-  private worker: Worker<Step> | undefined;
+  private worker: Worker<BatchStep> | undefined;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly deps: {
-      connection: Redis; prefix: string; batches: BatchStore; files: FileStore; store: JobStore; intake: JobIntake;
+      steps: BatchSteps; prefix: string; batches: BatchStore; files: FileStore; store: JobStore; intake: JobIntake;
       router: Router; queues: ProviderQueues; log: Logger;
       /** Sends a finished batch's event to where its tenant's batch events go, if anywhere. */
       announce?: (tenant: string, batchId: string) => Promise<void>;
     },
-  ) {
-    this.queue = new Queue<Step>(BATCH_QUEUE, { connection: deps.connection, prefix: deps.prefix });
-  }
-
-  async schedule(step: Step['step'], batch: string): Promise<void> {
-    await this.queue.add(step, { step, batch }, { jobId: `${batch}-${step}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: { count: 1000 } });
-  }
+  ) {}
 
   /** `connection` is a worker's: BullMQ blocks on it, so it must have no command timeout. */
   start(connection: Redis): void {
-    this.worker = new Worker<Step>(BATCH_QUEUE, (job) => this.run(job), { connection, prefix: this.deps.prefix, concurrency: 4, drainDelay: 1 });
+    this.worker = new Worker<BatchStep>(BATCH_QUEUE, (job) => this.run(job), { connection, prefix: this.deps.prefix, concurrency: 4, drainDelay: 1 });
     this.worker.on('error', (err) => this.deps.log.error({ err: err.message }, 'batch worker error'));
     this.sweeper = setInterval(() => void this.sweep().catch((err: unknown) => this.deps.log.warn({ err: (err as Error).message }, 'batch sweep failed')), SWEEP_EVERY_MS);
     this.sweeper.unref();
@@ -66,18 +56,17 @@ export class BatchWorker {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     await this.worker?.close();
-    await this.queue.close();
   }
 
   /** Batches whose last job has ended get finalized. */
   private async sweep(): Promise<void> {
     for (const id of await this.deps.batches.takeDone()) {
-      await this.schedule('finalize', id);
+      await this.deps.steps.schedule('finalize', id);
       await this.deps.batches.clearDone(id);
     }
   }
 
-  private async run(job: Job<Step>): Promise<void> {
+  private async run(job: Job<BatchStep>): Promise<void> {
     const { step, batch } = job.data;
     if (step === 'start') return this.startBatch(batch);
     if (step === 'cancel') return this.cancelBatch(batch);
@@ -229,7 +218,7 @@ export class BatchWorker {
    */
   private async stopStarting(id: string): Promise<void> {
     await this.deps.batches.markStartDone(id);
-    await this.schedule('cancel', id);
+    await this.deps.steps.schedule('cancel', id);
   }
 
   private async cancelBatch(id: string): Promise<void> {

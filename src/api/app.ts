@@ -3,7 +3,6 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
-import type { BatchWorker } from '../../workers/batch-worker.js';
 import type { BatchStore } from '../batches/batch-store.js';
 import type { FileStore } from '../batches/file-store.js';
 import type { Config } from '../config/schema.js';
@@ -11,6 +10,7 @@ import type { WebhookQueue } from '../delivery/webhook-queue.js';
 import type { JobIntake } from '../intake/job-intake.js';
 import { type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { BatchSteps } from '../queues/batch-steps.js';
 import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import type { BreakerBoard } from '../resilience/breaker-board.js';
@@ -41,7 +41,7 @@ export interface ApiServices {
   webhooks: WebhookQueue;
   files: FileStore;
   batches: BatchStore;
-  batchRunner: BatchWorker;
+  batchSteps: BatchSteps;
   deadlines: DeadlineQueue;
   metrics: Metrics;
 }

@@ -12,7 +12,7 @@ import { providerViews } from './providers.js';
  * and removals; and GET /admin/providers, the providers with every tenant's totals.
  */
 export const adminRoutes: FastifyPluginAsync = async (app) => {
-  const { config, queues, webhooks, deadlines, batchRunner, store } = app.services;
+  const { config, queues, webhooks, deadlines, batchSteps, store } = app.services;
   await protectOperatorRoutes(app, config.auth);
   const actions = config.auth.admin?.queue_actions ?? false;
   const options = (description: string) => ({ readOnlyMode: !actions, allowRetries: actions, description, delimiter: '-' });
@@ -24,7 +24,7 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
       ...queues.all().map(([name]) => new ProviderQueueAdapter(name, queues, store, config, options(`hops for provider ${name}: each named task → target, data from its job's record (GET /v1/jobs/<id>)`))),
       adapter(webhooks.queue, 'webhook deliveries'),
       adapter(deadlines.bullQueue, 'job deadlines'),
-      adapter(batchRunner.queue, 'batch steps'),
+      adapter(batchSteps.queue, 'batch steps'),
     ],
     serverAdapter,
     options: { uiConfig: { boardTitle: 'Switchyard queues' } },

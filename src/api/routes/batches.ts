@@ -5,7 +5,7 @@ import { apiError } from '../errors.js';
 
 /** OpenAI-compatible /v1/batches: create, retrieve, cancel, list. */
 export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { files, batches, batchRunner, auth, config, intake } = app.services;
+  const { files, batches, batchSteps, auth, config, intake } = app.services;
   app.addHook('onRequest', auth.hook);
   const notFound = (id: string) => apiError('not_found_error', `no batch ${id}`, 'id', 'batch_not_found');
   const mine = (b: BatchRecord | null, tenant: string) => (b && b.tenant === tenant ? b : null);
@@ -39,7 +39,7 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
       const windowMs = config.batches.completion_window_ms;
       await intake.admitBatch(request.tenant, id, await files.lineCount(input_file_id), batchLeaseMs(Date.now() + windowMs));
       await batches.create({ id, tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs, metadata: metadata ?? null });
-      await batchRunner.schedule('start', id);
+      await batchSteps.schedule('start', id);
       return view(id, (await batches.get(id))!);
     },
   );
@@ -56,7 +56,7 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
     const moved = await batches.move(id, ['validating', 'in_progress'], 'cancelling', 'cancelling_at');
     if (moved.moved) {
       // While the start step still makes jobs it hands over to the cancel itself, when it stops.
-      if (moved.startDone) await batchRunner.schedule('cancel', id);
+      if (moved.startDone) await batchSteps.schedule('cancel', id);
     } else if (moved.previous !== 'cancelling' && moved.previous !== 'cancelled') {
       return reply.code(409).send(apiError('conflict_error', `batch ${id} is ${moved.previous} and cannot be cancelled`, 'id', 'batch_not_cancellable'));
     }
