@@ -1,6 +1,8 @@
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser } from './support/browser.js';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
+import { createTestHost, type NetnsReceiver, startReceiver, type TestHost } from './support/netns.js';
 
 const KEY = 'sy-board-tenant-key-0123456789';
 const OPS = { user: 'ops', password: 'correct horse battery' };
@@ -51,6 +53,7 @@ describe('Bull Board', () => {
     return body as { job: BoardJob; status: string };
   };
   const logs = async (queue: string, bullId: string) => (await board(`/api/queues/${queue}/${bullId}/logs`)).body as string[];
+  const behave = (rules: object[]) => fetch(`${primary.url}/_mock/behaviour`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rules }) });
   const api = (method: string, path: string, body?: unknown) => broker.call(method, path, body, { authorization: `Bearer ${KEY}` });
   const submit = async (content: string, extra: Record<string, unknown> = {}) => (await api('POST', '/v1/jobs', { task: 'summarize', priority: 3, request: chat(`${PROMPT} ${content}`), ...extra })).body.id as string;
   const settled = async (id: string) => (await api('GET', `/v1/jobs/${id}?wait=20`)).body;
@@ -182,7 +185,7 @@ describe('Bull Board', () => {
     expect(failed.status).toBe('failed');
     await finished('llm-primary', `${id}-h0`);
     // The provider has since been fixed.
-    await fetch(`${primary.url}/_mock/behaviour`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rules: PRIMARY_RULES }) });
+    await behave(PRIMARY_RULES);
     expect((await board(`/api/queues/llm-primary/${id}-h0/retry`, { method: 'PUT' })).status).toBe(204);
     const job = await waitFor(async () => {
       const j = (await api('GET', `/v1/jobs/${id}?wait=5`)).body;
@@ -217,6 +220,30 @@ describe('Bull Board', () => {
     expect(late.status).toBe(409);
     expect(late.body.message).toMatch(new RegExp(`^job ${hurried} passed its deadline \\(.+\\): a retry would only expire it`));
     expect((await api('GET', `/v1/jobs/${hurried}`)).body.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['failed']);
+  });
+
+  it("sends a re-opened job's new end to its webhook as a new event, in the default guard's config", async () => {
+    // A receiver on a public address (a network namespace): nothing here allows private targets.
+    expect(broker.config.webhooks.allow_private_targets).toBe(false);
+    const host: TestHost = await createTestHost();
+    try {
+      const receiver: NetnsReceiver = await startReceiver(host);
+      await behave([...PRIMARY_RULES, { match: 'retry-me', status: 400, message: 'Temporary refusal.' }]);
+      const id = await submit('retry-me with a webhook', { webhook_url: receiver.url });
+      expect((await settled(id)).status).toBe('failed');
+      const verify = (body: string, headers: Record<string, string>) => new Webhook(WEBHOOK_SECRET).verify(body, headers) as { id: string; type: string };
+      const first = await receiver.waitFor((d) => (JSON.parse(d.body) as { data: { id: string } }).data.id === id);
+      expect(verify(first.body, first.headers)).toMatchObject({ id: `evt_${id.slice(4)}`, type: 'job.failed' });
+      await finished('llm-primary', `${id}-h0`);
+      await behave(PRIMARY_RULES);
+      expect((await board(`/api/queues/llm-primary/${id}-h0/retry`, { method: 'PUT' })).status).toBe(204);
+      const second = await receiver.waitFor((d) => (JSON.parse(d.body) as { type: string; data: { id: string } }).data.id === id && JSON.parse(d.body).type === 'job.succeeded');
+      expect(verify(second.body, second.headers)).toMatchObject({ id: `evt_${id.slice(4)}-r1`, type: 'job.succeeded' });
+      expect(second.headers['webhook-id']).toBe(`evt_${id.slice(4)}-r1`);
+    } finally {
+      await host.close();
+      await behave(PRIMARY_RULES);
+    }
   });
 
   it('retries all failed hops it may, and answers 409 naming one it may not', async () => {
@@ -281,6 +308,12 @@ describe('Bull Board', () => {
   });
 
   it('never shows a prompt, an answer or a secret in any Bull Board response', async () => {
+    // A webhook delivery shows where it goes and what it is, not the event body (the job's result) nor the receiver's path.
+    const { body } = await board('/api/queues?activeQueue=sy-webhooks&status=completed');
+    const delivery = (body.queues as { name: string; jobs: BoardJob[] }[]).find((q) => q.name === 'sy-webhooks')!.jobs[0]!;
+    expect(delivery.data).toMatchObject({ tenant: 'team-a', eventId: expect.stringMatching(/^evt_/), receiver: expect.stringMatching(/^http:\/\/11\.[\d.]+:\d+\/…$/) });
+    expect(delivery.data).not.toHaveProperty('url');
+    expect(String(delivery.data.body ?? '')).toMatch(/^(\d+ bytes, not shown)?$/);
     for (const status of ['completed', 'failed', 'active', 'waiting', 'delayed'])
       for (const q of ['llm-primary', 'llm-secondary', 'sy-webhooks', 'sy-deadlines']) await board(`/api/queues?activeQueue=${q}&status=${status}`);
     const all = seen.join('\n');

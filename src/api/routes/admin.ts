@@ -2,6 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyPluginAsync } from 'fastify';
+import { deliveryView } from '../board/delivery-view.js';
 import { ProviderQueueAdapter } from '../board/provider-queue-adapter.js';
 import { protectOperatorRoutes } from '../operator-auth.js';
 import { providerViews } from './providers.js';
@@ -17,12 +18,14 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
   const actions = config.auth.admin?.queue_actions ?? false;
   const options = (description: string) => ({ readOnlyMode: !actions, allowRetries: actions, description, delimiter: '-' });
   const adapter = (queue: ConstructorParameters<typeof BullMQAdapter>[0], description: string) => new BullMQAdapter(queue, options(description));
+  const deliveries = adapter(webhooks.queue, 'webhook deliveries: the event body and the receiver URL past its origin are not shown');
+  deliveries.setFormatter('data', deliveryView);
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath('/admin/queues');
   createBullBoard({
     queues: [
       ...queues.all().map(([name]) => new ProviderQueueAdapter(name, queues, store, config, options(`hops for provider ${name}: each named task → target, data from its job's record (GET /v1/jobs/<id>)`))),
-      adapter(webhooks.queue, 'webhook deliveries'),
+      deliveries,
       adapter(deadlines.bullQueue, 'job deadlines'),
       adapter(batchSteps.queue, 'batch steps'),
     ],
