@@ -9,6 +9,8 @@ export interface MockDialect {
   name: string;
   /** Fastify route pattern, e.g. `/v1/messages` or `/v1beta/models/:modelAction`. */
   path: string;
+  /** A route of its own for streams, where the provider has one (Bedrock's `converse-stream`). */
+  streamPath?: string;
   /** True when the request carries the expected credential, in this provider's header or scheme. */
   authorized(req: FastifyRequest, apiKey: string): boolean;
   /** The call in neutral form, or a message for a 400. */
@@ -16,7 +18,40 @@ export interface MockDialect {
   render(call: MockCall, answer: MockAnswer, id: string): unknown;
   /** An error in this provider's shape; `kind` says why, for providers that name error types. */
   error(status: number, message: string, kind: MockErrorKind): { body: unknown; headers?: Record<string, string> };
+  /** Whether the call asks for a stream: a flag in its body, or the provider's streaming path. */
+  streams?(req: FastifyRequest): boolean;
+  /** The answer as this provider streams it. */
+  renderStream?(call: MockCall, answer: MockAnswer, id: string, req: FastifyRequest): MockStream;
+  /** An error sent inside a stream that has begun, in this provider's streaming shape. */
+  streamError?(message: string): string | Uint8Array;
 }
+
+/** A streamed answer: its content type and its frames, each written on its own so faults and pacing fall between them. */
+export interface MockStream {
+  contentType: string;
+  frames: (string | Uint8Array)[];
+}
+
+/** A text in the pieces a model streams it in: a couple of words each, so every stream has several deltas. */
+export function textPieces(text: string): string[] {
+  const words = text.match(/\S+\s*/g) ?? [];
+  const pieces: string[] = [];
+  for (let i = 0; i < words.length; i += 2) pieces.push(words.slice(i, i + 2).join(''));
+  const lead = text.match(/^\s+/)?.[0];
+  if (lead && pieces.length > 0) pieces[0] = lead + pieces[0];
+  return pieces.length > 0 ? pieces : text ? [text] : [];
+}
+
+/** A tool call's arguments split as providers stream them: a JSON text in a few fragments. */
+export function jsonPieces(json: string): string[] {
+  const size = Math.max(1, Math.ceil(json.length / 3));
+  const pieces: string[] = [];
+  for (let i = 0; i < json.length; i += size) pieces.push(json.slice(i, i + size));
+  return pieces;
+}
+
+/** One Server-Sent Event frame, with an event name for the formats that use them. */
+export const sse = (data: unknown, event?: string) => `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
 
 export type MockErrorKind = 'auth' | 'rate_limit' | 'invalid' | 'injected';
 

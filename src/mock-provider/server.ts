@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { answer, type MockDialect, type MockErrorKind } from './dialect.js';
+import { answer, type MockDialect, type MockErrorKind, type MockStream } from './dialect.js';
 import { anthropicDialect } from './dialects/anthropic.js';
 import { azureOpenAIDialect } from './dialects/azure-openai.js';
 import { bedrockDialect } from './dialects/bedrock.js';
@@ -34,7 +34,15 @@ export interface MockBehaviour {
   rules: MockRule[];
   /** When set, every answer reports this many completion tokens, whatever it says: a model that writes more than its caller guessed. */
   reportCompletionTokens: number | null;
+  /** Pause between the frames of a streamed answer. */
+  streamChunkDelayMs: number;
+  /** When set, a streamed answer breaks after this many frames, as `streamFault` says. */
+  streamFailAfter: number | null;
+  /** How a stream breaks: an error event in the provider's shape, a reset connection, or silence with the connection held open. */
+  streamFault: StreamFault;
 }
+
+export type StreamFault = 'error' | 'reset' | 'hang';
 
 export interface MockRule {
   match: string;
@@ -45,6 +53,9 @@ export interface MockRule {
    * providers and proxies that quote what they were sent do (an echoed key, a gateway's address).
    */
   message?: string;
+  /** For this call's stream: break after this many frames, as `streamFault` (default `error`) says. */
+  streamFailAfter?: number;
+  streamFault?: StreamFault;
 }
 
 export const DEFAULT_BEHAVIOUR: MockBehaviour = {
@@ -60,9 +71,20 @@ export const DEFAULT_BEHAVIOUR: MockBehaviour = {
   resetRate: 0,
   rules: [],
   reportCompletionTokens: null,
+  streamChunkDelayMs: 0,
+  streamFailAfter: null,
+  streamFault: 'error',
 };
 
-const rule = z.strictObject({ match: z.string().min(1), latencyMs: z.number().nonnegative().optional(), status: z.int().min(100).max(599).optional(), message: z.string().optional() });
+const streamFault = z.enum(['error', 'reset', 'hang']);
+const rule = z.strictObject({
+  match: z.string().min(1),
+  latencyMs: z.number().nonnegative().optional(),
+  status: z.int().min(100).max(599).optional(),
+  message: z.string().optional(),
+  streamFailAfter: z.int().nonnegative().optional(),
+  streamFault: streamFault.optional(),
+});
 const share = z.number().min(0).max(1);
 /** What PUT /_mock/behaviour may change: a field the mock does not know is a 400, not silently ignored. */
 const behaviourSchema = z
@@ -79,6 +101,9 @@ const behaviourSchema = z
     resetRate: share,
     rules: z.array(rule),
     reportCompletionTokens: z.int().nonnegative().nullable(),
+    streamChunkDelayMs: z.number().nonnegative(),
+    streamFailAfter: z.int().nonnegative().nullable(),
+    streamFault,
   })
   .partial();
 
@@ -171,6 +196,14 @@ export function buildMockProvider(
       const result = answer(call, ++seq);
       if (behaviour.reportCompletionTokens !== null) result.completionTokens = behaviour.reportCompletionTokens;
       usedTokens = result.promptTokens + result.completionTokens;
+      if (dialect.streams?.(req) && dialect.renderStream) {
+        const failAfter = rule?.streamFailAfter ?? behaviour.streamFailAfter;
+        await writeStream(reply, dialect, dialect.renderStream(call, result, String(seq), req), {
+          delayMs: behaviour.streamChunkDelayMs,
+          ...(failAfter !== null && { failAfter, fault: rule?.streamFault ?? behaviour.streamFault }),
+        });
+        return reply;
+      }
       const body = dialect.render(call, result, String(seq));
       if (Math.random() < behaviour.truncateRate) {
         // Promise the whole body, send half, hang up: what a dying upstream looks like.
@@ -187,7 +220,10 @@ export function buildMockProvider(
     }
   };
 
-  for (const dialect of dialects) app.post(dialect.path, handle(dialect));
+  for (const dialect of dialects) {
+    app.post(dialect.path, handle(dialect));
+    if (dialect.streamPath) app.post(dialect.streamPath, handle(dialect));
+  }
 
   app.get('/_mock/stats', async () => stats);
   app.get('/_mock/behaviour', async () => behaviour);
@@ -206,6 +242,31 @@ export function buildMockProvider(
   });
 
   return Object.assign(app, { behaviour, stats });
+}
+
+/**
+ * Writes a streamed answer frame by frame, pausing `delayMs` between frames; with `failAfter`, the
+ * stream breaks after that many frames: an error frame in the dialect's shape, a reset, or silence
+ * (the connection held open until the caller gives up). A caller that hangs up stops it.
+ */
+async function writeStream(reply: FastifyReply, dialect: MockDialect, stream: MockStream, opts: { delayMs: number; failAfter?: number; fault?: StreamFault }): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': stream.contentType, 'cache-control': 'no-cache', connection: 'keep-alive' });
+  // Each frame is handed to the socket before the next (or a fault): a reset then cuts between frames, not inside one.
+  const write = (frame: string | Uint8Array) => new Promise<void>((resolve) => res.write(frame, () => resolve()));
+  for (const [i, frame] of stream.frames.entries()) {
+    if (res.destroyed) return;
+    if (opts.failAfter !== undefined && i === opts.failAfter) {
+      if (opts.fault === 'reset') return void res.socket?.destroy();
+      if (opts.fault === 'hang') return new Promise<void>((resolve) => res.once('close', resolve));
+      await write(dialect.streamError?.('Injected failure mid-stream.') ?? '');
+      return void res.end();
+    }
+    if (i > 0 && opts.delayMs > 0) await new Promise((r) => setTimeout(r, opts.delayMs));
+    await write(frame);
+  }
+  res.end();
 }
 
 function matchRule(rules: MockRule[], body: unknown): MockRule | undefined {

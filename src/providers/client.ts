@@ -1,8 +1,21 @@
 import { Pool } from 'undici';
 import type { ProviderConfig } from '../config/schema.js';
-import { badResponse, classifyTransport } from './errors.js';
+import { badResponse, classifyTransport, type ProviderError } from './errors.js';
 import { redact, secretsOf } from './redact.js';
-import type { ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter, ProviderResult } from './types.js';
+import { ChunkAssembler } from './chunk-assembler.js';
+import type { ChatChunk, ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter, ProviderResult } from './types.js';
+
+export interface StreamOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** The id the assembled completion carries (the chunks' own). */
+  completionId: string;
+  /** Each batch of chunks as it is decoded; the next is read only once this resolves (backpressure). */
+  onChunks(chunks: ChatChunk[]): Promise<void>;
+}
+
+/** A streamed call: what it added up to, or its error, and how many chunks reached `onChunks` first. */
+export type StreamResult = ProviderResult & { streamed: number; firstChunkMs?: number };
 
 /**
  * Calls one configured provider: a keep-alive connection pool per origin sized to the in-flight
@@ -84,6 +97,65 @@ export class ProviderClient {
     }
     if (answer.status >= 200 && answer.status < 300) return this.adapter.parseSuccess(answer, model);
     return { ok: false, error: this.adapter.classifyError(answer) };
+  }
+
+  /**
+   * Streams a completion: each decoded batch of chunks goes to `onChunks` as it arrives, and the
+   * result is the completion they add up to. The timeout bounds the wait for the answer to begin and
+   * each silence after (undici's headers and body timers); a whole stream may take longer. An error
+   * after chunks went out says so in `streamed`, because the caller can no longer take it back.
+   */
+  async stream(request: ChatRequest, model: string, opts: StreamOptions): Promise<StreamResult> {
+    const streaming = this.adapter.stream;
+    if (!streaming) return { ok: false, error: { type: 'invalid_request', message: `provider ${this.name} cannot stream`, retryable: true, breakerFailure: false }, streamed: 0 };
+    const call = await streaming.buildStreamRequest(request, model);
+    const result = await this.sendStream(call, model, opts, streaming.decoder(model));
+    if (!result.ok) result.error.message = redact(result.error.message, this.secrets);
+    return call.dropped?.length ? { ...result, dropped: call.dropped } : result;
+  }
+
+  private async sendStream(call: HttpRequest, model: string, opts: StreamOptions, decoder: ReturnType<NonNullable<ProviderAdapter['stream']>['decoder']>): Promise<StreamResult> {
+    const timeout = opts.timeoutMs ?? this.config.timeout_ms;
+    const { pool, path } = this.target(call.url);
+    const started = performance.now();
+    const created = Math.floor(Date.now() / 1000);
+    let res;
+    try {
+      res = await pool.request({ path, method: 'POST', headers: call.headers, body: call.body, headersTimeout: timeout, bodyTimeout: timeout, ...(opts.signal && { signal: opts.signal }) });
+    } catch (err) {
+      return { ok: false, error: classifyTransport(err), streamed: 0 };
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      // Refused before any chunk: an ordinary error answer, classified as the call's would be.
+      const text = await res.body.text().catch(() => '');
+      return { ok: false, error: this.adapter.classifyError({ status: res.statusCode, headers: res.headers, body: parseJson(text) }), streamed: 0 };
+    }
+    const assembler = new ChunkAssembler();
+    let firstChunkMs: number | undefined;
+    const deliver = async (chunks: ChatChunk[]) => {
+      if (chunks.length === 0) return;
+      firstChunkMs ??= Math.round(performance.now() - started);
+      for (const c of chunks) assembler.add(c);
+      await opts.onChunks(chunks);
+    };
+    const failed = (error: ProviderError): StreamResult => ({ ok: false, error, streamed: assembler.count, ...(firstChunkMs !== undefined && { firstChunkMs }) });
+    try {
+      for await (const bytes of res.body) {
+        const step = decoder.push(bytes as Uint8Array);
+        await deliver(step.chunks);
+        if (step.error) {
+          res.body.destroy();
+          return failed(step.error);
+        }
+      }
+    } catch (err) {
+      const cut = classifyTransport(err);
+      return failed(cut.type === 'timeout' ? cut : badResponse(`the provider's stream was cut off: ${cut.message}`, res.statusCode));
+    }
+    const last = decoder.end();
+    await deliver(last.chunks);
+    if (last.error) return failed(last.error);
+    return { ok: true, completion: assembler.completion(opts.completionId, created, model), usage: assembler.usage, streamed: assembler.count, ...(firstChunkMs !== undefined && { firstChunkMs }) };
   }
 
   async close(): Promise<void> {

@@ -97,3 +97,15 @@ export function classifyTransport(err: unknown): ProviderError {
 export function badResponse(message: string, status?: number): ProviderError {
   return { type: 'bad_response', message: clip(message), retryable: true, breakerFailure: true, ...(status !== undefined && { status }) };
 }
+
+/**
+ * An error the provider sent inside a 2xx stream (an `error` event, an exception frame): it has no
+ * HTTP status of its own, so its code or type names what it is. Unknown kinds count as the
+ * provider failing, which is what a stream that breaks off usually is.
+ */
+export function classifyStreamError(detail: { message?: string; code?: string }): ProviderError {
+  const code = (detail.code ?? '').toLowerCase();
+  const status = /rate|throttl|quota/.test(code) ? 429 : /invalid|validation|bad_request/.test(code) ? 400 : /overload/.test(code) ? 529 : 500;
+  const { status: _none, ...error } = classifyStatus(status, { message: detail.message || 'the provider sent an error in its stream', ...(detail.code && { code: detail.code }) });
+  return error;
+}

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { MockDialect } from '../dialect.js';
-import { openAIDialect, parseChatCompletions } from './openai.js';
+import { includesUsage, openAIDialect, openAIStreamError, openAIStreamFrames, openAIStreams, parseChatCompletions } from './openai.js';
+import { sse } from '../dialect.js';
 
 /** Azure OpenAI: OpenAI bodies and errors under a deployment path, `api-key` auth, a required `api-version`. */
 export const azureOpenAIDialect: MockDialect = {
@@ -17,4 +18,12 @@ export const azureOpenAIDialect: MockDialect = {
     prompt_filter_results: [{ prompt_index: 0, content_filter_results: {} }],
   }),
   error: (status, message, kind) => openAIDialect.error(status, message, kind),
+  streams: openAIStreams,
+  // Azure opens its streams with a chunk of content-filter results and no choices.
+  renderStream(call, a, id, req) {
+    const stream = openAIStreamFrames(call, a, id, includesUsage(req));
+    const filter = { id: '', object: '', created: 0, model: '', choices: [], prompt_filter_results: [{ prompt_index: 0, content_filter_results: {} }] };
+    return { ...stream, frames: [sse(filter), ...stream.frames] };
+  },
+  streamError: openAIStreamError,
 };

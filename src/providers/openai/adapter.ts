@@ -1,6 +1,7 @@
 import type { Usage } from '../../store/job-record.js';
 import { badResponse, classifyStatus } from '../errors.js';
-import type { ChatCompletion, HttpAnswer, ProviderAdapter } from '../types.js';
+import type { ChatCompletion, ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter } from '../types.js';
+import { openAIStream } from './stream.js';
 
 export interface OpenAIAdapterOptions {
   baseUrl: string;
@@ -45,9 +46,10 @@ export function openAIAdapter(opts: OpenAIAdapterOptions): ProviderAdapter {
 }
 
 /** The parts every OpenAI-format service shares: the answer is already a chat.completion, errors are `{"error": {...}}`. */
-export function openAIFamily(parts: Pick<ProviderAdapter, 'buildRequest'>): ProviderAdapter {
+export function openAIFamily(parts: { buildRequest: (request: ChatRequest, model: string) => HttpRequest }): ProviderAdapter {
   return {
     buildRequest: parts.buildRequest,
+    stream: openAIStream(parts.buildRequest),
     parseSuccess(answer: HttpAnswer) {
       const body = answer.body as Record<string, unknown> | undefined;
       if (!body || !Array.isArray(body.choices) || body.choices.length === 0) {
