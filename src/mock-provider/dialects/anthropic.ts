@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { countTokens, type MockCall, type MockDialect } from '../dialect.js';
+import { countTokens, jsonPieces, type MockCall, type MockDialect, type MockStream, sse, textPieces } from '../dialect.js';
 
 const ERROR_TYPES: Record<number, string> = {
   400: 'invalid_request_error',
@@ -102,12 +102,43 @@ function parseMessages(req: FastifyRequest): MockCall | { invalid: string } {
   };
 }
 
+type RenderedMessage = { content: Record<string, unknown>[]; stop_reason: string; stop_sequence: null; usage: Record<string, unknown> & { output_tokens: number } };
+
+/**
+ * A rendered message as Anthropic streams it: `message_start` with the message, its content empty
+ * and its output count at 1; per content block a start (text empty, tool input `{}`), a `ping` after
+ * the first, the text or the input JSON in deltas, a stop; then `message_delta` with the stop reason
+ * and the output count, and `message_stop`. One event per frame, so faults fall between events.
+ */
+function anthropicStreamFrames(message: RenderedMessage): MockStream {
+  const { content, stop_reason, stop_sequence, usage } = message;
+  const frames = [sse({ type: 'message_start', message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }, 'message_start')];
+  for (const [index, block] of content.entries()) {
+    const tool = block.type === 'tool_use';
+    const opening = tool ? { ...block, input: {} } : { type: 'text', text: '' };
+    frames.push(sse({ type: 'content_block_start', index, content_block: opening }, 'content_block_start'));
+    if (index === 0) frames.push(sse({ type: 'ping' }, 'ping'));
+    const deltas = tool ? jsonPieces(JSON.stringify(block.input)).map((partial_json) => ({ type: 'input_json_delta', partial_json })) : textPieces(String(block.text)).map((text) => ({ type: 'text_delta', text }));
+    for (const delta of deltas) frames.push(sse({ type: 'content_block_delta', index, delta }, 'content_block_delta'));
+    frames.push(sse({ type: 'content_block_stop', index }, 'content_block_stop'));
+  }
+  frames.push(sse({ type: 'message_delta', delta: { stop_reason, stop_sequence }, usage: { output_tokens: usage.output_tokens } }, 'message_delta'));
+  frames.push(sse({ type: 'message_stop' }, 'message_stop'));
+  return { contentType: 'text/event-stream; charset=utf-8', frames };
+}
+
 /** The Anthropic Messages API: `x-api-key` auth, content blocks, stop reasons and `{"type": "error"}` bodies. */
 export const anthropicDialect: MockDialect = {
   name: 'anthropic',
   path: '/v1/messages',
   authorized: (req, key) => req.headers['x-api-key'] === key,
   parse: parseMessages,
+  streams: (req) => (req.body as { stream?: unknown } | undefined)?.stream === true,
+  renderStream(call, a, id) {
+    return anthropicStreamFrames(anthropicDialect.render(call, a, id) as RenderedMessage);
+  },
+  // Anthropic's own example of an error once a stream has begun: an `error` event, overloaded_error.
+  streamError: (message) => sse({ type: 'error', error: { type: 'overloaded_error', message } }, 'error'),
   render(call, a, id) {
     const content = a.toolCall
       ? [{ type: 'tool_use', id: `toolu_mock_${id}`, name: a.toolCall.name, input: a.toolCall.arguments }]

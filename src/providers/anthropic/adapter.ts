@@ -1,5 +1,6 @@
 import { badResponse, classifyStatus } from '../errors.js';
-import type { ProviderAdapter } from '../types.js';
+import type { ChatRequest, HttpRequest, ProviderAdapter } from '../types.js';
+import { anthropicStream } from './stream.js';
 import { isMessage, toChatCompletion, toMessagesRequest } from './translate.js';
 
 export interface AnthropicAdapterOptions {
@@ -36,11 +37,13 @@ export function anthropicAdapter(opts: AnthropicAdapterOptions): ProviderAdapter
     ...opts.headers,
   };
   if (opts.apiKey) headers['x-api-key'] = opts.apiKey;
+  const buildRequest = (request: ChatRequest, model: string): HttpRequest => {
+    const { body, dropped } = toMessagesRequest(request, model);
+    return { url, headers, body: JSON.stringify(body), ...(dropped.length > 0 && { dropped }) };
+  };
   return {
-    buildRequest(request, model) {
-      const { body, dropped } = toMessagesRequest(request, model);
-      return { url, headers, body: JSON.stringify(body), ...(dropped.length > 0 && { dropped }) };
-    },
+    buildRequest,
+    stream: anthropicStream(buildRequest),
     parseSuccess(answer, model) {
       if (!isMessage(answer.body)) return { ok: false, error: badResponse('the provider answered without a message', answer.status) };
       return { ok: true, ...toChatCompletion(answer.body, model) };

@@ -38,7 +38,7 @@ const DEFAULT_MAX_TOKENS = 4096;
  * The tool a JSON response_format is asked through: the Messages API has no JSON mode, but a forced
  * tool's input is a JSON object shaped by the tool's schema. Its input comes back as the content.
  */
-const JSON_TOOL = 'switchyard_json_response';
+export const JSON_TOOL = 'switchyard_json_response';
 
 type Turn = { role: 'user' | 'assistant'; content: ContentBlockParam[] };
 type JsonFormat = { description: string; input_schema: Tool.InputSchema };
@@ -296,7 +296,7 @@ function baseChoice(value: unknown, dropped: string[]): ToolChoice | undefined {
   return undefined;
 }
 
-const FINISH: Record<StopReason, string> = {
+export const FINISH: Record<StopReason, string> = {
   end_turn: 'stop',
   stop_sequence: 'stop',
   pause_turn: 'stop',
@@ -339,7 +339,7 @@ function toolCall(block: ToolUseBlock) {
 const count = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
 /** Anthropic counts cache reads and writes apart from `input_tokens`; OpenAI's prompt_tokens counts all input. */
-function toUsage(raw: Partial<AnthropicUsage> | undefined): Usage | null {
+export function toUsage(raw: Partial<AnthropicUsage> | undefined): Usage | null {
   if (!isObj(raw)) return null;
   const cached = count(raw.cache_read_input_tokens);
   const written = count(raw.cache_creation_input_tokens);
