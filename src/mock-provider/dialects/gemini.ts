@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { countTokens, type MockCall, type MockDialect } from '../dialect.js';
+import { countTokens, type MockAnswer, type MockCall, type MockDialect, type MockStream, textPieces } from '../dialect.js';
 
 /** google.rpc.Code names for the HTTP statuses the mock answers with. */
 const STATUS_NAMES: Record<number, string> = {
@@ -50,12 +50,24 @@ function invalid(body: Record<string, unknown>, contents: Content[]): string | n
   return null;
 }
 
-/** Reads a generateContent body; the model and the method share the last path segment (`gemini-2.5-flash:generateContent`). */
-function parseGenerateContent(req: FastifyRequest): MockCall | { invalid: string } {
+/** The model and the method share the last path segment (`gemini-2.5-flash:generateContent`). */
+function modelAction(req: FastifyRequest): { segment: string; model: string; method: string } {
   const segment = String((req.params as { modelAction?: unknown }).modelAction ?? '');
   const colon = segment.lastIndexOf(':');
-  const [model, method] = colon < 0 ? [segment, ''] : [segment.slice(0, colon), segment.slice(colon + 1)];
-  if (method !== 'generateContent' || model === '') return { invalid: `Unsupported method or model in ${JSON.stringify(segment)}.` };
+  return colon < 0 ? { segment, model: segment, method: '' } : { segment, model: segment.slice(0, colon), method: segment.slice(colon + 1) };
+}
+
+const streams = (req: FastifyRequest) => modelAction(req).method === 'streamGenerateContent';
+
+/** Reads a generateContent or streamGenerateContent body. */
+function parseGenerateContent(req: FastifyRequest): MockCall | { invalid: string } {
+  const { segment, model, method } = modelAction(req);
+  if ((method !== 'generateContent' && method !== 'streamGenerateContent') || model === '') return { invalid: `Unsupported method or model in ${JSON.stringify(segment)}.` };
+  // Without alt=sse Google streams one JSON array instead of events; the mock does not speak that,
+  // so an adapter that forgets the parameter fails here rather than against Google.
+  if (method === 'streamGenerateContent' && (req.query as { alt?: unknown } | undefined)?.alt !== 'sse') {
+    return { invalid: 'The mock streams only as Server-Sent Events: call streamGenerateContent with ?alt=sse.' };
+  }
   const body = (req.body ?? {}) as Record<string, unknown>;
   const contents = Array.isArray(body.contents) ? (body.contents as Content[]) : [];
   const problem = invalid(body, contents);
@@ -83,6 +95,42 @@ function parseGenerateContent(req: FastifyRequest): MockCall | { invalid: string
 /** Gemini 3 signs every function call step; the mock's signature is just a digest, opaque all the same. */
 const signature = (id: string) => createHash('sha256').update(`mock-thought-${id}`).digest('base64');
 
+const finishReason = (a: MockAnswer) => (a.finish === 'length' ? 'MAX_TOKENS' : 'STOP');
+
+/** usageMetadata with `completionTokens` of the answer written so far. */
+const usageMetadata = (a: MockAnswer, completionTokens = a.completionTokens) => ({
+  promptTokenCount: a.promptTokens,
+  candidatesTokenCount: completionTokens,
+  totalTokenCount: a.promptTokens + completionTokens,
+  promptTokensDetails: [{ modality: 'TEXT', tokenCount: a.promptTokens }],
+});
+
+/** Google ends each event with CRLF pairs; the adapter must not assume bare newlines. */
+const event = (data: unknown) => `data: ${JSON.stringify(data)}\r\n\r\n`;
+
+/**
+ * The answer as `streamGenerateContent?alt=sse` sends it: one partial GenerateContentResponse per
+ * event, the text in pieces, a function call whole in one event, every event with the running
+ * usageMetadata and the response id, the last with the finishReason and the totals. No end marker:
+ * the body ends.
+ */
+function streamFrames(call: MockCall, a: MockAnswer, id: string): MockStream {
+  const meta = { modelVersion: call.model, responseId: `mock-${id}` };
+  const candidate = (parts: unknown[], last: boolean) => ({ content: { parts, role: 'model' }, ...(last && { finishReason: finishReason(a) }), index: 0 });
+  if (a.toolCall) {
+    const part = { functionCall: { name: a.toolCall.name, args: a.toolCall.arguments }, thoughtSignature: signature(id) };
+    return { contentType: 'text/event-stream', frames: [event({ candidates: [candidate([part], true)], usageMetadata: usageMetadata(a), ...meta })] };
+  }
+  const pieces = a.text === '' ? [''] : textPieces(a.text);
+  let written = '';
+  const frames = pieces.map((piece, i) => {
+    const last = i === pieces.length - 1;
+    written += piece;
+    return event({ candidates: [candidate([{ text: piece }], last)], usageMetadata: usageMetadata(a, last ? a.completionTokens : countTokens(written)), ...meta });
+  });
+  return { contentType: 'text/event-stream', frames };
+}
+
 export const geminiDialect: MockDialect = {
   name: 'gemini',
   // find-my-way has no way to match half a segment, so the param takes `<model>:<method>` whole.
@@ -95,17 +143,16 @@ export const geminiDialect: MockDialect = {
       ? [{ functionCall: { name: a.toolCall.name, args: a.toolCall.arguments }, thoughtSignature: signature(id) }]
       : [{ text: a.text }];
     return {
-      candidates: [{ content: { parts, role: 'model' }, finishReason: a.finish === 'length' ? 'MAX_TOKENS' : 'STOP', index: 0 }],
-      usageMetadata: {
-        promptTokenCount: a.promptTokens,
-        candidatesTokenCount: a.completionTokens,
-        totalTokenCount: a.promptTokens + a.completionTokens,
-        promptTokensDetails: [{ modality: 'TEXT', tokenCount: a.promptTokens }],
-      },
+      candidates: [{ content: { parts, role: 'model' }, finishReason: finishReason(a), index: 0 }],
+      usageMetadata: usageMetadata(a),
       modelVersion: call.model,
       responseId: `mock-${id}`,
     };
   },
+  streams,
+  renderStream: streamFrames,
+  // A google.rpc.Status in a data event, as Google sends an error once the stream has begun.
+  streamError: (message) => event({ error: { code: 500, message, status: 'INTERNAL' } }),
   error(status, message, kind) {
     // Real keys that fail say why in an ErrorInfo; the mock's 401 does the same.
     const details = kind === 'auth' ? [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com' }] : undefined;

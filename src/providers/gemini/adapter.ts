@@ -1,8 +1,9 @@
 import type { Usage } from '../../store/job-record.js';
 import { badResponse, classifyStatus, type ProviderError } from '../errors.js';
-import type { HttpAnswer, ProviderAdapter } from '../types.js';
+import type { ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter } from '../types.js';
 import { toGeminiRequest } from './request.js';
 import { toCompletion } from './response.js';
+import { geminiStream } from './stream.js';
 import type { GeminiResponse, GoogleErrorBody } from './types.js';
 
 export interface GeminiAdapterOptions {
@@ -24,13 +25,15 @@ export function geminiAdapter(opts: GeminiAdapterOptions): ProviderAdapter {
   const base = opts.baseUrl.replace(/\/+$/, '');
   const headers: Record<string, string> = { 'content-type': 'application/json', ...opts.headers };
   if (opts.apiKey) headers['x-goog-api-key'] = opts.apiKey;
+  const buildRequest = (request: ChatRequest, model: string): HttpRequest => {
+    const { body, dropped } = toGeminiRequest(request);
+    // Google's own names are `models/<id>`; accept either spelling in the config.
+    const id = encodeURIComponent(model.replace(/^models\//, ''));
+    return { url: `${base}/models/${id}:generateContent`, headers, body: JSON.stringify(body), ...(dropped.length > 0 && { dropped }) };
+  };
   return {
-    buildRequest(request, model) {
-      const { body, dropped } = toGeminiRequest(request);
-      // Google's own names are `models/<id>`; accept either spelling in the config.
-      const id = encodeURIComponent(model.replace(/^models\//, ''));
-      return { url: `${base}/models/${id}:generateContent`, headers, body: JSON.stringify(body), ...(dropped.length > 0 && { dropped }) };
-    },
+    buildRequest,
+    stream: geminiStream(buildRequest),
     parseSuccess(answer: HttpAnswer, model) {
       const body = answer.body as GeminiResponse | undefined;
       const completion = body && typeof body === 'object' ? toCompletion(body, model) : null;
@@ -41,7 +44,7 @@ export function geminiAdapter(opts: GeminiAdapterOptions): ProviderAdapter {
   };
 }
 
-function classifyGeminiError(answer: HttpAnswer): ProviderError {
+export function classifyGeminiError(answer: HttpAnswer): ProviderError {
   const err = (answer.body as GoogleErrorBody | undefined)?.error;
   const message = typeof err?.message === 'string' ? err.message : undefined;
   const detail = { ...(message !== undefined && { message }), ...(INPUT_TOO_LONG.test(message ?? '') && { code: 'context_length_exceeded' }) };

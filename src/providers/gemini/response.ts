@@ -45,7 +45,7 @@ function toChoice(candidate: GeminiCandidate, index: number, responseId: string)
  * The thought signature rides along where Google's own OpenAI-compatible API puts it, so a caller
  * that sends the assistant message back unchanged keeps Gemini 3's reasoning state.
  */
-function toToolCall(part: GeminiPart, i: number, responseId: string) {
+export function toToolCall(part: GeminiPart, i: number, responseId: string) {
   const call = part.functionCall!;
   return {
     id: call.id ?? `call_${responseId}_${i}`,
@@ -55,14 +55,14 @@ function toToolCall(part: GeminiPart, i: number, responseId: string) {
   };
 }
 
-function finishReason(reason: GeminiFinishReason | undefined, calledTools: boolean): string {
+export function finishReason(reason: GeminiFinishReason | undefined, calledTools: boolean): string {
   if (reason === 'MAX_TOKENS') return 'length';
   if (reason && FILTERED.has(reason)) return 'content_filter';
   // Gemini says STOP after a function call; OpenAI callers look for tool_calls.
   return calledTools ? 'tool_calls' : 'stop';
 }
 
-function blockedChoice(blockReason: string) {
+export function blockedChoice(blockReason: string) {
   return {
     index: 0,
     message: { role: 'assistant', content: null, refusal: `Gemini blocked the prompt (${blockReason}).` },
