@@ -1,12 +1,15 @@
+import { EventStreamCodec } from '@smithy/core/event-streams';
 import type { FastifyRequest } from 'fastify';
-import { countTokens, type MockAnswer, type MockCall, type MockDialect, type MockErrorKind } from '../dialect.js';
+import { countTokens, jsonPieces, type MockAnswer, type MockCall, type MockDialect, type MockErrorKind, type MockStream, textPieces } from '../dialect.js';
 
 /**
  * Amazon Bedrock's Converse API: `POST /model/{modelId}/converse`, SigV4 auth, exception names in
  * `x-amzn-ErrorType` and `{"message"}` bodies. The mock holds no secret key, so it checks the
  * shape of the signature and that the access key id is the configured `apiKey`; the adapter's
  * tests check the signature itself.
- * Reference: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
+ * Streams come from `converse-stream`, in AWS's binary event-stream encoding.
+ * Reference: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html and
+ * https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html
  */
 
 type Obj = Record<string, unknown>;
@@ -111,6 +114,47 @@ function render(_call: MockCall, a: MockAnswer, id: string): unknown {
   };
 }
 
+const STREAM_PATH = '/model/:modelId/converse-stream';
+
+const codec = new EventStreamCodec((bytes) => new TextDecoder().decode(bytes), (text) => new TextEncoder().encode(text));
+
+/** Bedrock pads every payload with a `p` of filler, so a message's size does not give its text away; readers skip it. */
+const FILLER = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
+function message(headers: Record<string, string>, payload: Obj): Uint8Array {
+  const p = FILLER.slice(0, FILLER.length - (JSON.stringify(payload).length % FILLER.length));
+  return codec.encode({
+    headers: Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, { type: 'string', value }])),
+    body: new TextEncoder().encode(JSON.stringify({ ...payload, p })),
+  });
+}
+
+const event = (type: string, payload: Obj) => message({ ':event-type': type, ':content-type': 'application/json', ':message-type': 'event' }, payload);
+
+/**
+ * The answer as ConverseStream sends it, one event-stream message a frame: messageStart, the text
+ * in deltas (or a toolUse block: its id and name at its start, its input JSON in fragments), the
+ * block's stop, messageStop with the stop reason, and metadata with the usage, which ends it.
+ */
+function renderStream(_call: MockCall, a: MockAnswer, id: string): MockStream {
+  const frames = [event('messageStart', { role: 'assistant' })];
+  if (a.toolCall) {
+    frames.push(event('contentBlockStart', { contentBlockIndex: 0, start: { toolUse: { toolUseId: `tooluse_mock_${id}`, name: a.toolCall.name } } }));
+    for (const input of jsonPieces(JSON.stringify(a.toolCall.arguments))) frames.push(event('contentBlockDelta', { contentBlockIndex: 0, delta: { toolUse: { input } } }));
+  } else {
+    for (const text of textPieces(a.text)) frames.push(event('contentBlockDelta', { contentBlockIndex: 0, delta: { text } }));
+  }
+  frames.push(event('contentBlockStop', { contentBlockIndex: 0 }));
+  frames.push(event('messageStop', { stopReason: STOP_REASON[a.finish] }));
+  const usage = { inputTokens: a.promptTokens, outputTokens: a.completionTokens, totalTokens: a.promptTokens + a.completionTokens };
+  frames.push(event('metadata', { usage, metrics: { latencyMs: 1 } }));
+  return { contentType: 'application/vnd.amazon.eventstream', frames };
+}
+
+/** What Bedrock sends when the model fails after the stream began: an exception message inside the 200. */
+const streamError = (text: string) =>
+  message({ ':exception-type': 'modelStreamErrorException', ':content-type': 'application/json', ':message-type': 'exception' }, { message: text, originalStatusCode: 500, originalMessage: text });
+
 const BY_STATUS: Record<number, string> = {
   400: 'ValidationException',
   403: 'AccessDeniedException',
@@ -131,9 +175,13 @@ function errorType(status: number, kind: MockErrorKind): string {
 export const bedrockDialect: MockDialect = {
   name: 'bedrock',
   path: '/model/:modelId/converse',
+  streamPath: STREAM_PATH,
   authorized,
   parse,
   render,
+  streams: (req: FastifyRequest) => req.routeOptions.url === STREAM_PATH,
+  renderStream,
+  streamError,
   error(status, message, kind) {
     const type = errorType(status, kind);
     const text = kind === 'auth' ? 'The security token included in the request is invalid.' : message;

@@ -1,6 +1,7 @@
 import { badResponse, classifyStatus, type ProviderError } from '../errors.js';
-import type { HttpAnswer, ProviderAdapter } from '../types.js';
+import type { ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter } from '../types.js';
 import { sigV4, type AwsCredentials } from './sign.js';
+import { bedrockStream } from './stream.js';
 import { fromConverse, toConverse } from './translate.js';
 
 export interface BedrockAdapterOptions {
@@ -16,6 +17,28 @@ export interface BedrockAdapterOptions {
  * signed with SigV4. Requests and answers are translated to and from OpenAI chat completions.
  */
 export function bedrockAdapter(opts: BedrockAdapterOptions): ProviderAdapter {
+  const build = converseRequest(opts);
+  return {
+    buildRequest: (request, model) => build(request, model),
+    parseSuccess(answer, model) {
+      const parsed = fromConverse(answer.body, model, first(answer.headers['x-amzn-requestid']));
+      return 'invalid' in parsed ? { ok: false, error: badResponse(parsed.invalid, answer.status) } : { ok: true, ...parsed };
+    },
+    classifyError: (answer) => classifyBedrockError(answer),
+    stream: bedrockStream(build),
+  };
+}
+
+/** Another Converse operation than `converse` (the model id's sibling path), with the headers it needs on top of ours. */
+export interface ConverseEndpoint {
+  operation: string;
+  headers: Record<string, string>;
+}
+
+export type BuildConverse = (request: ChatRequest, model: string, endpoint?: ConverseEndpoint) => Promise<HttpRequest>;
+
+/** A Converse call, translated and signed: the signature covers that endpoint's own URL, headers and body. */
+export function converseRequest(opts: BedrockAdapterOptions): BuildConverse {
   const origin = (opts.baseUrl ?? `https://bedrock-runtime.${opts.region}.amazonaws.com`).replace(/\/+$/, '');
   const sign = sigV4({ region: opts.region, service: 'bedrock', credentials: opts.credentials });
   // Lower-cased so a caller's `Content-Type` replaces ours instead of being signed beside it.
@@ -24,18 +47,12 @@ export function bedrockAdapter(opts: BedrockAdapterOptions): ProviderAdapter {
     accept: 'application/json',
     ...Object.fromEntries(Object.entries(opts.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
   };
-  return {
-    async buildRequest(request, model) {
-      const url = `${origin}/model/${encodeURIComponent(model)}/converse`;
-      const { body, dropped } = toConverse(request);
-      const text = JSON.stringify(body);
-      return { url, headers: await sign(url, headers, text), body: text, ...(dropped.length > 0 && { dropped }) };
-    },
-    parseSuccess(answer, model) {
-      const parsed = fromConverse(answer.body, model, first(answer.headers['x-amzn-requestid']));
-      return 'invalid' in parsed ? { ok: false, error: badResponse(parsed.invalid, answer.status) } : { ok: true, ...parsed };
-    },
-    classifyError: (answer) => classifyBedrockError(answer),
+  return async (request, model, endpoint) => {
+    const url = `${origin}/model/${encodeURIComponent(model)}/${endpoint?.operation ?? 'converse'}`;
+    const { body, dropped } = toConverse(request);
+    const text = JSON.stringify(body);
+    const sent = endpoint ? { ...headers, ...endpoint.headers } : headers;
+    return { url, headers: await sign(url, sent, text), body: text, ...(dropped.length > 0 && { dropped }) };
   };
 }
 

@@ -258,6 +258,11 @@ const FINISH: Record<StopReason, string> = {
   malformed_tool_use: 'stop',
 };
 
+/** A Converse stop reason as an OpenAI finish reason; those AWS adds later read as a plain stop. */
+export function finishReason(stopReason: unknown): string {
+  return typeof stopReason === 'string' && Object.hasOwn(FINISH, stopReason) ? FINISH[stopReason as StopReason] : 'stop';
+}
+
 /** A Converse answer as an OpenAI chat.completion; `requestId` is Bedrock's `x-amzn-requestid`. */
 export function fromConverse(
   body: unknown,
@@ -289,8 +294,7 @@ export function fromConverse(
         index: 0,
         message: { role: 'assistant', content: texts.length > 0 ? texts.join('') : null, refusal: null, ...(toolCalls.length > 0 && { tool_calls: toolCalls }) },
         logprobs: null,
-        // Stop reasons AWS adds later read as a plain stop.
-        finish_reason: stopReason && Object.hasOwn(FINISH, stopReason) ? FINISH[stopReason] : 'stop',
+        finish_reason: finishReason(stopReason),
       },
     ],
     ...(usage && { usage }),
@@ -301,7 +305,7 @@ export function fromConverse(
 const count = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
 /** Converse counts cached input apart from `inputTokens`; OpenAI's prompt_tokens counts all input. */
-function usageOf(raw: unknown): Usage | null {
+export function usageOf(raw: unknown): Usage | null {
   if (!isObj(raw)) return null;
   const read = count(raw.cacheReadInputTokens);
   const write = count(raw.cacheWriteInputTokens);
