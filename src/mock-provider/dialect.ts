@@ -19,11 +19,11 @@ export interface MockDialect {
   /** An error in this provider's shape; `kind` says why, for providers that name error types. */
   error(status: number, message: string, kind: MockErrorKind): { body: unknown; headers?: Record<string, string> };
   /** Whether the call asks for a stream: a flag in its body, or the provider's streaming path. */
-  streams?(req: FastifyRequest): boolean;
+  streams(req: FastifyRequest): boolean;
   /** The answer as this provider streams it. */
-  renderStream?(call: MockCall, answer: MockAnswer, id: string, req: FastifyRequest): MockStream;
+  renderStream(call: MockCall, answer: MockAnswer, id: string, req: FastifyRequest): MockStream;
   /** An error sent inside a stream that has begun, in this provider's streaming shape. */
-  streamError?(message: string): string | Uint8Array;
+  streamError(message: string): string | Uint8Array;
 }
 
 /** A streamed answer: its content type and its frames, each written on its own so faults and pacing fall between them. */

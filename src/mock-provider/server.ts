@@ -196,7 +196,7 @@ export function buildMockProvider(
       const result = answer(call, ++seq);
       if (behaviour.reportCompletionTokens !== null) result.completionTokens = behaviour.reportCompletionTokens;
       usedTokens = result.promptTokens + result.completionTokens;
-      if (dialect.streams?.(req) && dialect.renderStream) {
+      if (dialect.streams(req)) {
         const failAfter = rule?.streamFailAfter ?? behaviour.streamFailAfter;
         await writeStream(reply, dialect, dialect.renderStream(call, result, String(seq), req), {
           delayMs: behaviour.streamChunkDelayMs,
@@ -260,7 +260,7 @@ async function writeStream(reply: FastifyReply, dialect: MockDialect, stream: Mo
     if (opts.failAfter !== undefined && i === opts.failAfter) {
       if (opts.fault === 'reset') return void res.socket?.destroy();
       if (opts.fault === 'hang') return new Promise<void>((resolve) => res.once('close', resolve));
-      await write(dialect.streamError?.('Injected failure mid-stream.') ?? '');
+      await write(dialect.streamError('Injected failure mid-stream.'));
       return void res.end();
     }
     if (i > 0 && opts.delayMs > 0) await new Promise((r) => setTimeout(r, opts.delayMs));

@@ -7,13 +7,15 @@ interface ToolCallPart {
   id?: string;
   type?: string;
   function?: { name?: string; arguments?: string };
+  /** Provider data a call must carry back (Gemini's thought signature). */
+  extra_content?: unknown;
 }
 
 interface Choice {
   role: string;
   content: string | null;
   refusal: string | null;
-  toolCalls: Map<number, { id: string; type: string; name: string; arguments: string }>;
+  toolCalls: Map<number, { id: string; type: string; name: string; arguments: string; extra?: unknown }>;
   finish: string | null;
   logprobs: unknown[] | null;
 }
@@ -48,6 +50,7 @@ export class ChunkAssembler {
         if (part.type) call.type = part.type;
         if (part.function?.name) call.name += part.function.name;
         if (part.function?.arguments) call.arguments += part.function.arguments;
+        if (part.extra_content !== undefined) call.extra = part.extra_content;
         choice.toolCalls.set(at, call);
       }
       const content = (c.logprobs as { content?: unknown[] } | null | undefined)?.content;
@@ -66,7 +69,7 @@ export class ChunkAssembler {
       .map(([index, c]) => {
         const message: Record<string, unknown> = { role: c.role, content: c.content, refusal: c.refusal };
         if (c.toolCalls.size > 0) {
-          message.tool_calls = [...c.toolCalls.entries()].sort(([a], [b]) => a - b).map(([, t]) => ({ id: t.id, type: t.type, function: { name: t.name, arguments: t.arguments } }));
+          message.tool_calls = [...c.toolCalls.entries()].sort(([a], [b]) => a - b).map(([, t]) => ({ id: t.id, type: t.type, function: { name: t.name, arguments: t.arguments }, ...(t.extra !== undefined && { extra_content: t.extra }) }));
         }
         return { index, message, logprobs: c.logprobs ? { content: c.logprobs } : null, finish_reason: c.finish ?? 'stop' };
       });

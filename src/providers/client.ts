@@ -3,7 +3,7 @@ import type { ProviderConfig } from '../config/schema.js';
 import { badResponse, classifyTransport, type ProviderError } from './errors.js';
 import { redact, secretsOf } from './redact.js';
 import { ChunkAssembler } from './chunk-assembler.js';
-import type { ChatChunk, ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter, ProviderResult } from './types.js';
+import type { ChatChunk, ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter, ProviderResult, StreamDecoder } from './types.js';
 
 export interface StreamOptions {
   timeoutMs?: number;
@@ -107,14 +107,13 @@ export class ProviderClient {
    */
   async stream(request: ChatRequest, model: string, opts: StreamOptions): Promise<StreamResult> {
     const streaming = this.adapter.stream;
-    if (!streaming) return { ok: false, error: { type: 'invalid_request', message: `provider ${this.name} cannot stream`, retryable: true, breakerFailure: false }, streamed: 0 };
     const call = await streaming.buildStreamRequest(request, model);
     const result = await this.sendStream(call, model, opts, streaming.decoder(model));
     if (!result.ok) result.error.message = redact(result.error.message, this.secrets);
     return call.dropped?.length ? { ...result, dropped: call.dropped } : result;
   }
 
-  private async sendStream(call: HttpRequest, model: string, opts: StreamOptions, decoder: ReturnType<NonNullable<ProviderAdapter['stream']>['decoder']>): Promise<StreamResult> {
+  private async sendStream(call: HttpRequest, model: string, opts: StreamOptions, decoder: StreamDecoder): Promise<StreamResult> {
     const timeout = opts.timeoutMs ?? this.config.timeout_ms;
     const { pool, path } = this.target(call.url);
     const started = performance.now();

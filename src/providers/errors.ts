@@ -105,7 +105,7 @@ export function badResponse(message: string, status?: number): ProviderError {
  */
 export function classifyStreamError(detail: { message?: string; code?: string }): ProviderError {
   const code = (detail.code ?? '').toLowerCase();
-  const status = /rate|throttl|quota/.test(code) ? 429 : /invalid|validation|bad_request/.test(code) ? 400 : /overload/.test(code) ? 529 : 500;
+  const status = /rate|throttl|quota/.test(code) ? 429 : /context_length|invalid|validation|bad_request/.test(code) ? 400 : /overload/.test(code) ? 529 : 500;
   const { status: _none, ...error } = classifyStatus(status, { message: detail.message || 'the provider sent an error in its stream', ...(detail.code && { code: detail.code }) });
   return error;
 }

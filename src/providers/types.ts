@@ -78,5 +78,5 @@ export interface ProviderAdapter {
   /** A non-2xx answer into the taxonomy. */
   classifyError(answer: HttpAnswer): ProviderError;
   /** Its streaming endpoint: chunks as the provider writes them. */
-  stream?: StreamingAdapter;
+  stream: StreamingAdapter;
 }
