@@ -19,6 +19,7 @@ import type { JobEvents } from '../store/job-events.js';
 import type { JobStore } from '../store/job-store.js';
 import type { ApiKeyAuth } from './auth.js';
 import { installErrorHandling, unavailable } from './errors.js';
+import { HeldRequests } from './held-requests.js';
 import { guardLoopback } from './loopback-guard.js';
 import { adminRoutes } from './routes/admin.js';
 import { batchesRoutes } from './routes/batches.js';
@@ -49,6 +50,8 @@ export interface ApiServices {
 declare module 'fastify' {
   interface FastifyInstance {
     services: ApiServices;
+    /** Requests held open waiting on a job, per tenant, in this process. */
+    held: HeldRequests;
   }
 }
 
@@ -98,6 +101,7 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   // The API speaks JSON only; any other body is a 415, not a string that fails validation oddly.
   app.removeContentTypeParser('text/plain');
   app.decorate('services', services);
+  app.decorate('held', new HeldRequests(services.config.server.max_waiting_per_tenant));
   app.decorateRequest('tenant', '');
   installErrorHandling(app);
   if (services.auth.devMode) guardLoopback(app);

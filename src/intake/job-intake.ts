@@ -5,7 +5,7 @@ import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
 import { RouteError, type Router } from '../routing/router.js';
 import { type JobRecord, splitTarget } from '../store/job-record.js';
-import { type Idempotency, type JobStore, type NewJob, sha256 } from '../store/job-store.js';
+import { type EndOutcome, type Idempotency, type JobStore, type NewJob, sha256 } from '../store/job-store.js';
 import { IntakeError } from './intake-error.js';
 import type { JobBody } from './job-request.js';
 import type { TenantLimits } from './tenant-limits.js';
@@ -208,6 +208,19 @@ export class JobIntake {
   /** Once a batch's lines are read: holds their estimated spend against the tenant's budget, or throws the 402. */
   async holdBatchSpend(tenant: string, batch: string, estimateE10: number, leaseMs: number): Promise<void> {
     if (estimateE10 > 0) await this.deps.limits.admit(tenant, { jobs: 0, estimateE10, lease: batch, leaseMs, countRequest: false });
+  }
+
+  /**
+   * Cancels a job that has not finished (with `onlyQueued`, only one that has not started) and
+   * takes its waiting hop off its queue, so no worker claims it for nothing.
+   */
+  async cancel(id: string, opts: { onlyQueued?: boolean; message?: string } = {}): Promise<EndOutcome> {
+    const outcome = await this.deps.store.end(id, 'cancelled', Date.now(), opts.message, opts.onlyQueued);
+    if (outcome.kind === 'ended' && outcome.previous === 'queued') {
+      const ref = (await this.deps.store.get(id))?.chain[outcome.hop];
+      if (ref) await this.deps.queues.removeHop(splitTarget(ref).provider, id, outcome.hop);
+    }
+    return outcome;
   }
 
   /** Gives back what a batch's lease still holds (it failed, was cancelled, or has made all its jobs). */

@@ -65,6 +65,7 @@ export type Settlement =
 export type EndOutcome =
   | { kind: 'missing' }
   | { kind: 'terminal'; status: JobStatus }
+  | { kind: 'started'; status: JobStatus }
   | { kind: 'ended'; hop: number; previous: JobStatus };
 
 export interface ListOptions {
@@ -298,15 +299,19 @@ export class JobStore {
     return ok === 1 ? { ok: true, reopened: Number(a) } : { ok: false, reason: a as ReopenRefusal, detail: String(b ?? '') };
   }
 
-  /** Ends a job from outside its hop: the caller cancelled it, or its deadline passed. */
-  async end(id: string, status: 'cancelled' | 'expired', now = Date.now(), message?: string): Promise<EndOutcome> {
+  /**
+   * Ends a job from outside its hop: the caller cancelled it, or its deadline passed. With
+   * `onlyQueued`, a job that has started is left to finish (`started`).
+   */
+  async end(id: string, status: 'cancelled' | 'expired', now = Date.now(), message?: string, onlyQueued = false): Promise<EndOutcome> {
     const error: JobError =
       status === 'cancelled'
         ? { type: 'cancelled', message: message ?? 'the job was cancelled by the caller' }
         : { type: 'deadline_exceeded', message: message ?? 'the job did not finish before its deadline' };
-    const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error), this.keys.prefix)) as string[];
+    const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error), this.keys.prefix, onlyQueued ? '1' : '')) as string[];
     if (reply[0] === 'missing') return { kind: 'missing' };
     if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };
+    if (reply[0] === 'started') return { kind: 'started', status: reply[1] as JobStatus };
     if (Number(reply[3]) === 1) this.webhookOwed?.(id);
     return { kind: 'ended', hop: Number(reply[1]), previous: reply[2] as JobStatus };
   }

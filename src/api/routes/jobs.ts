@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { jobBodySchema } from '../../intake/job-request.js';
-import { isTerminal, JOB_STATUSES, type JobRecord, splitTarget, toPublicJob } from '../../store/job-record.js';
+import { isTerminal, JOB_STATUSES, type JobRecord, toPublicJob } from '../../store/job-record.js';
 import { apiError } from '../errors.js';
 import { describedOnly, errors, jobSchema, listOf, responses } from '../schemas.js';
 
@@ -13,10 +13,8 @@ const idParams = z.object({ id: z.string().min(1).max(64) });
 
 /** The jobs API: submit, read (with long-poll), cancel, list. */
 export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { intake, store, events, queues, auth, webhooks, config } = app.services;
+  const { intake, store, events, auth, webhooks, config } = app.services;
   app.addHook('onRequest', auth.hook);
-  /** Long-polls held per tenant in this process. */
-  const waiting = new Map<string, number>();
 
   /** A job the caller may see; another tenant's job is indistinguishable from a missing one. */
   const visible = (job: JobRecord | null, tenant: string) => (job && job.tenant === tenant ? job : null);
@@ -79,15 +77,7 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
         const job = visible(await store.get(id), request.tenant);
         return job ? toPublicJob(job) : reply.code(404).send(notFound(id));
       }
-      // Each held request costs this process a socket and a waiter: a tenant's share is bounded.
-      const held = waiting.get(request.tenant) ?? 0;
-      if (held >= config.server.max_waiting_per_tenant) {
-        return reply
-          .code(429)
-          .header('retry-after', '1')
-          .send(apiError('rate_limit_error', `this tenant already holds ${held} long-polls on this server (server.max_waiting_per_tenant); poll without wait, or wait on fewer jobs at once`, 'wait', 'too_many_waiting'));
-      }
-      waiting.set(request.tenant, held + 1);
+      if (!app.held.take(request.tenant, reply, 'wait')) return reply;
       // Listen before reading, so a terminal event between the read and the wait is not missed.
       const listener = events.listen(id);
       try {
@@ -101,9 +91,7 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
         return toPublicJob(latest ?? job);
       } finally {
         listener.cancel();
-        const left = (waiting.get(request.tenant) ?? 1) - 1;
-        if (left > 0) waiting.set(request.tenant, left);
-        else waiting.delete(request.tenant);
+        app.held.release(request.tenant);
       }
     },
   );
@@ -112,16 +100,12 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
     const { id } = request.params;
     const job = visible(await store.get(id), request.tenant);
     if (!job) return reply.code(404).send(notFound(id));
-    const outcome = await store.end(id, 'cancelled');
+    const outcome = await intake.cancel(id);
     if (outcome.kind === 'missing') return reply.code(404).send(notFound(id));
     if (outcome.kind === 'terminal') {
       // Already over, cancelled included: the cancel did nothing, and says so.
       const already = outcome.status === 'expired' ? 'expired' : outcome.status === 'cancelled' ? 'been cancelled' : outcome.status;
       return reply.code(409).send(apiError('conflict_error', `job ${id} has already ${already}`, 'id', 'job_not_cancellable'));
-    }
-    if (outcome.kind === 'ended' && outcome.previous === 'queued') {
-      const ref = job.chain[outcome.hop];
-      if (ref) await queues.removeHop(splitTarget(ref).provider, id, outcome.hop);
     }
     return toPublicJob((await store.get(id)) ?? job);
   });
