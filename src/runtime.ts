@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { ProviderPool } from '../workers/provider-pool.js';
 import { BatchWorker } from '../workers/batch-worker.js';
 import { BatchSteps } from './queues/batch-steps.js';
+import { JobStreams } from './streams/job-streams.js';
 import { WebhookSender } from '../workers/webhook-sender.js';
 import { BatchStore, toPublicBatch } from './batches/batch-store.js';
 import { FileStore } from './batches/file-store.js';
@@ -132,6 +133,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await webhooks.batchEvent(tenant, id, b.status!, url, toPublicBatch(id, { ...b, webhook_url: url }));
     },
   });
+  const streams = new JobStreams(storeRedis, store.keys, { ttlMs: config.retention.stream_ttl_s * 1000, maxChunks: config.retention.stream_max_chunks });
   const runtime: Runtime = { config, store, queues, intake, breakers, budgets, webhooks, close: async () => {} };
 
   let clients: Map<string, ProviderClient> | undefined;
@@ -139,7 +141,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: workerRedis!, metrics });
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: workerRedis!, metrics, streams });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(workerRedis!, store, log, async (id, hop) => {

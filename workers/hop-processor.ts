@@ -6,10 +6,11 @@ import type { ProviderClient } from '../src/providers/client.js';
 import type { ProviderError } from '../src/providers/errors.js';
 import type { Metrics } from '../src/metrics.js';
 import type { Pricing } from '../src/providers/pricing.js';
-import type { ChatRequest } from '../src/providers/types.js';
+import type { ChatRequest, ProviderResult } from '../src/providers/types.js';
 import { type HopData, hopJobId, type ProviderQueues, queueName } from '../src/queues/provider-queues.js';
 import type { BreakerBoard, CallOutcome, Ticket } from '../src/resilience/breaker-board.js';
 import type { RateBudgets, Reservation } from '../src/resilience/rate-budget.js';
+import type { JobStreams } from '../src/streams/job-streams.js';
 import { type Attempt, type JobError, splitTarget } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
 import type { RunningCalls } from './running-calls.js';
@@ -28,6 +29,8 @@ export interface HopProcessorDeps {
   /** This process's calls in flight, stopped when their job is ended elsewhere. */
   running?: RunningCalls;
   metrics?: Metrics;
+  /** Where a streaming job's chunks go, for whichever API process holds its caller. */
+  streams?: JobStreams;
 }
 
 /** How often a hop asks again while its unproven provider has every trial call out. */
@@ -171,9 +174,20 @@ export class HopProcessor {
     // of shutdown's grace the pool stops every tracked call through the same signal.
     const call = this.deps.running?.track(id);
     const signal = call?.signal ?? shutdown;
-    let result;
+    const streaming = claim.request.stream === true && this.deps.streams !== undefined;
+    if (streaming && claim.rerun && (await this.deps.streams!.length(id)) > 0) {
+      // A worker was lost mid-stream: its chunks reached the caller and cannot be taken back, so
+      // the job cannot start over here or on another target.
+      call?.release();
+      await giveBack();
+      const error = { type: 'stream_interrupted', message: 'the stream was cut off when the worker running it was lost; a stream that has begun cannot move to another call' };
+      await store.settle(id, hop, null, { status: 'failed', error }, Date.now(), board('the job failed: its stream had begun under a worker that was lost'));
+      throw new JobEnded(`stream_interrupted: ${error.message}`);
+    }
+    let result: (ProviderResult & { streamed?: number; firstChunkMs?: number }) | null;
     try {
-      result = shutdown?.aborted ? null : await this.client().complete(request, model, { timeoutMs: Math.max(1, timeoutMs), ...(signal && { signal }) });
+      const opts = { timeoutMs: Math.max(1, timeoutMs), ...(signal && { signal }) };
+      result = shutdown?.aborted ? null : streaming ? await this.streamCall(id, request, model, opts) : await this.client().complete(request, model, opts);
     } finally {
       call?.release();
     }
@@ -232,6 +246,7 @@ export class HopProcessor {
 
     const attempt: Attempt = { hop, provider: this.provider, model, outcome: 'succeeded', started_at: startedAt, latency_ms: latency };
     if (result.dropped) attempt.dropped = result.dropped;
+    if (streaming) attempt.stream = { chunks: result.streamed ?? 0, ...(result.firstChunkMs !== undefined && { first_chunk_ms: result.firstChunkMs }) };
     let settled: 'applied' | 'moved' | 'ended';
     let requeue = false;
     let answer: HopResult;
@@ -248,7 +263,15 @@ export class HopProcessor {
       // Every process holds off this provider for as long as it asked: its queue pauses, and hops
       // already taken find it throttled at admission.
       if (pauseMs > 0) await this.deps.queues.get(this.provider).rateLimit(pauseMs);
-      if (err.retryable && next) {
+      const streamed = result.streamed ?? 0;
+      if (streamed > 0) {
+        // Chunks already reached the caller: no other target may answer instead.
+        attempt.outcome = 'failed';
+        const jobError = { ...attempt.error, message: `the stream broke after ${streamed} chunk${streamed === 1 ? '' : 's'}: ${err.message}` };
+        settled = await store.settle(id, hop, attempt, { status: 'failed', error: jobError }, Date.now(), board(`called ${ref} (streaming)`, outcomeLine(attempt), `the job failed: its stream broke after ${streamed} chunks`));
+        answer = 'failed';
+        failure = `${jobError.type}${jobError.status ? ` ${jobError.status}` : ''}: ${jobError.message}`;
+      } else if (err.retryable && next) {
         attempt.outcome = 'fallback';
         settled = await this.handOn(id, hop, next, priority, attempt, bullKey);
         answer = `fell back to ${next}: ${reasonOf(attempt.error)}`;
@@ -326,6 +349,28 @@ export class HopProcessor {
     const client = this.deps.clients.get(this.provider);
     if (!client) throw new Error(`this worker has no client for provider "${this.provider}"`);
     return client;
+  }
+
+  /**
+   * A streaming call: each batch of chunks is stamped as one `chat.completion.chunk` of this job
+   * (its id, the call's model and start) and appended to the job's stream before the next is read,
+   * so the stream's pace is the slower of the provider and Redis.
+   */
+  private async streamCall(id: string, request: ChatRequest, model: string, opts: { timeoutMs: number; signal?: AbortSignal }) {
+    const completionId = `chatcmpl-${id.slice('job_'.length)}`;
+    const created = Math.floor(Date.now() / 1000);
+    let seq = 0;
+    return this.client().stream(request, model, {
+      ...opts,
+      completionId,
+      onChunks: async (chunks) => {
+        // In OpenAI's own key order, so the relayed bytes read as OpenAI's do.
+        const stamped = chunks.map(({ choices, usage, system_fingerprint: fingerprint, ...rest }) =>
+          JSON.stringify({ id: completionId, object: 'chat.completion.chunk', created, model, ...(fingerprint !== undefined && { system_fingerprint: fingerprint }), ...rest, choices, ...(usage !== undefined && { usage }) }));
+        await this.deps.streams!.append(id, seq + 1, stamped);
+        seq += stamped.length;
+      },
+    });
   }
 
   /** Records `attempt` and hands the job to the next target's queue. */

@@ -68,6 +68,8 @@ export const configSchema = z
         body_limit_bytes: z.int().positive().default(1_048_576),
         /** Long-polls (`?wait=`) one tenant may hold open at once in each API process; more answer 429. */
         max_waiting_per_tenant: z.int().positive().default(1000),
+        /** How long a call to the OpenAI-compatible front door may wait for its answer, unless it says (the OpenAI SDK's own timeout). */
+        sync_deadline_s: z.int().positive().max(7 * 24 * 3600).default(600),
         /** A worker-only process serves its /metrics here (behind the admin credentials). */
         metrics_port: z.int().min(0).max(65535).optional(),
       })
@@ -188,6 +190,9 @@ export const configSchema = z
         queue_keep_completed_age_s: z.int().positive().default(3600),
         queue_keep_failed: z.int().nonnegative().default(5000),
         queue_keep_failed_age_s: z.int().positive().default(7 * 24 * 3600),
+        /** A streaming job's chunks in Redis: kept this long after the last, and at most this many (the finished job keeps the whole answer). */
+        stream_ttl_s: z.int().positive().default(3600),
+        stream_max_chunks: z.int().positive().default(20_000),
       })
       .prefault({}),
   })

@@ -45,6 +45,8 @@ export interface Attempt {
   error?: JobError;
   started_at: number;
   latency_ms: number;
+  /** A streamed call: the chunks it sent and when the first came (ms after the call began). */
+  stream?: { chunks: number; first_chunk_ms?: number };
   usage?: Usage;
   /** What this call cost, from its usage and the price table; null when the model has no price. */
   cost_usd?: number | null;

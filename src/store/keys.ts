@@ -28,6 +28,11 @@ export class Keys {
     return `${this.prefix}:webhook-outbox`;
   }
 
+  /** The chunks a streaming job has sent, in order (a Redis Stream, entry `0-<n>` for chunk n). */
+  stream(id: string): string {
+    return `${this.prefix}:stream:${id}`;
+  }
+
   /** The webhook delivery attempts of one job (a list of JSON entries). */
   webhookAttempts(id: string): string {
     return `${this.prefix}:job:${id}:webhook`;
