@@ -39,7 +39,10 @@ describe('provider error text as tenants see it', () => {
 
   beforeAll(async () => {
     mock = await startMock({
-      rules: [{ match: 'echo-me', status: 400, message: 'Invalid request (sent with ${header:authorization}) via gateway 10.20.30.40:8443, see https://llm-gw.internal.corp/v1' }],
+      rules: [
+        { match: 'echo-me', status: 400, message: 'Invalid request (sent with ${header:authorization}) via gateway 10.20.30.40:8443, see https://llm-gw.internal.corp/v1' },
+        { match: 'stream-echo', streamFailAfter: 2, message: 'Stream aborted for ${header:authorization} at 10.20.30.40:8443' },
+      ],
     });
     closedPort = await freePort();
     const config = configFor(
@@ -69,6 +72,15 @@ describe('provider error text as tenants see it', () => {
     expect(text).toContain('Invalid request (sent with Bearer [redacted]) via gateway [address], see [address]');
     for (const leak of [KEY, '10.20.30.40', 'llm-gw.internal']) expect(text).not.toContain(leak);
     expect(broker.logs.raw.join('\n')).not.toContain(KEY);
+  });
+
+  it('redacts what a provider quoted back in an error sent mid-stream, in the stream, the job and the logs', async () => {
+    const res = await fetch(`${broker.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'fast', messages: [{ role: 'user', content: 'stream-echo now' }], stream: true }) });
+    const streamed = await res.text();
+    expect(streamed).toContain('Stream aborted for Bearer [redacted] at [address]');
+    const job = (await broker.call('GET', `/v1/jobs/${res.headers.get('x-switchyard-job-id')}`)).body;
+    expect(job.status).toBe('failed');
+    for (const text of [streamed, JSON.stringify(job), broker.logs.raw.join('\n')]) for (const leak of [KEY, '10.20.30.40']) expect(text).not.toContain(leak);
   });
 
   it('names the kind of connection failure, not the address it dialled; the log keeps the detail', async () => {

@@ -171,7 +171,7 @@ export function buildMockProvider(
       const delay = (rule?.latencyMs ?? behaviour.latencyMs) + (behaviour.jitterMs > 0 ? Math.random() * behaviour.jitterMs : 0);
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       if (rule?.status !== undefined) {
-        const message = (rule.message ?? `Injected failure (${rule.status}).`).replace(/\$\{header:([A-Za-z0-9-]+)\}/g, (_m, name: string) => String(req.headers[name.toLowerCase()] ?? ''));
+        const message = quoting(rule.message ?? `Injected failure (${rule.status}).`, req);
         return reject(rule.status, message, 'injected');
       }
       if (behaviour.apiKey !== null && !dialect.authorized(req, behaviour.apiKey)) return reject(401, 'Invalid API key provided.', 'auth');
@@ -201,6 +201,7 @@ export function buildMockProvider(
         await writeStream(reply, dialect, dialect.renderStream(call, result, String(seq), req), {
           delayMs: behaviour.streamChunkDelayMs,
           ...(failAfter !== null && { failAfter, fault: rule?.streamFault ?? behaviour.streamFault }),
+          message: quoting(rule?.message ?? 'Injected failure mid-stream.', req),
         });
         return reply;
       }
@@ -249,7 +250,7 @@ export function buildMockProvider(
  * stream breaks after that many frames: an error frame in the dialect's shape, a reset, or silence
  * (the connection held open until the caller gives up). A caller that hangs up stops it.
  */
-async function writeStream(reply: FastifyReply, dialect: MockDialect, stream: MockStream, opts: { delayMs: number; failAfter?: number; fault?: StreamFault }): Promise<void> {
+async function writeStream(reply: FastifyReply, dialect: MockDialect, stream: MockStream, opts: { delayMs: number; failAfter?: number; fault?: StreamFault; message: string }): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': stream.contentType, 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -260,7 +261,7 @@ async function writeStream(reply: FastifyReply, dialect: MockDialect, stream: Mo
     if (opts.failAfter !== undefined && i === opts.failAfter) {
       if (opts.fault === 'reset') return void res.socket?.destroy();
       if (opts.fault === 'hang') return new Promise<void>((resolve) => res.once('close', resolve));
-      await write(dialect.streamError('Injected failure mid-stream.'));
+      await write(dialect.streamError(opts.message));
       return void res.end();
     }
     if (i > 0 && opts.delayMs > 0) await new Promise((r) => setTimeout(r, opts.delayMs));
@@ -268,6 +269,9 @@ async function writeStream(reply: FastifyReply, dialect: MockDialect, stream: Mo
   }
   res.end();
 }
+
+/** A rule's message with `${header:NAME}` replaced by what the caller sent in that header. */
+const quoting = (message: string, req: FastifyRequest) => message.replace(/\$\{header:([A-Za-z0-9-]+)\}/g, (_m, name: string) => String(req.headers[name.toLowerCase()] ?? ''));
 
 function matchRule(rules: MockRule[], body: unknown): MockRule | undefined {
   const text = JSON.stringify(body ?? null);
