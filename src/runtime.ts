@@ -6,6 +6,7 @@ import { ProviderPool } from '../workers/provider-pool.js';
 import { BatchWorker } from '../workers/batch-worker.js';
 import { BatchSteps } from './queues/batch-steps.js';
 import { JobStreams } from './streams/job-streams.js';
+import { StreamHub } from './streams/stream-hub.js';
 import { WebhookSender } from '../workers/webhook-sender.js';
 import { BatchStore, toPublicBatch } from './batches/batch-store.js';
 import { FileStore } from './batches/file-store.js';
@@ -156,13 +157,16 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   }
 
   let events: JobEvents | undefined;
+  let hub: StreamHub | undefined;
   if (opts.api) {
     events = new JobEvents(watchConnection(storeRedis.duplicate(), 'job events', log), store.keys.events);
     await events.start();
     runtime.events = events;
+    // Stream relays block on a connection of their own: it must have no command timeout.
+    hub = new StreamHub(watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: false }), 'stream relay', log), storeRedis);
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchSteps, deadlines, metrics },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchSteps, deadlines, metrics, streams, hub },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
@@ -210,6 +214,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     // Stop intake first, then let in-flight hops finish, then drop connections.
     await step('api', async () => runtime.api?.close(), STEP_BOUND_MS + 5_000);
     await step('events', async () => events?.close());
+    await step('stream relay', async () => hub?.close());
     await step('worker pools', async () => runtime.pool?.close(), config.workers.shutdown_grace_ms + STEP_BOUND_MS);
     // The rest is independent, and each part may be waiting on the same lost Redis: one bound for all.
     await Promise.all([

@@ -37,7 +37,7 @@ describe('Redis Cluster: one hash slot for every key', () => {
     await dropPrefix(broker.prefix);
   });
 
-  it('keeps jobs, queues, breakers, budgets, webhooks, deadlines, files and batches in the prefix\'s slot', async () => {
+  it('keeps jobs, queues, breakers, budgets, webhooks, deadlines, files, batches and streams in the prefix\'s slot', async () => {
     const auth = { authorization: 'Bearer sy-slot-tenant-key-0123' };
     const job = (await broker.call('POST', '/v1/jobs', { request: chat(), webhook_url: receiver.url, deadline_s: 60 }, { ...auth, 'idempotency-key': 'slot-1' })).body;
     await broker.call('GET', `/v1/jobs/${job.id}?wait=20`, undefined, auth);
@@ -48,13 +48,16 @@ describe('Redis Cluster: one hash slot for every key', () => {
     const file = (await (await fetch(`${broker.url}/v1/files`, { method: 'POST', body: form, headers: auth })).json()) as { id: string };
     const batch = (await broker.call('POST', '/v1/batches', { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }, auth)).body;
     await waitFor(async () => (await broker.call('GET', `/v1/batches/${batch.id}`, undefined, auth)).body.status === 'completed');
+    // A streamed front-door call leaves its chunks' stream.
+    const streamed = await fetch(`${broker.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'fast', ...chat(), stream: true }) });
+    expect(await streamed.text()).toMatch(/data: \[DONE\]/);
 
     const redis = testRedis();
     try {
       const keys = await redis.keys(`${broker.prefix}*`);
       const expected = calculateSlot(broker.prefix);
       // Every feature left keys behind, and all of them are in one slot.
-      for (const part of [':job:', ':jobs:', ':idem:', ':llm-p:', ':sy-webhooks:', ':sy-deadlines:', ':sy-batches:', ':breaker:', ':budget:', ':usage:', ':tenant:', ':file:', ':batch:', ':file-quota:']) {
+      for (const part of [':job:', ':jobs:', ':idem:', ':llm-p:', ':sy-webhooks:', ':sy-deadlines:', ':sy-batches:', ':breaker:', ':budget:', ':usage:', ':tenant:', ':file:', ':batch:', ':file-quota:', ':stream:']) {
         expect(keys.some((k) => k.includes(part)), part).toBe(true);
       }
       expect(keys.filter((k) => calculateSlot(k) !== expected)).toEqual([]);

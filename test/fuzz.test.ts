@@ -222,7 +222,7 @@ function plant(base: Doc, pick: number, key: string, value: Doc): Doc {
 // ---------------------------------------------------------------------------------------------
 // Requests.
 
-type Endpoint = '/v1/jobs' | '/v1/jobs/bulk' | '/v1/batches' | '/v1/files';
+type Endpoint = '/v1/jobs' | '/v1/jobs/bulk' | '/v1/batches' | '/v1/files' | '/v1/chat/completions';
 interface Case {
   kind: string;
   path: Endpoint;
@@ -395,6 +395,40 @@ function cases(fileId: string): fc.Arbitrary<Case> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// POST /v1/chat/completions: OpenAI bodies (model beside the fields), with the front door's headers.
+
+const FRONT_DOOR_RUNS = Number(process.env.FUZZ_FRONT_DOOR_RUNS ?? 1500);
+
+const validChat = fc
+  .tuple(chatRequest, fc.constantFrom('fast', 'p/model-a', 'task:default', 'task:nope', 'nope', 'p/'), fc.constantFrom<Doc[]>([], [true], [false], [null]), fc.option(fc.boolean(), { freq: 2 }))
+  .map(([request, model, stream, usage]) => {
+    const entries = [['model', model] as [string, Doc], ...(request as Obj).entries];
+    if (stream.length > 0) entries.push(['stream', stream[0]!]);
+    if (usage !== null) entries.push(['stream_options', obj({ include_usage: usage })]);
+    return new Obj(entries);
+  });
+
+/** Values a caller might put in the front door's headers; none may be a 5xx or go unnamed. */
+const headerValue = fc.constantFrom('', '0', '1', '5', '10', '11', '-1', '2.5', '1e3', ' 3 ', 'abc', '0x10', '604801', '99999999999999999999', 'default', 'nope', '__proto__', 'constructor', 'task:x');
+const frontDoorHeaders = fc
+  .record({ 'x-switchyard-priority': headerValue, 'x-switchyard-task': headerValue, 'x-switchyard-deadline-s': headerValue, 'idempotency-key': fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 300 }) }, { requiredKeys: [] })
+  .map((h) => Object.fromEntries(Object.entries(h).filter(([, v]) => v !== '')) as Record<string, string>);
+
+function frontDoorCases(): fc.Arbitrary<Case> {
+  const path = '/v1/chat/completions' as const;
+  const withHeaders = (kind: string, doc: fc.Arbitrary<Doc>) => fc.tuple(doc, fc.option(frontDoorHeaders, { freq: 2 })).map(([d, h]) => json(kind, path, d, h ?? undefined));
+  return fc.oneof(
+    { weight: 6, arbitrary: withHeaders('chat: valid', validChat) },
+    { weight: 30, arbitrary: withHeaders('chat: near-valid', fc.tuple(validChat, fc.array(mutation, { minLength: 1, maxLength: 2 })).map(([c, ms]) => mutate(c, ms))) },
+    { weight: 8, arbitrary: hostileValue.map((doc) => json('chat: any JSON', path, doc)) },
+    { weight: 4, arbitrary: fc.tuple(validChat, fc.nat(), fc.constantFrom(...PROTO_NAMES), pollution).map(([c, pick, key, p]) => json('chat: pollution', path, plant(c, pick, key, p.entries[0]![1]))) },
+    { weight: 3, arbitrary: fc.tuple(validChat, fc.nat(), deep).map(([c, pick, d]) => json('chat: deep', path, plant(c, pick, 'x', d))) },
+    { weight: 4, arbitrary: fc.string({ maxLength: 60 }).map((text): Case => ({ kind: 'chat: not JSON', path, contentType: 'application/json', body: text })) },
+    { weight: 1, arbitrary: fc.constant<Case>({ kind: 'chat: too large', path, contentType: 'application/json', body: TOO_LARGE }) },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 
 interface Outcome {
   status: number;
@@ -425,6 +459,55 @@ const preview = (body: string | Uint8Array, n = 300) => {
   const text = typeof body === 'string' ? body : `<bytes ${Buffer.from(body).toString('hex').slice(0, n)}>`;
   return text.length > n ? `${text.slice(0, n)}… (${text.length} chars)` : text;
 };
+
+/** Sends every case over `pool`, CONNECTIONS at a time, and tallies statuses and problems. */
+async function sendAll(pool: Pool, all: Case[]) {
+  const tally = new Map<string, number>();
+  const count = (key: string) => tally.set(key, (tally.get(key) ?? 0) + 1);
+  /** Per kind of problem, how often and the shortest body that caused it. */
+  const problems = new Map<string, { n: number; example: Case; status: number; text: string }>();
+  let next = 0;
+  const send = async () => {
+    for (let i = next++; i < all.length; i = next++) {
+      const c = all[i]!;
+      let outcome: Outcome;
+      try {
+        const res = await pool.request({ path: c.path, method: 'POST', headers: { 'content-type': c.contentType, ...c.headers }, body: c.body });
+        outcome = { status: res.statusCode, text: await res.body.text() };
+      } catch (err) {
+        outcome = { status: -1, text: `transport error: ${(err as Error).message}` };
+      }
+      count(`${c.path} ${outcome.status}`);
+      const problem = outcome.status === -1 ? outcome.text : problemWith(outcome);
+      if (problem === null) continue;
+      const key = `${c.path} [${c.kind}] ${problem}`;
+      const seen = problems.get(key);
+      if (!seen) problems.set(key, { n: 1, example: c, ...outcome });
+      else {
+        seen.n++;
+        if (c.body.length < seen.example.body.length) Object.assign(seen, { example: c, ...outcome });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, send));
+  const accepted = [...tally].filter(([k]) => / 2\d\d$/.test(k));
+  const summary = [...tally].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}: ${n}`).join(', ');
+  const report = [...problems]
+    .sort(([, a], [, b]) => b.n - a.n)
+    .map(([key, p]) => `${key} ×${p.n}\n    e.g. ${p.example.contentType}${p.example.headers ? ` ${JSON.stringify(p.example.headers)}` : ''}: ${preview(p.example.body)}\n    → ${preview(p.text, 200)}`);
+  return { tally, accepted, summary, report };
+}
+
+/** The broker logs every 500 with its cause: the distinct causes, to name next to the failing bodies. */
+const causesIn = (broker: TestBroker) =>
+  new Set(
+    broker.logs.lines
+      .filter((l) => l.msg === 'unhandled error')
+      .map((l) => {
+        const err = l.err as { type?: string; message?: string; stack?: string } | undefined;
+        return `${err?.type}: ${err?.message} @ ${err?.stack?.split('\n')[1]?.trim()}`;
+      }),
+  );
 
 describe('fuzzing the intake with hostile bodies', () => {
   let mock: MockServer;
@@ -463,54 +546,14 @@ describe('fuzzing the intake with hostile bodies', () => {
     const all = fc.sample(cases(fileId), { numRuns: RUNS, seed: SEED });
     const generatedMs = Date.now() - started;
 
-    const tally = new Map<string, number>();
-    const count = (key: string) => tally.set(key, (tally.get(key) ?? 0) + 1);
-    /** Per kind of problem, how often and the shortest body that caused it. */
-    const problems = new Map<string, { n: number; example: Case; status: number; text: string }>();
-    let next = 0;
-    const send = async () => {
-      for (let i = next++; i < all.length; i = next++) {
-        const c = all[i]!;
-        let outcome: Outcome;
-        try {
-          const res = await pool.request({ path: c.path, method: 'POST', headers: { 'content-type': c.contentType, ...c.headers }, body: c.body });
-          outcome = { status: res.statusCode, text: await res.body.text() };
-        } catch (err) {
-          outcome = { status: -1, text: `transport error: ${(err as Error).message}` };
-        }
-        count(`${c.path} ${outcome.status}`);
-        const problem = outcome.status === -1 ? outcome.text : problemWith(outcome);
-        if (problem === null) continue;
-        const key = `${c.path} [${c.kind}] ${problem}`;
-        const seen = problems.get(key);
-        if (!seen) problems.set(key, { n: 1, example: c, ...outcome });
-        else {
-          seen.n++;
-          if (c.body.length < seen.example.body.length) Object.assign(seen, { example: c, ...outcome });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: CONNECTIONS }, send));
+    const { accepted, summary, report } = await sendAll(pool, all);
     const elapsedMs = Date.now() - started;
 
-    const accepted = [...tally].filter(([k]) => / 2\d\d$/.test(k));
-    const summary = [...tally].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}: ${n}`).join(', ');
     console.info(
       `fuzz seed ${SEED}: ${all.length} bodies in ${elapsedMs} ms (${generatedMs} ms generating); accepted (accidentally valid): ${accepted.map(([k, n]) => `${k} ×${n}`).join(', ') || 'none'}; statuses: ${summary}`,
     );
 
-    // The broker logs every 500 with its cause; name the distinct causes next to the failing bodies.
-    const causes = new Set(
-      broker.logs.lines
-        .filter((l) => l.msg === 'unhandled error')
-        .map((l) => {
-          const err = l.err as { type?: string; message?: string; stack?: string } | undefined;
-          return `${err?.type}: ${err?.message} @ ${err?.stack?.split('\n')[1]?.trim()}`;
-        }),
-    );
-    const report = [...problems]
-      .sort(([, a], [, b]) => b.n - a.n)
-      .map(([key, p]) => `${key} ×${p.n}\n    e.g. ${p.example.contentType}${p.example.headers ? ` ${JSON.stringify(p.example.headers)}` : ''}: ${preview(p.example.body)}\n    → ${preview(p.text, 200)}`);
+    const causes = causesIn(broker);
     // Soft, so the health and pollution checks below still run and report when this fails.
     expect.soft(report, `fuzz seed ${SEED} (rerun with FUZZ_SEED=${SEED}); broker errors: ${[...causes].join(' | ') || 'none'}`).toEqual([]);
     expect(all.length).toBe(RUNS);
@@ -541,5 +584,40 @@ describe('fuzzing the intake with hostile bodies', () => {
     expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(protoBefore.object);
     expect(Object.getOwnPropertyNames(Array.prototype).sort()).toEqual(protoBefore.array);
     expect(Object.getOwnPropertyNames(Function.prototype).sort()).toEqual(protoBefore.function);
+  });
+});
+
+/*
+ * The front door the same way: its bodies and headers hostile, against a broker whose workers run,
+ * so an accidentally valid call is answered (a queued one would hold its caller until its deadline).
+ */
+describe('fuzzing the front door with hostile bodies and headers', () => {
+  let mock: MockServer;
+  let broker: TestBroker;
+  let pool: Pool;
+
+  beforeAll(async () => {
+    mock = await startMock();
+    broker = await startBroker(configFor({ p: mock }));
+    pool = new Pool(broker.url, { connections: CONNECTIONS });
+  });
+  afterAll(async () => {
+    await pool?.close();
+    await broker?.close();
+    await mock?.app.close();
+    if (broker) await dropPrefix(broker.prefix);
+  });
+
+  it(`answers ${FRONT_DOOR_RUNS} hostile calls with no 5xx and every 4xx in the error shape, and leaves no job unfinished`, { timeout: 120_000 }, async () => {
+    const all = fc.sample(frontDoorCases(), { numRuns: FRONT_DOOR_RUNS, seed: SEED });
+    const { accepted, summary, report } = await sendAll(pool, all);
+    console.info(`front-door fuzz seed ${SEED}: ${all.length} calls; answered 2xx: ${accepted.map(([k, n]) => `${k} ×${n}`).join(', ') || 'none'}; statuses: ${summary}`);
+    expect.soft(report, `fuzz seed ${SEED} (rerun with FUZZ_SEED=${SEED}); broker errors: ${[...causesIn(broker)].join(' | ') || 'none'}`).toEqual([]);
+    // Some calls were valid enough to be answered, and every job a call made has ended.
+    expect(accepted.reduce((n, [, k]) => n + k, 0)).toBeGreaterThan(20);
+    const unfinished = [];
+    for (const status of ['queued', 'running']) unfinished.push(...((await (await fetch(`${broker.url}/v1/jobs?status=${status}`)).json()) as { data: unknown[] }).data);
+    expect(unfinished).toEqual([]);
+    expect(({} as Record<string, unknown>)[CANARY]).toBeUndefined();
   });
 });

@@ -25,7 +25,7 @@ describe('intake validation', () => {
     ['bad role', { request: { messages: [{ role: 'robot', content: 'x' }] } }, 'request.messages[0].role', /role/],
     ['content wrong type', { request: { messages: [{ role: 'user', content: 42 }] } }, 'request.messages[0].content', /content/],
     ['model inside request', { request: { ...chat(), model: 'gpt-4o' } }, 'request.model', /model on the job/],
-    ['stream true', { request: { ...chat(), stream: true } }, 'request.stream', /streaming/],
+    ['stream true', { request: { ...chat(), stream: true } }, 'request.stream', /does not stream.*POST \/v1\/chat\/completions/],
     ['temperature out of range', { request: { ...chat(), temperature: 3 } }, 'request.temperature', /temperature/],
     ['max_tokens not positive', { request: { ...chat(), max_tokens: 0 } }, 'request.max_tokens', /max_tokens/],
     ['response_format unknown type', { request: { ...chat(), response_format: { type: 'yaml' } } }, 'request.response_format.type', /type/],

@@ -17,12 +17,17 @@ import type { BreakerBoard } from '../resilience/breaker-board.js';
 import type { RateBudgets } from '../resilience/rate-budget.js';
 import type { JobEvents } from '../store/job-events.js';
 import type { JobStore } from '../store/job-store.js';
+import type { JobStreams } from '../streams/job-streams.js';
+import type { StreamHub } from '../streams/stream-hub.js';
 import type { ApiKeyAuth } from './auth.js';
 import { installErrorHandling, unavailable } from './errors.js';
 import { HeldRequests } from './held-requests.js';
 import { guardLoopback } from './loopback-guard.js';
 import { adminRoutes } from './routes/admin.js';
 import { batchesRoutes } from './routes/batches.js';
+import { chatCompletionsRoutes } from './routes/chat-completions.js';
+import { jobStreamRoutes } from './routes/job-stream.js';
+import { modelsRoutes } from './routes/models.js';
 import { filesRoutes } from './routes/files.js';
 import { healthRoutes } from './routes/health.js';
 import { jobsRoutes } from './routes/jobs.js';
@@ -45,6 +50,9 @@ export interface ApiServices {
   batchSteps: BatchSteps;
   deadlines: DeadlineQueue;
   metrics: Metrics;
+  /** Streaming jobs' chunks, and the one blocking reader that relays them to this process's callers. */
+  streams: JobStreams;
+  hub: StreamHub;
 }
 
 declare module 'fastify' {
@@ -126,6 +134,9 @@ export async function buildApi(services: ApiServices, opts: ApiOptions): Promise
   drainOnClose(app, services.events);
   await app.register(healthRoutes);
   await app.register(jobsRoutes, { prefix: '/v1' });
+  await app.register(jobStreamRoutes, { prefix: '/v1' });
+  await app.register(chatCompletionsRoutes, { prefix: '/v1' });
+  await app.register(modelsRoutes, { prefix: '/v1' });
   await app.register(providersRoutes, { prefix: '/v1' });
   await app.register(filesRoutes, { prefix: '/v1' });
   await app.register(batchesRoutes, { prefix: '/v1' });
