@@ -1,7 +1,11 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MockServer, redisUrl, startMock, testPrefix, waitFor, withRedis } from './support/broker.js';
+import { spawn } from 'node:child_process';
+import { parseConfig } from '../src/config/load.js';
+import { freePort } from '../src/redis/embedded.js';
+import { dropPrefix, type MockServer, redisUrl, startBroker, startMock, testPrefix, waitFor, withRedis } from './support/broker.js';
 import { startFleet } from './support/fleet.js';
+import { watchBroker, writeConfig } from './support/process.js';
 
 /**
  * Streams that cross processes: the API process holds the caller, a worker process (its own OS
@@ -70,5 +74,48 @@ describe('front-door streams across processes', () => {
     expect(mock.stats.calls).toBe(callsBefore);
     expect(fleet.ends.get(id)).toBe(1);
     await survivor.stop('SIGTERM');
+  }, 30_000);
+
+  it('ends an open stream with a shutting-down error on Ctrl-C, and the job its worker was running still finishes', async () => {
+    const port = await freePort();
+    const raw = {
+      redis: { url: redisUrl(), prefix: testPrefix() },
+      server: { port, host: '127.0.0.1' },
+      providers: { mock: { type: 'openai', base_url: mock.baseUrl } },
+      models: { fast: ['mock/gpt-4o-mini'] },
+      tasks: { default: 'fast' },
+    };
+    await fetch(`${mock.url}/_mock/behaviour`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamChunkDelayMs: 250 }) });
+    // `switchyard start` as a terminal runs it: the leader of its own process group.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], { env: { ...process.env, SWITCHYARD_CONFIG: writeConfig(raw), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const broker = watchBroker(child);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await broker.waitForLog('API listening');
+      const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'fast', messages: [{ role: 'user', content: 'a slow stream cut short by a Ctrl-C at the terminal' }], stream: true }) });
+      const id = res.headers.get('x-switchyard-job-id')!;
+      const reader = res.body!.getReader();
+      let text = '';
+      while ((text.match(/^data: /gm) ?? []).length < 2) text += new TextDecoder().decode((await reader.read()).value);
+      process.kill(-child.pid!, 'SIGINT');
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      const last = text.trim().split('\n\n').at(-1)!;
+      expect(JSON.parse(last.slice('data: '.length))).toMatchObject({ error: { code: 'server_shutting_down' } });
+      expect(await exited).toBe(0);
+      // The worker in that process finished the call it held before it exited.
+      const reader2 = await startBroker(parseConfig(raw, {}, 'test'), { workers: undefined });
+      try {
+        expect((await reader2.call('GET', `/v1/jobs/${id}`)).body.status).toBe('succeeded');
+      } finally {
+        await reader2.close();
+      }
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+      await dropPrefix(raw.redis.prefix);
+    }
   }, 30_000);
 });
