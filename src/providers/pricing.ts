@@ -1,5 +1,6 @@
 import type { Price } from '../config/schema.js';
 import type { Usage } from '../store/job-record.js';
+import { ModelTable } from './model-table.js';
 
 /**
  * List prices in USD per million tokens, as the providers publish them (standard tier, no batch
@@ -53,41 +54,16 @@ export const PRICE_TABLE: Record<string, Price> = {
   'mock-smart': { input: 0, output: 0 },
 };
 
-/** Bedrock cross-region inference profiles prefix the model id: `us.anthropic.claude-…`. */
-const REGION_PREFIX = /^(us|eu|apac|global|us-gov)\./;
-
 /** Prices jobs and attempts from reported usage: config overrides first, then the shipped table. */
 export class Pricing {
-  private readonly keys: string[];
-  /** Lookups are per call on the hot path, and a deployment prices few distinct targets. */
-  private readonly cache = new Map<string, Price | null>();
+  private readonly table: ModelTable<Price>;
 
-  constructor(private readonly overrides: Record<string, Price> = {}) {
-    // Longest first, so `gpt-4o-mini-2024-07-18` finds `gpt-4o-mini` before `gpt-4o`.
-    this.keys = Object.keys(PRICE_TABLE).sort((a, b) => b.length - a.length);
+  constructor(overrides: Record<string, Price> = {}) {
+    this.table = new ModelTable(PRICE_TABLE, overrides);
   }
 
   priceOf(provider: string, model: string): Price | null {
-    const cacheKey = `${provider}/${model}`;
-    let price = this.cache.get(cacheKey);
-    if (price === undefined) {
-      price = this.lookup(provider, model);
-      if (this.cache.size < 10_000) this.cache.set(cacheKey, price);
-    }
-    return price;
-  }
-
-  private lookup(provider: string, model: string): Price | null {
-    const own = (table: Record<string, Price>, key: string) => (Object.hasOwn(table, key) ? table[key] : undefined);
-    const direct = own(this.overrides, `${provider}/${model}`) ?? own(this.overrides, model);
-    if (direct) return direct;
-    // OpenRouter-style ids carry the vendor: `openai/gpt-4o-mini`.
-    const bare = model.slice(model.lastIndexOf('/') + 1).replace(REGION_PREFIX, '');
-    const listed = own(PRICE_TABLE, bare);
-    if (listed) return listed;
-    // Dated and versioned ids (`claude-sonnet-4-5-20250929`, `anthropic.claude-3-haiku-20240307-v1:0`).
-    const key = this.keys.find((k) => bare.startsWith(k) && /^[-:@]|^$/.test(bare.slice(k.length)));
-    return key ? PRICE_TABLE[key]! : null;
+    return this.table.get(provider, model);
   }
 
   /** USD for one call's usage, or null when the model has no known price. */
