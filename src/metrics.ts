@@ -30,6 +30,22 @@ export class Metrics {
     name: 'switchyard_webhook_deliveries_total', help: 'Webhook attempts, by outcome: delivered, retry, gave_up.', labelNames: ['outcome'], registers: [this.registry],
   });
 
+  readonly routed = new Counter({
+    name: 'switchyard_routed_jobs_total', help: 'Jobs routed, by alias, strategy and the target tried first.', labelNames: ['alias', 'strategy', 'target'], registers: [this.registry],
+  });
+  readonly routingSkips = new Counter({
+    name: 'switchyard_routing_skips_total', help: 'Targets left out or moved back when a job was routed, by reason (context_window, degraded, circuit_open, throttled).', labelNames: ['target', 'reason'], registers: [this.registry],
+  });
+  readonly downgrades = new Counter({
+    name: 'switchyard_routing_downgrades_total', help: 'Jobs sent to a cheaper alias because a budget passed its downgrade_at.', labelNames: ['from', 'to', 'reason'], registers: [this.registry],
+  });
+  readonly budgetCrossings = new Counter({
+    name: 'switchyard_budget_crossings_total', help: 'Budgets crossing a threshold this process noticed first (level downgrade or exhausted), once a month each.', labelNames: ['scope', 'level'], registers: [this.registry],
+  });
+  readonly healthChanges = new Counter({
+    name: 'switchyard_provider_health_changes_total', help: 'Provider health judgements that changed, by the new state.', labelNames: ['provider', 'state'], registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'switchyard_' });
   }

@@ -7,6 +7,7 @@ import { BatchWorker } from '../workers/batch-worker.js';
 import { BatchSteps } from './queues/batch-steps.js';
 import { JobStreams } from './streams/job-streams.js';
 import { StreamHub } from './streams/stream-hub.js';
+import { TargetStats } from '../workers/target-stats.js';
 import { WebhookSender } from '../workers/webhook-sender.js';
 import { BatchStore, toPublicBatch } from './batches/batch-store.js';
 import { FileStore } from './batches/file-store.js';
@@ -29,7 +30,11 @@ import { ProviderQueues } from './queues/provider-queues.js';
 import { BreakerBoard } from './resilience/breaker-board.js';
 import { RateBudgets } from './resilience/rate-budget.js';
 import { checkEvictionPolicy, createRedis, watchConnection } from './redis/connection.js';
+import { Affinity } from './routing/affinity.js';
+import { RoutingBudgets } from './routing/budgets.js';
 import { Router } from './routing/router.js';
+import { RoutingState } from './routing/routing-state.js';
+import { ContextWindows } from './providers/context-windows.js';
 import { JobEvents } from './store/job-events.js';
 import { JobStore } from './store/job-store.js';
 
@@ -57,6 +62,8 @@ export interface Runtime {
   intake: JobIntake;
   breakers: BreakerBoard;
   budgets: RateBudgets;
+  routing: RoutingState;
+  router: Router;
   webhooks: WebhookQueue;
   api?: FastifyInstance;
   /** The API's base URL, when serving. */
@@ -108,9 +115,15 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
   await breakers.start();
   const budgets = new RateBudgets(storeRedis, store.keys, config);
 
-  const router = new Router(config, breakers);
   const metrics = new Metrics();
   const pricing = new Pricing(config.pricing);
+  const routingState = new RoutingState(storeRedis, store.keys, config, (provider) => queues.get(provider).keys.limiter!, log);
+  await routingState.start();
+  const router = new Router(config, {
+    windows: new ContextWindows(config.providers), pricing, state: routingState, breakers, metrics, keys: store.keys,
+    budgets: new RoutingBudgets(storeRedis, store.keys, config, routingState, log, metrics),
+    affinity: new Affinity(storeRedis, store.keys),
+  });
   const intake = new JobIntake({
     store, queues, router, deadlines, metrics,
     webhooks: { policy, signing: Boolean(config.webhooks.secret) },
@@ -135,14 +148,17 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
   });
   const streams = new JobStreams(storeRedis, store.keys, { ttlMs: config.retention.stream_ttl_s * 1000, maxChunks: config.retention.stream_max_chunks });
-  const runtime: Runtime = { config, store, queues, intake, breakers, budgets, webhooks, close: async () => {} };
+  const runtime: Runtime = { config, store, queues, intake, breakers, budgets, routing: routingState, router, webhooks, close: async () => {} };
 
   let clients: Map<string, ProviderClient> | undefined;
   let sender: WebhookSender | undefined;
+  let stats: TargetStats | undefined;
   if (opts.workers) {
     const providers = opts.workers.length > 0 ? opts.workers : Object.keys(config.providers);
     clients = createProviderClients(config, providers);
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: workerRedis!, metrics, streams });
+    stats = new TargetStats(storeRedis, store.keys, config, log, metrics);
+    stats.start();
+    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: workerRedis!, metrics, streams, stats });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(workerRedis!, store, log, async (id, hop) => {
@@ -166,7 +182,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     hub = new StreamHub(watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: false }), 'stream relay', log), storeRedis);
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
-      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, config, webhooks, files, batches, batchSteps, deadlines, metrics, streams, hub },
+      { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, routing: routingState, config, webhooks, files, batches, batchSteps, deadlines, metrics, streams, hub },
       { logger: log, bodyLimit: config.server.body_limit_bytes },
     );
     let host = opts.listen?.host ?? config.server.host ?? '0.0.0.0';
@@ -216,6 +232,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await step('events', async () => events?.close());
     await step('stream relay', async () => hub?.close());
     await step('worker pools', async () => runtime.pool?.close(), config.workers.shutdown_grace_ms + STEP_BOUND_MS);
+    await step('routing statistics', async () => stats?.close());
     // The rest is independent, and each part may be waiting on the same lost Redis: one bound for all.
     await Promise.all([
       step('webhook sender', async () => sender?.close()),
@@ -227,6 +244,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
       step('provider clients', () => Promise.all([...(clients?.values() ?? [])].map((c) => c.close()))),
       step('deadlines', () => deadlines.close()),
       step('breakers', () => breakers.close()),
+      step('routing state', async () => routingState.stop()),
       step('queues', () => queues.close()),
       ...closers.map((close) => step('mock provider', close)),
     ]);

@@ -74,7 +74,12 @@ describe('timeouts and the shared breaker', () => {
     // Open means routed past, uncalled, for every tenant.
     const before = primary.stats.calls;
     const next = await run(broker, A, 'after the breaker opened');
-    expect(next.attempts).toEqual([expect.objectContaining({ provider: 'q', hop: 1, outcome: 'succeeded' })]);
+    // The open provider goes to the back of the chain: still a last resort, not the first call.
+    expect(next.attempts).toEqual([expect.objectContaining({ provider: 'q', hop: 0, outcome: 'succeeded' })]);
+    expect(next.routing.candidates).toEqual([
+      expect.objectContaining({ target: 'p/m', position: 1, demoted: 'circuit_open' }),
+      expect.objectContaining({ target: 'q/m', position: 0 }),
+    ]);
     expect(primary.stats.calls).toBe(before);
   });
 

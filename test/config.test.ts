@@ -74,8 +74,8 @@ describe('configuration', () => {
     expect(source).toBe('built-in defaults');
     expect(Object.keys(config.providers)).toEqual(['mock']);
     expect(config.providers.mock!.type).toBe('mock');
-    expect(config.tasks.default).toBe('fast');
-    expect(config.models.fast).toEqual(['mock/mock-fast']);
+    expect(config.tasks.default).toEqual([{ model: 'fast' }]);
+    expect(config.models.fast!.targets.map((t) => t.target)).toEqual(['mock/mock-fast']);
   });
 
   it('fills a provider from its preset: type, base URL and the key from the usual variable', () => {
@@ -105,7 +105,7 @@ describe('configuration', () => {
     const { config } = loadConfig({ OPENAI_API_KEY: 'sk-a', GROQ_API_KEY: 'gsk-b' });
     expect(Object.keys(config.providers).sort()).toEqual(['groq', 'openai']);
     expect(config.providers.openai).toMatchObject({ type: 'openai', api_key: 'sk-a', base_url: 'https://api.openai.com/v1' });
-    expect(config.models.fast).toEqual(['openai/gpt-4o-mini', 'groq/llama-3.1-8b-instant']);
+    expect(config.models.fast!.targets.map((t) => t.target)).toEqual(['openai/gpt-4o-mini', 'groq/llama-3.1-8b-instant']);
   });
 });
 

@@ -14,6 +14,7 @@ import type { JobStreams } from '../src/streams/job-streams.js';
 import { type Attempt, type JobError, splitTarget } from '../src/store/job-record.js';
 import type { JobStore } from '../src/store/job-store.js';
 import type { RunningCalls } from './running-calls.js';
+import type { TargetStats } from './target-stats.js';
 
 export interface HopProcessorDeps {
   store: JobStore;
@@ -31,7 +32,12 @@ export interface HopProcessorDeps {
   metrics?: Metrics;
   /** Where a streaming job's chunks go, for whichever API process holds its caller. */
   streams?: JobStreams;
+  /** What this process's calls tell routing: latency, health, fallbacks. */
+  stats?: TargetStats;
 }
+
+/** A least-busy lease outlives its call's timeout by this much, so a live call never loses it. */
+const LEASE_MARGIN_MS = 5000;
 
 /** How often a hop asks again while its unproven provider has every trial call out. */
 const TRIAL_WAIT_MS = 50;
@@ -116,7 +122,8 @@ export class HopProcessor {
     const trialToken = admission.kind === 'call' ? admission.token : undefined;
     const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral', { ...(trialToken && { token: trialToken }) }) : undefined);
 
-    const claim = await store.start(id, hop, Date.now(), board(`claimed by worker ${WORKER}`));
+    const settings = this.deps.config.providers[this.provider]!;
+    const claim = await store.start(id, hop, Date.now(), board(`claimed by worker ${WORKER}`), settings.timeout_ms + LEASE_MARGIN_MS);
     if (claim.kind !== 'ok') {
       await giveBack();
       log.debug({ job: id, hop, claim: claim.kind }, 'hop skipped');
@@ -144,7 +151,7 @@ export class HopProcessor {
           : { type: 'rate_limited', message: `${this.provider} asked for a pause until ${until}` },
       };
       if (next) {
-        const settled = await this.handOn(id, hop, next, priority, skipped, bullKey);
+        const settled = await this.handOn(id, hop, next, priority, skipped, bullKey, claim.alias);
         return settled === 'applied' ? `skipped (${skipped.error!.type}): handed to ${next}` : describeUnsettled(settled);
       }
       await store.settle(id, hop, null, { status: 'retry' }, Date.now(), board(`not called (${skipped.error!.type} until ${until}): waits on this queue`));
@@ -164,7 +171,6 @@ export class HopProcessor {
       }
     }
 
-    const settings = this.deps.config.providers[this.provider]!;
     const startedAt = Date.now();
     // The call may not outlive the job's deadline: a job never runs late.
     const timeoutMs = claim.deadlineAt === null ? settings.timeout_ms : Math.min(settings.timeout_ms, claim.deadlineAt - startedAt);
@@ -273,7 +279,7 @@ export class HopProcessor {
         failure = `${jobError.type}${jobError.status ? ` ${jobError.status}` : ''}: ${jobError.message}`;
       } else if (err.retryable && next) {
         attempt.outcome = 'fallback';
-        settled = await this.handOn(id, hop, next, priority, attempt, bullKey);
+        settled = await this.handOn(id, hop, next, priority, attempt, bullKey, claim.alias);
         answer = `fell back to ${next}: ${reasonOf(attempt.error)}`;
       } else if (err.type === 'rate_limited') {
         // Rate limited on the last target: the job waits for the pause instead of failing.
@@ -295,6 +301,11 @@ export class HopProcessor {
     // Ended meanwhile: the answer is dropped, but the call and what it cost are recorded.
     if (settled === 'ended') await store.recordLate(id, { ...attempt, outcome: 'discarded' }, Date.now(), board(`called ${ref}`, `${outcomeLine(attempt)}; discarded: the job had already ended`));
     this.observe(attempt, applied, claim.createdAt);
+    this.deps.stats?.seen({
+      provider: this.provider, model, latencyMs: latency, completionTokens: attempt.usage?.completion_tokens,
+      health: result.ok ? 'success' : outcome === 'failure' ? 'failure' : 'neutral',
+      fellBack: attempt.outcome === 'fallback', alias: claim.alias, firstHop: hop === 0,
+    });
     if (error?.type === 'provider_auth') {
       log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
     }
@@ -374,11 +385,16 @@ export class HopProcessor {
   }
 
   /** Records `attempt` and hands the job to the next target's queue. */
-  private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt, bullKey: string): Promise<'applied' | 'moved' | 'ended'> {
+  private async handOn(id: string, hop: number, nextRef: string, priority: number, attempt: Attempt, bullKey: string, alias: string | null): Promise<'applied' | 'moved' | 'ended'> {
     const nextQueue = queueName(splitTarget(nextRef).provider);
     const lines = [...(attempt.outcome === 'skipped' ? [] : [`called ${attempt.provider}/${attempt.model}`]), outcomeLine(attempt), `handed to ${nextQueue} as hop ${hop + 1} (${nextRef})`];
-    const settled = await this.deps.store.settle(id, hop, attempt, { status: 'queued' }, Date.now(), { bullKey, lines });
-    if (attempt.outcome === 'skipped') this.deps.metrics?.attempts.inc({ provider: this.provider, outcome: 'skipped', reason: attempt.error?.type ?? 'ok' });
+    // A least-busy job's lease moves with it to its next target.
+    const nextLease = alias && this.deps.config.models[alias]?.strategy === 'least_busy' ? this.deps.store.keys.inflight(nextRef) : '';
+    const settled = await this.deps.store.settle(id, hop, attempt, { status: 'queued' }, Date.now(), { bullKey, lines }, nextLease);
+    if (attempt.outcome === 'skipped') {
+      this.deps.metrics?.attempts.inc({ provider: this.provider, outcome: 'skipped', reason: attempt.error?.type ?? 'ok' });
+      this.deps.stats?.seen({ provider: this.provider, model: attempt.model, health: 'neutral', latencyMs: 0, fellBack: true, alias, firstHop: hop === 0 });
+    }
     if (settled === 'applied') await this.deps.queues.enqueueHop(splitTarget(nextRef).provider, id, hop + 1, priority);
     if (attempt.outcome === 'skipped') {
       this.deps.log.info({ job: id, provider: this.provider, hop, outcome: 'skipped', error: 'circuit_open' }, 'attempt');

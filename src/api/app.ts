@@ -33,6 +33,7 @@ import { healthRoutes } from './routes/health.js';
 import { jobsRoutes } from './routes/jobs.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { providersRoutes } from './routes/providers.js';
+import type { RoutingState } from '../routing/routing-state.js';
 
 export interface ApiServices {
   intake: JobIntake;
@@ -43,6 +44,8 @@ export interface ApiServices {
   auth: ApiKeyAuth;
   breakers: BreakerBoard;
   budgets: RateBudgets;
+  /** Health, latencies, leases and spend as routing sees them. */
+  routing: RoutingState;
   config: Config;
   webhooks: WebhookQueue;
   files: FileStore;

@@ -43,6 +43,24 @@ export const jobSchema = z
     expires_at: z.int().nullable(),
     provider: z.string().nullable(),
     provider_model: z.string().nullable(),
+    routing: z
+      .looseObject({
+        alias: z.string().nullable(),
+        strategy: z.string(),
+        rule: z.int().optional(),
+        input_tokens: z.int(),
+        downgraded: z.looseObject({ from: z.string(), reason: z.enum(['tenant_budget', 'alias_budget']), share: z.number() }).optional(),
+        explored: z.boolean().optional(),
+        affinity: z.enum(['hit', 'miss', 'lost']).optional(),
+        candidates: z.array(
+          z.looseObject({
+            target: z.string(), tier: z.int(), position: z.int().optional(), skipped: z.literal('context_window').optional(),
+            demoted: z.enum(['degraded', 'circuit_open', 'throttled']).optional(), score: z.number().optional(), context_window: z.int().optional(),
+          }),
+        ),
+      })
+      .nullable()
+      .meta({ description: 'Why the job went where it went: the strategy, the rule, a budget downgrade, and each candidate target with its place in the chain or why it was left out or moved back' }),
     attempts: z.array(attempt),
     result: z.looseObject({ object: z.literal('chat.completion') }).nullable().meta({ description: 'An OpenAI chat.completion, whichever provider answered' }),
     usage: z.looseObject({ prompt_tokens: z.int(), completion_tokens: z.int(), total_tokens: z.int() }).nullable(),

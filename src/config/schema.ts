@@ -9,9 +9,91 @@ const targetRef = z
 
 const chain = z.array(targetRef).min(1, 'a chain needs at least one target');
 
+/** How an alias orders its targets within a tier (DESIGN section 8). */
+export const STRATEGIES = ['ordered', 'weighted', 'least_busy', 'latency', 'cost', 'usage'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+const aliasTarget = z.union([
+  targetRef.transform((target) => ({ target, weight: 1, tier: 1 })),
+  z.strictObject({
+    target: targetRef,
+    /** `weighted`: this target's share against the others of its tier. */
+    weight: z.number().positive().default(1),
+    /** Tier 1 is tried first; a higher tier when every target of the lower ones is spent or unhealthy. */
+    tier: z.int().min(1).max(100).default(1),
+  }),
+]);
+
+/** A spend ceiling for a month (UTC), and where jobs go as it fills. */
+const budgetFields = {
+  monthly_budget_usd: z.number().positive().optional(),
+  /** Past this share of the month's budget (0..1), jobs route to `downgrade_to` instead. */
+  downgrade_at: z.number().gt(0).lt(1).optional(),
+  /** The cheaper alias jobs route to past `downgrade_at`. */
+  downgrade_to: z.string().min(1).optional(),
+};
+
+const aliasObject = z.strictObject({
+  strategy: z.enum(STRATEGIES).default('ordered'),
+  targets: z.array(aliasTarget).min(1, 'an alias needs at least one target'),
+  ...budgetFields,
+  /**
+   * Jobs that share a long prompt prefix stay on the target that last served it (so its prompt
+   * cache hits), while it is healthy and not throttled.
+   */
+  affinity: z
+    .union([
+      z.boolean().transform((on) => (on ? { min_prefix_chars: 1024, ttl_s: 600 } : undefined)),
+      z.strictObject({ min_prefix_chars: z.int().positive().default(1024), ttl_s: z.int().positive().default(600) }),
+    ])
+    .optional(),
+});
+
+/** A plain list is an ordered chain; either way the config holds the object form. */
+const alias = z.union([chain.transform((list): AliasConfig => ({ ...aliasObject.parse({ targets: list }), listed: true })), aliasObject.transform((a): AliasConfig => a)]);
+/** `listed`: written as a plain list, so problems are named by list index. */
+export type AliasConfig = z.output<typeof aliasObject> & { listed?: true };
+export type AliasTarget = AliasConfig['targets'][number];
+
+const range = z.strictObject({ gt: z.number().optional(), lt: z.number().optional() });
+/** A task rule's condition; every field given must hold. */
+const ruleCondition = z.strictObject({
+  /** The request's estimated prompt tokens. */
+  input_tokens: range.optional(),
+  /** Job metadata values; a list matches any of its values. */
+  metadata: z.record(z.string(), z.union([z.string(), z.array(z.string()).min(1)])).optional(),
+  priority: z.union([z.int(), range]).optional(),
+});
+const taskRule = z.strictObject({ when: ruleCondition.optional(), model: z.union([z.string().min(1), chain]) });
+export type TaskRule = z.output<typeof taskRule>;
+
+/** When a provider counts as degraded: routed around while an alternative exists, never removed. */
+const healthFields = {
+  /** The window error rate and latency are judged over. */
+  window_ms: z.int().min(1000),
+  /** Calls in the window before it is judged at all. */
+  min_requests: z.int().positive(),
+  /** Share of calls (0..1) failing for the provider's own reasons (5xx, timeouts, resets) that marks it degraded. */
+  max_error_rate: z.number().gt(0).max(1),
+  /** p95 latency per output token this many times its own baseline marks it degraded. */
+  latency_factor: z.number().gt(1),
+  /** How slowly the baseline follows the p95 (a time constant): slow enough that a slowdown stands out against it. */
+  baseline_window_ms: z.int().min(1000),
+};
+const healthSchema = z.strictObject({
+  window_ms: healthFields.window_ms.default(60_000),
+  min_requests: healthFields.min_requests.default(20),
+  max_error_rate: healthFields.max_error_rate.default(0.5),
+  latency_factor: healthFields.latency_factor.default(3),
+  baseline_window_ms: healthFields.baseline_window_ms.default(1_800_000),
+});
+export type HealthConfig = z.output<typeof healthSchema>;
+
 const modelLimits = z.strictObject({
   rpm: z.int().positive().optional(),
   tpm: z.int().positive().optional(),
+  /** Prompt plus completion tokens the model takes; overrides the built-in table. */
+  context_window: z.int().positive().optional(),
 });
 
 const price = z.strictObject({
@@ -41,6 +123,8 @@ const providerSchema = z.strictObject({
   headers: z.record(z.string(), z.string()).optional(),
   /** Per-model limits, for providers that limit each model on its own. */
   models: z.record(z.string(), modelLimits).optional(),
+  /** Overrides the top-level `health` for this provider. */
+  health: z.strictObject(healthFields).partial().optional(),
   /** azure-openai: the `api-version` query parameter. */
   api_version: z.string().min(1).optional(),
   /** anthropic: the `anthropic-version` header. */
@@ -90,8 +174,8 @@ export const configSchema = z
                   rpm: z.int().positive().optional(),
                   /** Unfinished jobs at once. */
                   max_queued: z.int().positive().optional(),
-                  /** Spend per calendar month (UTC), from the price table. */
-                  monthly_budget_usd: z.number().positive().optional(),
+                  /** Spend per calendar month (UTC), from the price table; with downgrade_at and downgrade_to, jobs move to a cheaper alias as it fills. */
+                  ...budgetFields,
                   /** Bytes of uploaded files this tenant may keep at once; overrides files.tenant_quota_bytes. */
                   file_quota_bytes: z.int().positive().optional(),
                 })
@@ -110,8 +194,23 @@ export const configSchema = z
       })
       .prefault({}),
     providers: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, 'provider names use letters, digits, _ and -'), providerSchema),
-    models: z.record(z.string(), chain).default({}),
-    tasks: z.record(z.string(), z.union([z.string(), chain])).default({}),
+    models: z.record(z.string(), alias).default({}),
+    /** A task routes to an alias, a `provider/model`, an inline chain, or rules (the first whose `when` holds). */
+    tasks: z
+      .record(
+        z.string(),
+        z.union([z.string().transform((model): TaskRule[] => [{ model }]), chain.transform((model): TaskRule[] => [{ model }]), z.array(taskRule).min(1)]),
+      )
+      .default({}),
+    health: healthSchema.prefault({}),
+    routing: z
+      .strictObject({
+        /** How often each process re-reads the shared routing state (in-flight counts, latencies, health, spend). */
+        state_refresh_ms: z.int().min(20).max(10_000).default(250),
+        /** Share of jobs (0..1) routed off the strategy's pick, so every target stays measured and a degraded one can show it has recovered. */
+        explore: z.number().min(0).max(0.5).default(0.05),
+      })
+      .prefault({}),
     breaker: z
       .strictObject({
         failure_threshold: z.int().positive().default(3),
@@ -215,25 +314,53 @@ export const configSchema = z
         need('aws_secret_access_key', 'SigV4 credentials');
       }
     }
+    const checkBudget = (b: { monthly_budget_usd?: number | undefined; downgrade_at?: number | undefined; downgrade_to?: string | undefined }, path: (string | number)[]) => {
+      if ((b.downgrade_at === undefined) !== (b.downgrade_to === undefined)) {
+        ctx.addIssue({ code: 'custom', path: [...path, b.downgrade_at === undefined ? 'downgrade_at' : 'downgrade_to'], message: 'downgrade_at and downgrade_to go together' });
+      }
+      if (b.downgrade_at !== undefined && b.monthly_budget_usd === undefined) {
+        ctx.addIssue({ code: 'custom', path: [...path, 'downgrade_at'], message: 'a downgrade needs monthly_budget_usd to be a share of' });
+      }
+      if (b.downgrade_to === undefined) return;
+      if (!Object.hasOwn(cfg.models, b.downgrade_to)) {
+        ctx.addIssue({ code: 'custom', path: [...path, 'downgrade_to'], message: `unknown model alias "${b.downgrade_to}"` });
+        return;
+      }
+      // Downgrades must end somewhere: following them from here may not come back to an alias already passed.
+      const passed = new Set<string>(path[0] === 'models' ? [String(path[1])] : []);
+      for (let next: string | undefined = b.downgrade_to; next !== undefined; next = cfg.models[next]?.downgrade_to) {
+        if (passed.has(next)) {
+          ctx.addIssue({ code: 'custom', path: [...path, 'downgrade_to'], message: `downgrades loop back to "${next}"` });
+          return;
+        }
+        passed.add(next);
+      }
+    };
     const checkTarget = (ref: string, path: (string | number)[]) => {
       const provider = ref.slice(0, ref.indexOf('/'));
       if (!Object.hasOwn(cfg.providers, provider)) {
         ctx.addIssue({ code: 'custom', path, message: `unknown provider "${provider}" in "${ref}"` });
       }
     };
-    for (const [alias, targets] of Object.entries(cfg.models)) {
-      targets.forEach((ref, i) => checkTarget(ref, ['models', alias, i]));
+    for (const [name, a] of Object.entries(cfg.models)) {
+      const at = (i: number) => (a.listed ? ['models', name, i] : ['models', name, 'targets', i]);
+      a.targets.forEach((t, i) => checkTarget(t.target, at(i)));
+      const seen = new Set<string>();
+      a.targets.forEach((t, i) => {
+        if (seen.has(t.target)) ctx.addIssue({ code: 'custom', path: at(i), message: `"${t.target}" is listed twice` });
+        seen.add(t.target);
+      });
+      checkBudget(a, ['models', name]);
     }
-    for (const [task, route] of Object.entries(cfg.tasks)) {
-      if (typeof route === 'string') {
-        if (!Object.hasOwn(cfg.models, route) && !route.includes('/')) {
-          ctx.addIssue({ code: 'custom', path: ['tasks', task], message: `unknown model alias "${route}"` });
-        } else if (!Object.hasOwn(cfg.models, route)) {
-          checkTarget(route, ['tasks', task]);
-        }
-      } else {
-        route.forEach((ref, i) => checkTarget(ref, ['tasks', task, i]));
-      }
+    cfg.auth.api_keys.forEach((k, i) => k.limits && checkBudget(k.limits, ['auth', 'api_keys', i, 'limits']));
+    const checkRoute = (route: string | string[], path: (string | number)[]) => {
+      if (typeof route !== 'string') return route.forEach((ref, i) => checkTarget(ref, [...path, i]));
+      if (Object.hasOwn(cfg.models, route)) return;
+      if (!route.includes('/')) ctx.addIssue({ code: 'custom', path, message: `unknown model alias "${route}"` });
+      else checkTarget(route, path);
+    };
+    for (const [task, rules] of Object.entries(cfg.tasks)) {
+      rules.forEach((r, i) => checkRoute(r.model, rules.length === 1 && !r.when ? ['tasks', task] : ['tasks', task, i, 'model']));
     }
     // Batch events are signed like job events: a batch webhook without a secret would never be sent.
     const batchUrls: [string | undefined, (string | number)[]][] = [

@@ -3,7 +3,7 @@ import { type TargetPolicy, TargetRefused } from '../delivery/target-policy.js';
 import type { Metrics } from '../metrics.js';
 import type { DeadlineQueue } from '../queues/deadline-queue.js';
 import type { ProviderQueues } from '../queues/provider-queues.js';
-import { RouteError, type Router } from '../routing/router.js';
+import { type Route, RouteError, type Router } from '../routing/router.js';
 import { type JobRecord, splitTarget } from '../store/job-record.js';
 import { type EndOutcome, type Idempotency, type JobStore, type NewJob, sha256 } from '../store/job-store.js';
 import { IntakeError } from './intake-error.js';
@@ -77,7 +77,8 @@ export class JobIntake {
   /** Routes and shapes one job without touching Redis; throws the IntakeError a caller should see. */
   private async prepare(body: JobBody, tenant: string, now: number, batch?: string): Promise<NewJob> {
     if (body.webhook_url !== undefined) await this.checkWebhook(body.webhook_url);
-    const chain = this.route(body);
+    const route = await this.route(body, tenant);
+    const chain = route.chain;
     // Serialised once: measured here, stored as is.
     const requestJson = JSON.stringify(body.request);
     if (requestJson.length > this.deps.maxJobBytes || (requestJson.length * 3 > this.deps.maxJobBytes && Buffer.byteLength(requestJson) > this.deps.maxJobBytes)) {
@@ -91,7 +92,11 @@ export class JobIntake {
       priority: body.priority,
       metadata: body.metadata,
       chain,
-      hop: this.deps.router.firstHop(chain),
+      hop: 0,
+      routing: route.routing,
+      budgetAlias: route.budgetAlias,
+      lease: route.lease,
+      affinity: route.affinity,
       request: body.request,
       requestJson,
       webhook_url: body.webhook_url ?? null,
@@ -102,12 +107,11 @@ export class JobIntake {
     };
   }
 
-  private route(body: JobBody): string[] {
+  private async route(body: JobBody, tenant: string): Promise<Route> {
     try {
-      return this.deps.router.resolve(body);
+      return await this.deps.router.route(body, tenant);
     } catch (err) {
-      if (err instanceof RouteError) throw new IntakeError(400, 'invalid_request_error', err.message, err.param, 'unknown_route');
-      throw err;
+      throw routeRefusal(err);
     }
   }
 
@@ -122,7 +126,7 @@ export class JobIntake {
       if (!prior) throw new IntakeError(409, 'conflict_error', `the job ${outcome.id} for this Idempotency-Key has expired`, null, 'idempotent_job_expired');
       return { job: prior, replayed: true };
     }
-    const fresh: JobRecord = { ...job, status: 'queued', attempts: [], webhook_status: null, webhook_attempts: [], reopened: 0, started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null };
+    const fresh: JobRecord = { ...job, routing: job.routing ?? null, status: 'queued', attempts: [], webhook_status: null, webhook_attempts: [], reopened: 0, started_at: null, finished_at: null, result: null, usage: null, cost_usd: null, error: null };
     return { job: fresh, replayed: false };
   }
 
@@ -230,7 +234,13 @@ export class JobIntake {
 
   /** A routed body's estimated spend for its tenant's budget (0 when the tenant has none). */
   estimate(tenant: string, body: JobBody): number {
-    return this.deps.limits.estimate(tenant, this.route(body), body.request);
+    let targets: string[];
+    try {
+      targets = this.deps.router.resolve(body);
+    } catch (err) {
+      throw routeRefusal(err);
+    }
+    return this.deps.limits.estimate(tenant, targets, body.request);
   }
 
   /** The deadline is scheduled before the hop, so a job with a deadline can never outlive it. */
@@ -241,15 +251,23 @@ export class JobIntake {
   }
 }
 
+/** A job the router could not place, as the 4xx its caller sees. */
+function routeRefusal(err: unknown): unknown {
+  return err instanceof RouteError ? new IntakeError(err.status, err.type, err.message, err.param, err.code) : err;
+}
+
 const listed = (parts: string[]) => {
   const shown = parts.slice(0, MAX_LISTED_PROBLEMS).join('; ');
   return parts.length > MAX_LISTED_PROBLEMS ? `${shown}; and ${parts.length - MAX_LISTED_PROBLEMS} more` : shown;
 };
 
-/** One answer for every bad item: 413 when each of them is too large, else 400. */
+/** One answer for every bad item: 413 when each of them is too large, 402 when each names a spent budget, else 400. */
 function refusal(problems: Problem[], total: number): IntakeError {
   problems.sort((a, b) => a.index - b.index);
   const parts = problems.map(({ index, error }) => `jobs[${index}]${error.param ? `.${error.param}` : ''}: ${error.message}`);
+  if (problems.every((p) => p.error.status === 402)) {
+    return new IntakeError(402, 'budget_exceeded_error', `${problems.length} of ${total} jobs are over a budget, none was enqueued: ${listed(parts)}`, 'jobs', problems[0]!.error.code);
+  }
   const tooLarge = problems.every((p) => p.error.status === 413);
   const message = `${problems.length} of ${total} jobs are ${tooLarge ? 'too large' : 'invalid'}, none was enqueued: ${listed(parts)}`;
   return tooLarge ? new IntakeError(413, 'request_too_large', message, 'jobs', 'job_too_large') : new IntakeError(400, 'invalid_request_error', message, 'jobs', 'invalid_jobs');

@@ -5,11 +5,14 @@
   KEYS[1] job hash, KEYS[2] tenant index, KEYS[3] idempotency key, KEYS[4] tenant totals
   ARGV[1] job id
 ]]
-local f = redis.call('HMGET', KEYS[1], 'status', 'est_e10', 'est_month')
+local f = redis.call('HMGET', KEYS[1], 'status', 'est_e10', 'est_month', 'lease')
 if f[1] ~= 'queued' then
   return 0
 end
 redis.call('DEL', KEYS[1])
+if f[4] then
+  redis.call('ZREM', f[4], ARGV[1])
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'queued', -1)
 if f[2] then

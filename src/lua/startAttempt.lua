@@ -4,14 +4,15 @@
   KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] key prefix, ARGV[7] the hop's BullMQ job key ('' for none), ARGV[8] the line its job
-  log gets when the claim succeeds
-  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired', 1 if a webhook event is owed} | {'ok', request, chain, previous status, deadline, created_at, tenant}
+  log gets when the claim succeeds, ARGV[9] how long the call may hold its least-busy lease (ms)
+  Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired', 1 if a webhook event is owed} |
+  {'ok', request, chain, previous status, deadline, created_at, tenant, alias}
 ]]
 --- @include "isTerminal"
 --- @include "jobEnded"
 --- @include "hopLog"
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at', 'created_at', 'tenant')
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at', 'created_at', 'tenant', 'lease', 'alias')
 local status = f[1]
 if not status then
   return {'missing'}
@@ -34,5 +35,9 @@ if not f[6] then
 else
   redis.call('HSET', KEYS[1], 'status', 'running')
 end
+if f[9] then
+  -- Re-added, not just updated: a lease that ran out while a dead worker held the job is taken again.
+  redis.call('ZADD', f[9], now + tonumber(ARGV[9]), ARGV[5])
+end
 hopLog(ARGV[7], ARGV[8])
-return {'ok', f[4], f[5], status, f[3] or '', f[7] or '', f[8] or ''}
+return {'ok', f[4], f[5], status, f[3] or '', f[7] or '', f[8] or '', f[10] or ''}

@@ -17,6 +17,7 @@ const SCRIPTS = {
   webhookAttempt: 2,
   batchTransition: 1,
   fileQuota: 5,
+  recordStats: 3,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;

@@ -54,6 +54,39 @@ export interface Attempt {
   dropped?: string[];
 }
 
+/** One target an alias or chain could have sent a job to, and what routing made of it. */
+export interface RoutingCandidate {
+  target: string;
+  tier: number;
+  /** Its place in the job's chain (0 is tried first); absent when it was left out. */
+  position?: number;
+  /** Left out without a call: the request does not fit its context window. */
+  skipped?: 'context_window';
+  /** Tried only after every healthy target: its provider is degraded, its breaker open, or it asked for a pause. */
+  demoted?: 'degraded' | 'circuit_open' | 'throttled';
+  /** The strategy's measure for it: jobs in flight, ms per output token, estimated USD, or share of its rate limits used. */
+  score?: number;
+  context_window?: number;
+}
+
+/** Why a job went where it went (DESIGN section 8). */
+export interface RoutingRecord {
+  /** The alias that routed it; null for a `provider/model` or an inline chain. */
+  alias: string | null;
+  strategy: string;
+  /** The task rule that matched (its index), when the task has rules. */
+  rule?: number;
+  /** The prompt estimate routing went by (about four characters a token). */
+  input_tokens: number;
+  /** The alias it would have gone to, and why it did not: a budget past its downgrade_at. */
+  downgraded?: { from: string; reason: 'tenant_budget' | 'alias_budget'; share: number };
+  /** Routed off the strategy's pick, to keep every target measured. */
+  explored?: boolean;
+  /** Sent to the target that last served the same prompt prefix. */
+  affinity?: 'hit' | 'miss' | 'lost';
+  candidates: RoutingCandidate[];
+}
+
 /** One try at delivering a job's event to its webhook. */
 export interface WebhookAttempt {
   attempt: number;
@@ -82,6 +115,8 @@ export interface JobRecord {
   deadline_at: number | null;
   chain: string[];
   hop: number;
+  /** How the chain was chosen; null for jobs from before routing was recorded. */
+  routing: RoutingRecord | null;
   attempts: Attempt[];
   result: unknown;
   usage: Usage | null;
@@ -98,7 +133,7 @@ export interface JobRecord {
 /** Hash fields read for a job view; the request body is left in Redis (it can be large). */
 export const RECORD_FIELDS = [
   'id', 'tenant', 'status', 'task', 'model', 'priority', 'metadata', 'created_at', 'started_at',
-  'finished_at', 'deadline_at', 'chain', 'hop', 'attempts', 'result', 'usage', 'cost_usd', 'error',
+  'finished_at', 'deadline_at', 'chain', 'hop', 'routing', 'attempts', 'result', 'usage', 'cost_usd', 'error',
   'webhook_url', 'webhook_status', 'reopened',
 ] as const;
 
@@ -122,6 +157,7 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
     deadline_at: num(f.deadline_at),
     chain: json(f.chain, []),
     hop: Number(f.hop ?? 0),
+    routing: json(f.routing, null),
     attempts: json(f.attempts, []),
     result: json(f.result, null),
     usage: json(f.usage, null),
@@ -159,6 +195,7 @@ export function toPublicJob(job: JobRecord) {
     expires_at: seconds(job.deadline_at),
     provider: target?.provider ?? null,
     provider_model: target?.model ?? null,
+    routing: job.routing,
     attempts: job.attempts.map((a) => ({ ...a, started_at: Math.floor(a.started_at / 1000) })),
     result: job.result,
     usage: job.usage,

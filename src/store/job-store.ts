@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { type Attempt, type JobError, type JobRecord, type JobStatus, type Usage, parseRecord, RECORD_FIELDS, type WebhookAttempt } from './job-record.js';
+import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, type Usage, type WebhookAttempt } from './job-record.js';
 import { Keys } from './keys.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
 
@@ -24,7 +24,17 @@ export interface NewJob {
   requestJson?: string;
   /** Spend reserved for this job against its tenant's monthly budget (1e-10 USD); 0 or absent for none. */
   estimate_e10?: number;
+  routing?: RoutingRecord | undefined;
+  /** The alias whose monthly budget this job's spend counts against. */
+  budgetAlias?: string | undefined;
+  /** The least-busy lease zset of its first target (a `least_busy` alias's job). */
+  lease?: string | undefined;
+  /** "<affinity key> <ttl s>": where a success records the target that served this prompt prefix. */
+  affinity?: string | undefined;
 }
+
+/** How long a queued job's least-busy lease lasts (QUEUED_LEASE_MS in src/lua/includes/inflight.lua). */
+const QUEUED_LEASE_MS = 3_600_000;
 
 /** What makes an Idempotency-Key unique: its scope (a single job, or item i of a bulk request) and the body it came with. */
 export interface Idempotency {
@@ -42,7 +52,7 @@ export type StartOutcome =
   | { kind: 'terminal'; status: JobStatus }
   | { kind: 'moved'; hop: number }
   | { kind: 'expired' }
-  | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean; deadlineAt: number | null; createdAt: number; tenant: string };
+  | { kind: 'ok'; request: Record<string, unknown>; chain: string[]; rerun: boolean; deadlineAt: number | null; createdAt: number; tenant: string; alias: string | null };
 
 /** Why a failed job may not be re-opened: gone, not failed, a batch's line, failed at another hop, past its deadline, its request not kept. */
 export type ReopenRefusal = 'missing' | 'status' | 'batch' | 'hop' | 'deadline' | 'request';
@@ -121,11 +131,17 @@ export class JobStore {
     if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
     if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
     if (job.batch) fields.push('batch', job.batch);
+    if (job.routing) fields.push('routing', JSON.stringify(job.routing));
+    if (job.routing?.alias) fields.push('alias', job.routing.alias);
+    if (job.budgetAlias) fields.push('budget_alias', job.budgetAlias);
+    if (job.affinity) fields.push('affinity', job.affinity);
+    if (job.lease) fields.push('lease', job.lease);
     const [code, id] = (await this.redis.createJob(
       this.keys.job(job.id), this.keys.jobIndex(job.tenant), this.idempotencyKey(job.tenant, idempotency), this.keys.tenant(job.tenant),
       this.keys.tenantLeases(job.tenant), this.keys.tenantLeaseSizes(job.tenant),
       job.id, job.created_at, this.ttlMs, idempotency ? '1' : '0', idempotency?.bodyHash ?? '', IDEMPOTENCY_WINDOW_S,
       lease ?? '', job.estimate_e10 ?? 0, monthOf(job.created_at),
+      job.lease ?? '', job.created_at + QUEUED_LEASE_MS,
       ...fields,
     )) as [number, string];
     return { kind: code === 0 ? 'created' : code === 1 ? 'replayed' : 'conflict', id };
@@ -194,8 +210,9 @@ export class JobStore {
   }
 
   /** `log` names the hop's BullMQ job (its key) and the line its job log gets on a successful claim. */
-  async start(id: string, hop: number, now = Date.now(), log?: HopLog): Promise<StartOutcome> {
-    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id, this.keys.prefix, log?.bullKey ?? '', log?.lines.join('\n') ?? '')) as string[];
+  /** `leaseMs`: how long the call may hold the job's least-busy lease, if it has one (its timeout, and a little). */
+  async start(id: string, hop: number, now = Date.now(), log?: HopLog, leaseMs = 65_000): Promise<StartOutcome> {
+    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id, this.keys.prefix, log?.bullKey ?? '', log?.lines.join('\n') ?? '', leaseMs)) as string[];
     switch (reply[0]) {
       case 'missing':
         return { kind: 'missing' };
@@ -215,6 +232,7 @@ export class JobStore {
           deadlineAt: reply[4] ? Number(reply[4]) : null,
           createdAt: Number(reply[5]),
           tenant: reply[6] ?? '',
+          alias: reply[7] || null,
         };
     }
   }
@@ -223,7 +241,8 @@ export class JobStore {
    * Ends hop `hop` with `attempt` (if any) in the ledger. `moved` when the job had moved on (a stale
    * hop), `ended` when it had ended meanwhile (its call, if any, is then for `recordLate`).
    */
-  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now(), log?: HopLog): Promise<'applied' | 'moved' | 'ended'> {
+  /** `nextLease`: the least-busy lease zset of the next target, for a job that moves on and is leased. */
+  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now(), log?: HopLog, nextLease = ''): Promise<'applied' | 'moved' | 'ended'> {
     const fields: (string | number)[] = [];
     if (outcome.status === 'succeeded') {
       fields.push('result', JSON.stringify(outcome.result));
@@ -242,6 +261,7 @@ export class JobStore {
       monthOf(now),
       log?.bullKey ?? '',
       log?.lines.join('\n') ?? '',
+      nextLease,
       ...fields,
     );
     if (applied === 2) this.webhookOwed?.(id);

@@ -125,4 +125,44 @@ export class Keys {
   webhookRedeliverLock(id: string): string {
     return `${this.prefix}:webhook-redeliver-lock:${id}`;
   }
+
+  /** Jobs assigned to a `least_busy` target and not finished: job id → lease expiry (see src/lua/includes/inflight.lua). */
+  inflight(target: string): string {
+    return `${this.prefix}:inflight:${target}`;
+  }
+
+  /** Each target's decaying latency per output token (`<target>` ms, `<target>:at` when last fed); must match recordStats.lua. */
+  get routingLatency(): string {
+    return `${this.prefix}:routing:latency`;
+  }
+
+  /** Each target's attempts and fallbacks (`<target>:attempts`, `<target>:fallbacks`), fed by recordStats.lua. */
+  get routingTargets(): string {
+    return `${this.prefix}:routing:targets`;
+  }
+
+  /** Each alias's jobs and fallbacks (`<alias>:jobs`, `<alias>:fallbacks`), fed by recordStats.lua. */
+  get routingAliases(): string {
+    return `${this.prefix}:routing:aliases`;
+  }
+
+  /** One provider's health as recordStats.lua last judged it: state, since, p95, baseline, error rate. */
+  health(provider: string): string {
+    return `${this.prefix}:health:${provider}`;
+  }
+
+  /** One alias's spend per month (`spend_e10:<YYYY-MM>`), counted with each attempt; must match countAttempt.lua. */
+  alias(name: string): string {
+    return `${this.prefix}:alias:${name}`;
+  }
+
+  /** The target that last served a prompt prefix through an alias with affinity. */
+  affinity(alias: string, prefixHash: string): string {
+    return `${this.prefix}:affinity:${alias}:${prefixHash}`;
+  }
+
+  /** Set once when a budget crosses a threshold in a month, so one process logs and counts it. */
+  budgetCrossing(scope: string, month: string, level: string): string {
+    return `${this.prefix}:budget-crossing:${scope}:${month}:${level}`;
+  }
 }

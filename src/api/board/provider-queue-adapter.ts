@@ -98,9 +98,11 @@ export class ProviderQueueAdapter extends BullMQAdapter {
   }
 
   private alias(record: JobRecord): string | null {
+    if (record.routing?.alias) return record.routing.alias;
     if (record.model) return record.model;
-    const route = record.task ? this.config.tasks[record.task] : undefined;
-    return typeof route === 'string' ? route : null;
+    const rules = record.task && Object.hasOwn(this.config.tasks, record.task) ? this.config.tasks[record.task] : undefined;
+    const only = rules?.length === 1 ? rules[0]!.model : undefined;
+    return typeof only === 'string' ? only : null;
   }
 
   /**

@@ -99,6 +99,55 @@ export const metricsRoutes: FastifyPluginAsync = async (app) => {
     },
   });
 
+  const HEALTH_LEVEL = { healthy: 0, degraded: 1 } as const;
+  new Gauge({
+    name: 'switchyard_provider_health', help: 'Provider health as routing judges it: 0 healthy, 1 degraded.', labelNames: ['provider'], registers: [registry],
+    collect() {
+      for (const p of providers()) this.set({ provider: p }, HEALTH_LEVEL[app.services.routing.health(p).state]);
+    },
+  });
+  const routingStats = new Map<string, Promise<Awaited<ReturnType<typeof app.services.routing.stats>>>>();
+  // One read per scrape, however many of these gauges ask.
+  const stats = () => {
+    const key = String(Math.floor(Date.now() / 1000));
+    if (!routingStats.has(key)) {
+      routingStats.clear();
+      routingStats.set(key, app.services.routing.stats());
+    }
+    return routingStats.get(key)!;
+  };
+  new Gauge({
+    name: 'switchyard_target_latency_ms_per_token', help: 'Decaying average latency per output token of each target, as the latency strategy reads it.', labelNames: ['target'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [target, t] of (await stats()).targets) if (t.latency_ms_per_token !== null) this.set({ target }, t.latency_ms_per_token);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_target_in_flight', help: 'Jobs leased to each least_busy target and not finished, across every process.', labelNames: ['target'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [target, t] of (await stats()).targets) if (t.in_flight !== null) this.set({ target }, t.in_flight);
+    },
+  });
+  new Counter({
+    name: 'switchyard_target_attempts_total', help: 'Attempts per target as routing counts them, and how many handed their job on (kind fallback).', labelNames: ['target', 'kind'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [target, t] of (await stats()).targets) {
+        this.inc({ target, kind: 'all' }, t.attempts);
+        this.inc({ target, kind: 'fallback' }, t.fallbacks);
+      }
+    },
+  });
+  new Gauge({
+    name: 'switchyard_alias_fallback_ratio', help: 'Per alias: fallbacks (a hop handing its job to the next target) per job routed.', labelNames: ['alias'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [alias, a] of (await stats()).aliases) if (a.jobs > 0) this.set({ alias }, a.fallbacks / a.jobs);
+    },
+  });
+
   // This process's own measurements (attempts, latency, webhooks) beside the cluster-wide totals.
   const merged = Registry.merge([metrics.registry, registry]);
   app.get('/metrics', async (_request, reply) => reply.type(merged.contentType).send(await merged.metrics()));

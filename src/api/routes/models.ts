@@ -22,7 +22,8 @@ export function modelList(config: Config, created: number): ModelObject[] {
   };
   for (const alias of Object.keys(config.models)) add(alias, 'switchyard');
   for (const task of Object.keys(config.tasks)) add(`task:${task}`, 'switchyard');
-  const targets = [...Object.values(config.models).flat(), ...Object.values(config.tasks).flatMap((route) => (typeof route === 'string' ? (route.includes('/') ? [route] : []) : route))];
+  const ruleTargets = Object.values(config.tasks).flatMap((rules) => rules.flatMap(({ model }) => (typeof model === 'string' ? (Object.hasOwn(config.models, model) ? [] : [model]) : model)));
+  const targets = [...Object.values(config.models).flatMap((a) => a.targets.map((t) => t.target)), ...ruleTargets];
   for (const target of targets) add(target, target.slice(0, target.indexOf('/')));
   for (const [provider, settings] of Object.entries(config.providers)) {
     for (const model of Object.keys((settings as { models?: Record<string, unknown> }).models ?? {})) add(`${provider}/${model}`, provider);

@@ -2,17 +2,24 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiServices } from '../app.js';
 
 const seconds = (ms: number) => (ms > 0 ? Math.ceil(ms / 1000) : null);
+/** Of the attempts routing recorded on a target, the share that handed their job on to the next one. */
+const share = (part: number, whole: number) => (whole > 0 ? Number((part / whole).toPrecision(4)) : null);
 
 /**
  * Each provider's breaker, queue, limits and current use. `totals` (attempts, tokens and spend
  * since the totals began) add up every tenant's calls, so only operators see them.
  */
 export async function providerViews(services: ApiServices, opts: { totals: boolean }) {
-  const { queues, breakers, budgets, config, store } = services;
+  const { queues, breakers, budgets, config, store, routing } = services;
+  const stats = await routing.stats();
   return Promise.all(
     queues.all().map(async ([name, queue]) => {
       const settings = config.providers[name]!;
       const breaker = breakers.view(name);
+      const health = routing.health(name);
+      const targets = [...stats.targets].filter(([target]) => target.startsWith(`${name}/`)).map(([target, t]) => ({ target, ...t, fallback_share: share(t.fallbacks, t.attempts) }));
+      const attempts = targets.reduce((n, t) => n + t.attempts, 0);
+      const fallbacks = targets.reduce((n, t) => n + t.fallbacks, 0);
       const [counts, pausedMs, requests, tokens, totals] = await Promise.all([
         queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
         queues.pausedForMs(name),
@@ -29,6 +36,10 @@ export async function providerViews(services: ApiServices, opts: { totals: boole
           until: breaker.state === 'closed' ? null : seconds(breaker.until),
           consecutive_failures: breaker.failures,
         },
+        health: { ...health, since: health.since === null ? null : Math.floor(health.since / 1000) },
+        in_flight: counts.active ?? 0,
+        fallback_share: share(fallbacks, attempts),
+        targets,
         queue: { ...counts, waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0), paused_for_ms: pausedMs },
         limits: { rpm: settings.rpm ?? null, tpm: settings.tpm ?? null, window_ms: settings.rate_window_ms, max_in_flight: settings.max_in_flight, timeout_ms: settings.timeout_ms },
         usage: { requests_in_window: requests, tokens_in_window: tokens },

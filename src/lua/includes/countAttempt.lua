@@ -1,7 +1,8 @@
 --[[
   Appends one attempt to a job's ledger and counts what it used into the provider's and the
-  tenant's totals, in the same step, so the totals never drift from the ledger. Used by the hop
-  that settles a job and by a call that finished after its job had ended (lateAttempt).
+  tenant's totals (and, for a job routed by an alias with a budget, the alias's spend), in the
+  same step, so the totals never drift from the ledger. Used by the hop that settles a job and by
+  a call that finished after its job had ended (lateAttempt).
   `usageKey` is the provider's totals hash; `prompt`, `completion` and `costE10` are '' when unknown.
 ]]
 local function countAttempt(jobKey, usageKey, prefix, month, attempt, outcome, prompt, completion, costE10)
@@ -12,7 +13,8 @@ local function countAttempt(jobKey, usageKey, prefix, month, attempt, outcome, p
     attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
   end
   redis.call('HSET', jobKey, 'attempts', attempts)
-  local tenantKey = prefix .. ':tenant:' .. (redis.call('HGET', jobKey, 'tenant') or '')
+  local owner = redis.call('HMGET', jobKey, 'tenant', 'budget_alias')
+  local tenantKey = prefix .. ':tenant:' .. (owner[1] or '')
   redis.call('HINCRBY', usageKey, 'attempts', 1)
   if outcome == 'succeeded' then
     redis.call('HINCRBY', usageKey, 'succeeded', 1)
@@ -27,5 +29,8 @@ local function countAttempt(jobKey, usageKey, prefix, month, attempt, outcome, p
     redis.call('HINCRBY', usageKey, 'cost_e10', costE10)
     redis.call('HINCRBY', tenantKey, 'cost_e10', costE10)
     redis.call('HINCRBY', tenantKey, 'spend_e10:' .. month, costE10)
+    if owner[2] then
+      redis.call('HINCRBY', prefix .. ':alias:' .. owner[2], 'spend_e10:' .. month, costE10)
+    end
   end
 end

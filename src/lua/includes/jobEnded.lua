@@ -6,13 +6,17 @@
   - the tenant's count of unfinished jobs drops, and the spend reserved for it is released;
   - a job with a webhook leaves its event in the outbox, so the event cannot be lost;
   - a batch's job counts into its batch, and the last one marks the batch for finalizing;
+  - a least-busy lease it holds is dropped;
   - long-polls waiting on the job are woken.
   Returns 1 when a webhook event is owed, so the caller can hand it on at once, else 0.
   Keys under `prefix` are built here as BullMQ builds its own: every one shares the prefix's hash tag.
 ]]
 local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status)
   local owed = 0
-  local f = redis.call('HMGET', jobKey, 'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month')
+  local f = redis.call('HMGET', jobKey, 'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month', 'lease')
+  if f[6] then
+    redis.call('ZREM', f[6], id)
+  end
   if status ~= 'failed' then
     redis.call('HDEL', jobKey, 'request')
   end
