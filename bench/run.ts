@@ -3,7 +3,8 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch) runs a subset.
+ * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, routing) runs a subset.
+ * BENCH_ROUTING_JOBS (default 5000) sets the size of each routing strategy's run.
  * BENCH_BATCH_LINES (default 50000) sets the batch size.
  */
 import { randomBytes } from 'node:crypto';
@@ -19,6 +20,7 @@ import { resolveRedis } from '../src/redis/connection.js';
 import { freePort } from '../src/redis/embedded.js';
 import { startRuntime } from '../src/runtime.js';
 import { Pool } from 'undici';
+import { routingCosts, tokenCounting } from './routing.js';
 import { chatBody, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
 const N = Number(process.env.BENCH_JOBS ?? 20_000);
@@ -534,6 +536,18 @@ async function main() {
         '',
       ]);
       rows.push(['  peak RSS of that process (MiB)', fmt(big.rss), '', '']);
+    }
+    if (wanted('routing')) {
+      process.stderr.write('routing strategies…\n');
+      const costs = await routingCosts(redis.url, mockBaseUrl, Number(process.env.BENCH_ROUTING_JOBS ?? 5000), newPrefix, log, quiet);
+      const base = costs.find((c) => c.strategy === 'ordered')!;
+      rows.push(['routing, per job: route µs / Redis commands / Redis CPU µs; drain jobs/s (ratio to ordered)', '', '', '']);
+      for (const c of costs) {
+        rows.push([`  ${c.strategy}`, `${fmt(c.routeUs, 1)} / ${fmt(c.commandsPerJob, 1)} / ${fmt(c.redisCpuUsPerJob)}; ${fmt(c.jobsPerS)}`, c === base ? '' : `${fmt(base.commandsPerJob, 1)} cmds (ordered)`, fmt(c.jobsPerS / base.jobsPerS, 2)]);
+      }
+      for (const t of tokenCounting()) {
+        rows.push([`prompt tokens, ${t.size}: estimate / o200k tokenizer (µs per job; tokens)`, `${fmt(t.estimateUs, 2)} / ${fmt(t.tokenizerUs, 1)}`, `${fmt(t.estimate)} / ${fmt(t.tokens)}`, '']);
+      }
     }
     const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'Switchyard', 'raw BullMQ', 'ratio'][c]!.length));
     const line = (r: string[]) => `| ${r.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
