@@ -9,7 +9,7 @@ import type { BrokerProcess } from './support/process.js';
  * worker processes on one Redis, each provider a mock over real HTTP. Every provider answers with
  * ten completion tokens, so latency per output token is its latency over ten.
  */
-const NAMES = ['wa', 'wb', 'la', 'lb', 'ha', 'hb', 'ba', 'bb'] as const;
+const NAMES = ['wa', 'wb', 'la', 'lb', 'ha', 'hb', 'ba', 'bb', 'dear', 'cheap'] as const;
 type Name = (typeof NAMES)[number];
 const CONCURRENCY = 4;
 
@@ -31,12 +31,18 @@ describe('routing across three worker processes', () => {
         ha: provider('ha'), hb: provider('hb'),
         ba: provider('ba', { max_in_flight: CONCURRENCY, timeout_ms: 3000, health: { latency_factor: 1000 } }),
         bb: provider('bb', { max_in_flight: CONCURRENCY, timeout_ms: 3000, health: { latency_factor: 1000 } }),
+        // `dear` takes 100 prompt tokens at most; every call to it costs $1 (ten completion tokens at $0.1).
+        dear: provider('dear', { models: { m: { context_window: 600 } } }), cheap: provider('cheap'),
       },
+      pricing: { 'dear/m': { input: 0, output: 100_000 }, 'cheap/m': { input: 0, output: 0 } },
       models: {
         split: { strategy: 'weighted', targets: [{ target: 'wa/m', weight: 3 }, { target: 'wb/m', weight: 1 }] },
         quick: { strategy: 'latency', targets: ['la/m', 'lb/m'] },
         steady: ['ha/m', 'hb/m'],
         spread: { strategy: 'least_busy', targets: ['ba/m', 'bb/m'] },
+        premium: { targets: ['dear/m', 'cheap/m'], monthly_budget_usd: 10, downgrade_at: 0.5, downgrade_to: 'budget' },
+        budget: ['cheap/m'],
+        capped: { targets: ['dear/m'], monthly_budget_usd: 3 },
       },
       tasks: { default: 'split' },
       health: { window_ms: 3000, min_requests: 20 },
@@ -82,6 +88,7 @@ describe('routing across three worker processes', () => {
   it('weighted: splits 2,000 jobs 3:1 within ±10% of each share', async () => {
     const jobs = await finished(await submit('split', 2000));
     const counts = answeredBy(jobs);
+    console.log(`weighted 3:1 over 2,000 jobs: ${JSON.stringify(counts)}`);
     expect(Math.abs((counts['wa/m'] ?? 0) - 1500)).toBeLessThanOrEqual(150);
     expect(Math.abs((counts['wb/m'] ?? 0) - 500)).toBeLessThanOrEqual(50);
     // The calls were spread over the three processes, not made by one.
@@ -118,6 +125,7 @@ describe('routing across three worker processes', () => {
     mocks.ba.behaviour.latencyMs = 120;
     mocks.bb.behaviour.latencyMs = 5;
     const uneven = await waves('uneven');
+    console.log(`least_busy, 400 jobs: equal targets ${JSON.stringify(even.counts)}; 120 ms against 5 ms ${JSON.stringify(uneven.counts)}`);
     expect(uneven.counts['bb/m']!).toBeGreaterThan(uneven.counts['ba/m']! * 1.5);
     const job = (await fleet.api.runtime.store.get(uneven.ids.at(-1)!))!;
     expect(job.routing).toMatchObject({ alias: 'spread', strategy: 'least_busy' });
@@ -145,6 +153,7 @@ describe('routing across three worker processes', () => {
     expect(shifted).toBe(true);
     await new Promise((r) => setTimeout(r, 1200));
     const after = answeredBy(await finished(await submit('quick', 300, 'fast-second')));
+    console.log(`latency, 300 jobs: before the swap ${JSON.stringify(first)}, after ${JSON.stringify(after)}`);
     expect(after['lb/m']! / 300).toBeGreaterThanOrEqual(0.8);
     const views = (await fleet.api.call('GET', '/v1/providers')).body.data as { name: string; targets: { target: string; latency_ms_per_token: number }[] }[];
     const perToken = (name: string) => views.find((v) => v.name === name)!.targets.find((t) => t.target === `${name}/m`)!.latency_ms_per_token;
@@ -164,12 +173,14 @@ describe('routing across three worker processes', () => {
     await new Promise((r) => setTimeout(r, 1200));
 
     mocks.ha.behaviour.latencyMs = 800;
+    const slowedAt = Date.now();
     const degraded = await waitFor(async () => {
       await share('slow');
       const view = ((await fleet.api.call('GET', '/v1/providers')).body.data as { name: string; health: { state: string; reason: string } }[]).find((v) => v.name === 'ha')!;
       return view.health.state === 'degraded' ? view.health : null;
     }, 40_000, 100);
     expect(degraded.reason).toBe('latency');
+    const degradedAfter = Date.now() - slowedAt;
     await new Promise((r) => setTimeout(r, 300));
     // Routed around: only the jobs exploration keeps on it (5%) go there now.
     expect(await share('around')).toBeLessThanOrEqual(0.2);
@@ -177,10 +188,48 @@ describe('routing across three worker processes', () => {
     expect(warned.length).toBeGreaterThanOrEqual(1);
 
     mocks.ha.behaviour.latencyMs = 2;
+    const fastAt = Date.now();
     const state = async () => ((await fleet.api.call('GET', '/v1/providers')).body.data as { name: string; health: { state: string } }[]).find((v) => v.name === 'ha')!.health.state;
     await waitFor(async () => (await share('recovering')) >= 0.8 && (await state()) === 'healthy', 60_000, 100);
+    console.log(`health: degraded ${degradedAfter} ms after the slowdown (window 3 s), traffic back ${Date.now() - fastAt} ms after recovery`);
     expect(workers.flatMap((w) => w.lines).some((l) => l.msg === 'provider healthy again' && l.provider === 'ha')).toBe(true);
   }, 150_000);
+
+  it('budgets and context windows hold with spend counted by three processes: a big request skips the small window uncalled, the alias downgrades past half its budget, and a spent one answers 402', async () => {
+    const dearCalls = mocks.dear.stats.calls;
+    const big = (await fleet.api.call('POST', '/v1/jobs', { model: 'premium', request: { ...chat('z'.repeat(2400)), max_tokens: 10 } })).body.id as string;
+    const [skipped] = await finished([big]);
+    expect(mocks.dear.stats.calls).toBe(dearCalls);
+    expect(skipped!.attempts.map((a) => a.provider)).toEqual(['cheap']);
+    expect(skipped!.routing!.candidates[0]).toMatchObject({ target: 'dear/m', skipped: 'context_window', context_window: 600 });
+
+    // Six jobs at $1 across the three workers: past $5 (half of $10) the alias downgrades.
+    await finished(await submit('premium', 6, 'spend'));
+    const downgraded = await waitFor(async () => {
+      const res = await fleet.api.call('POST', '/v1/jobs', { model: 'premium', request: chat('after the spend') });
+      const [job] = await finished([res.body.id as string]);
+      return job!.routing!.downgraded ? job : null;
+    }, 10_000, 100);
+    expect(downgraded.routing).toMatchObject({ alias: 'budget', downgraded: { from: 'premium', reason: 'alias_budget' } });
+    expect(downgraded.attempts.map((a) => a.provider)).toEqual(['cheap']);
+
+    const capped = await submit('capped', 3, 'cap');
+    await finished(capped);
+    // Spend is read every 100 ms here: a job or two may still pass between the spend and the read.
+    const refused = await waitFor(async () => {
+      const res = await fleet.api.call('POST', '/v1/jobs', { model: 'capped', request: chat('over the cap') });
+      if (res.status === 202) capped.push(res.body.id as string);
+      return res.status === 402 ? res : null;
+    }, 10_000, 100);
+    expect(refused.body.error).toMatchObject({ code: 'alias_budget_exceeded', type: 'budget_exceeded_error' });
+    expect(capped.length).toBeLessThanOrEqual(5);
+    // Every process's spend is in the one ledger: $1 a call, counted once each.
+    const jobs = await finished(capped);
+    const month = new Date().toISOString().slice(0, 7);
+    const spent = await withRedis((r) => r.hget(fleet.api.runtime.store.keys.alias('capped'), `spend_e10:${month}`));
+    expect(Number(spent) / 1e10).toBeCloseTo(jobs.reduce((n, j) => n + j.cost_usd!, 0), 6);
+    expect(Number(spent) / 1e10).toBeGreaterThanOrEqual(3);
+  }, 60_000);
 
   it('least_busy: a worker SIGKILLed mid-call leaves no in-flight count behind', async () => {
     // Calls outlast the kill; the kill comes well before their 3 s timeout (which would move them on).

@@ -1,3 +1,4 @@
+import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
@@ -99,6 +100,20 @@ describe('context windows', () => {
     expect(res.body.error).toMatchObject({ code: 'invalid_jobs', param: 'jobs' });
     expect(res.body.error.message).toMatch(/jobs\[1\]\.request: .*context window/);
     expect(res.body.error.message).not.toMatch(/jobs\[0\]/);
+    expect(await jobCount(broker)).toBe(before);
+  });
+
+  it('fails a batch at validation naming the line that fits no window, and makes no job of any line', async () => {
+    const client = new OpenAI({ apiKey: 'unused-in-dev-mode', baseURL: `${broker.url}/v1`, maxRetries: 0 });
+    const line = (id: string, model: string, body: object) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model, ...body } });
+    const before = await jobCount(broker);
+    const file = await client.files.create({ file: await toFile(Buffer.from(`${[line('ok', 'fits', chat('fine')), line('huge', 'tiny', long)].join('\n')}\n`), 'in.jsonl'), purpose: 'batch' });
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const batch = await waitFor(async () => {
+      const b = await client.batches.retrieve(created.id);
+      return b.status === 'failed' ? b : null;
+    });
+    expect(batch.errors!.data!.map((e) => [e.line, e.code])).toEqual([[2, 'context_length_exceeded']]);
     expect(await jobCount(broker)).toBe(before);
   });
 

@@ -77,7 +77,7 @@ export class JobIntake {
   /** Routes and shapes one job without touching Redis; throws the IntakeError a caller should see. */
   private async prepare(body: JobBody, tenant: string, now: number, batch?: string): Promise<NewJob> {
     if (body.webhook_url !== undefined) await this.checkWebhook(body.webhook_url);
-    const route = await this.route(body, tenant);
+    const route = await this.route(body, tenant, batch !== undefined);
     const chain = route.chain;
     // Serialised once: measured here, stored as is.
     const requestJson = JSON.stringify(body.request);
@@ -103,13 +103,13 @@ export class JobIntake {
       deadline_at: body.deadline_s === undefined ? null : now + body.deadline_s * 1000,
       created_at: now,
       batch,
-      estimate_e10: this.deps.limits.estimate(tenant, chain, body.request),
+      estimate_e10: this.deps.limits.estimate(tenant, chain, body.request, route.routing.input_tokens),
     };
   }
 
-  private async route(body: JobBody, tenant: string): Promise<Route> {
+  private async route(body: JobBody, tenant: string, admitted: boolean): Promise<Route> {
     try {
-      return await this.deps.router.route(body, tenant);
+      return await this.deps.router.route(body, tenant, { admitted });
     } catch (err) {
       throw routeRefusal(err);
     }
@@ -232,11 +232,14 @@ export class JobIntake {
     await this.deps.limits.release(tenant, batch);
   }
 
-  /** A routed body's estimated spend for its tenant's budget (0 when the tenant has none). */
+  /**
+   * A batch line's estimated spend for its tenant's budget (0 when the tenant has none), after
+   * every check routing would refuse it by, so a line that cannot run fails the batch's validation.
+   */
   estimate(tenant: string, body: JobBody): number {
     let targets: string[];
     try {
-      targets = this.deps.router.resolve(body);
+      targets = this.deps.router.resolve(body, tenant);
     } catch (err) {
       throw routeRefusal(err);
     }

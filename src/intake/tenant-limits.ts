@@ -60,9 +60,10 @@ export class TenantLimits {
    * What a job may cost at most, as far as can be told before it runs, for a tenant with a budget
    * (0 otherwise). A budget cannot be held against a model with no price, so such a chain is refused.
    */
-  estimate(tenant: string, chain: string[], request: ChatRequest): number {
+  estimate(tenant: string, chain: string[], request: ChatRequest, promptTokens?: number): number {
     if (!this.budgeted(tenant)) return 0;
-    const prompt = estimatePromptTokens(request);
+    // Counted once per job: routing's own estimate when it has one.
+    const prompt = promptTokens ?? estimatePromptTokens(request);
     const completion = completionBudget(request);
     let dearest = 0;
     for (const ref of chain) {

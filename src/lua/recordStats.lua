@@ -24,6 +24,12 @@ local now = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local obs = cjson.decode(ARGV[3])
 
+local function add(key, field, n)
+  if n > 0 then
+    redis.call('HINCRBY', key, field, n)
+  end
+end
+
 for target, t in pairs(obs.targets) do
   if t.ok > 0 then
     local mean = t.lat / t.ok
@@ -34,21 +40,13 @@ for target, t in pairs(obs.targets) do
     end
     redis.call('HSET', KEYS[1], target, tostring(value), target .. ':at', ARGV[1])
   end
-  if t.att > 0 then
-    redis.call('HINCRBY', KEYS[2], target .. ':attempts', t.att)
-  end
-  if t.fb > 0 then
-    redis.call('HINCRBY', KEYS[2], target .. ':fallbacks', t.fb)
-  end
+  add(KEYS[2], target .. ':attempts', t.att)
+  add(KEYS[2], target .. ':fallbacks', t.fb)
 end
 
 for alias, a in pairs(obs.aliases) do
-  if a.jobs > 0 then
-    redis.call('HINCRBY', KEYS[3], alias .. ':jobs', a.jobs)
-  end
-  if a.fb > 0 then
-    redis.call('HINCRBY', KEYS[3], alias .. ':fallbacks', a.fb)
-  end
+  add(KEYS[3], alias .. ':jobs', a.jobs)
+  add(KEYS[3], alias .. ':fallbacks', a.fb)
 end
 
 local function p95Of(hist, total)

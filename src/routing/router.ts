@@ -58,6 +58,11 @@ export interface RouterDeps {
   random?: () => number;
 }
 
+export interface RouteOptions {
+  /** A batch's line: the batch was admitted as a whole, so an alias budget spent since does not refuse it (it still downgrades). */
+  admitted?: boolean;
+}
+
 /** What a job's model or task names, once rules and budgets have had their say. */
 type Named = { name: string; param: 'task' | 'model' } | { chain: string[]; param: 'task' };
 
@@ -88,56 +93,16 @@ export class Router {
     this.random = deps.random ?? Math.random;
   }
 
-  /** Every target a job could go to, in config order, without ranking: for validating a batch's lines and bounding their spend. */
-  resolve(input: RouteInput): string[] {
-    const named = this.pick(input, estimatePromptTokens(input.request)).named;
-    return 'chain' in named ? [...named.chain] : this.expand(named).targets.map((t) => t.target);
+  /**
+   * The targets a job could go to, in config order, unranked, after every check that could refuse
+   * it (rules, budgets, context windows): for validating a batch's lines and bounding their spend.
+   */
+  resolve(input: RouteInput, tenant: string, opts: RouteOptions = {}): string[] {
+    return this.plan(input, tenant, opts).fitting.map((c) => c.target);
   }
 
-  async route(input: RouteInput, tenant: string): Promise<Route> {
-    const promptTokens = estimatePromptTokens(input.request);
-    const completionTokens = completionBudget(input.request);
-    let { named, rule } = this.pick(input, promptTokens);
-    let downgraded: RoutingRecord['downgraded'];
-    const tenantVerdict = this.deps.budgets?.tenant(tenant);
-    if (tenantVerdict?.kind === 'downgrade' && !('name' in named && named.name === tenantVerdict.to)) {
-      downgraded = { from: 'name' in named ? named.name : named.chain.join(','), reason: 'tenant_budget', share: round(tenantVerdict.share) };
-      named = { name: tenantVerdict.to, param: named.param };
-    }
-    // The schema refuses downgrade loops; the bound is for safety only.
-    for (let step = 0; 'name' in named && this.aliasOf(named.name) && step < 16; step++) {
-      const verdict = this.deps.budgets?.alias(named.name);
-      if (verdict?.kind === 'exhausted') {
-        throw new RouteError(
-          `the alias "${named.name}" has spent its $${verdict.budgetUsd} monthly budget (${Math.round(verdict.share * 100)}%); its jobs are refused until the month ends`,
-          named.param, 402, 'alias_budget_exceeded', 'budget_exceeded_error',
-        );
-      }
-      if (verdict?.kind !== 'downgrade') break;
-      downgraded = { from: downgraded?.from ?? named.name, reason: downgraded?.reason ?? 'alias_budget', share: round(verdict.share) };
-      named = { name: verdict.to, param: named.param };
-    }
-    const { alias, aliasName, strategy, targets } = 'chain' in named
-      ? { alias: undefined, aliasName: null, strategy: 'ordered' as StrategyName, targets: named.chain.map((target) => candidate(target, 1, 1)) }
-      : { ...this.expand(named), aliasName: this.aliasOf(named.name) ? named.name : null };
-
-    const records = new Map<string, RoutingCandidate>();
-    const fitting: Candidate[] = [];
-    for (const c of targets) {
-      const window = this.deps.windows.windowOf(c.provider, c.model);
-      const record: RoutingCandidate = { target: c.target, tier: c.tier, ...(window !== null && { context_window: window }) };
-      records.set(c.target, record);
-      if (window !== null && promptTokens + completionTokens > window) record.skipped = 'context_window';
-      else fitting.push(c);
-    }
-    if (fitting.length === 0) {
-      const sizes = targets.map((c) => `${c.target} (${records.get(c.target)!.context_window})`).join(', ');
-      throw new RouteError(
-        `the request needs about ${promptTokens} prompt tokens plus ${completionTokens} for the answer, more than the context window of every target: ${sizes}`,
-        'request', 400, 'context_length_exceeded',
-      );
-    }
-
+  async route(input: RouteInput, tenant: string, opts: RouteOptions = {}): Promise<Route> {
+    const { promptTokens, completionTokens, rule, downgraded, alias, aliasName, strategy, targets, records, fitting } = this.plan(input, tenant, opts);
     // Exploring, a degraded provider keeps its place (the probes that show it has recovered) and a
     // latency tier goes in weighted random order, so a target it would never pick is measured
     // again. The other strategies' figures stay fresh by themselves (leases, limits) or are fixed (prices).
@@ -206,6 +171,53 @@ export class Router {
       this.deps.state?.routed(chain[0]!);
     }
     return route;
+  }
+
+  /** Rules, budgets and context windows: what the job may go to, or the RouteError that refuses it. */
+  private plan(input: RouteInput, tenant: string, opts: RouteOptions) {
+    const promptTokens = estimatePromptTokens(input.request);
+    const completionTokens = completionBudget(input.request);
+    let { named, rule } = this.pick(input, promptTokens);
+    let downgraded: RoutingRecord['downgraded'];
+    const tenantVerdict = this.deps.budgets?.tenant(tenant);
+    if (tenantVerdict?.kind === 'downgrade' && !('name' in named && named.name === tenantVerdict.to)) {
+      downgraded = { from: 'name' in named ? named.name : named.chain.join(','), reason: 'tenant_budget', share: round(tenantVerdict.share) };
+      named = { name: tenantVerdict.to, param: named.param };
+    }
+    // The schema refuses downgrade loops; the bound is for safety only.
+    for (let step = 0; 'name' in named && this.aliasOf(named.name) && step < 16; step++) {
+      const verdict = this.deps.budgets?.alias(named.name);
+      if (verdict?.kind === 'exhausted' && !opts.admitted) {
+        throw new RouteError(
+          `the alias "${named.name}" has spent its $${verdict.budgetUsd} monthly budget (${Math.round(verdict.share * 100)}%); its jobs are refused until the month ends`,
+          named.param, 402, 'alias_budget_exceeded', 'budget_exceeded_error',
+        );
+      }
+      if (verdict?.kind !== 'downgrade') break;
+      downgraded = { from: downgraded?.from ?? named.name, reason: downgraded?.reason ?? 'alias_budget', share: round(verdict.share) };
+      named = { name: verdict.to, param: named.param };
+    }
+    const { alias, aliasName, strategy, targets } = 'chain' in named
+      ? { alias: undefined, aliasName: null, strategy: 'ordered' as StrategyName, targets: named.chain.map((target) => candidate(target, 1, 1)) }
+      : { ...this.expand(named), aliasName: this.aliasOf(named.name) ? named.name : null };
+
+    const records = new Map<string, RoutingCandidate>();
+    const fitting: Candidate[] = [];
+    for (const c of targets) {
+      const window = this.deps.windows.windowOf(c.provider, c.model);
+      const record: RoutingCandidate = { target: c.target, tier: c.tier, ...(window !== null && { context_window: window }) };
+      records.set(c.target, record);
+      if (window !== null && promptTokens + completionTokens > window) record.skipped = 'context_window';
+      else fitting.push(c);
+    }
+    if (fitting.length === 0) {
+      const sizes = targets.map((c) => `${c.target} (${records.get(c.target)!.context_window})`).join(', ');
+      throw new RouteError(
+        `the request needs about ${promptTokens} prompt tokens plus ${completionTokens} for the answer, more than the context window of every target: ${sizes}`,
+        'request', 400, 'context_length_exceeded',
+      );
+    }
+    return { promptTokens, completionTokens, rule, downgraded, alias, aliasName, strategy, targets, records, fitting };
   }
 
   /** The job's model, or its task's first matching rule's. */

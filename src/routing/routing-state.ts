@@ -36,6 +36,13 @@ export interface RoutingStats {
 
 const HEALTHY: ProviderHealth = { state: 'healthy', reason: null, since: null, requests: 0, error_rate: null, p95_ms_per_token: null, baseline_ms_per_token: null };
 
+/**
+ * A job routed here shows in the leases once its record is written (createJob), a few ms later,
+ * more for a big bulk request. Until a read started this long after it, it also counts locally:
+ * counted twice for a moment rather than not at all.
+ */
+const CREATE_MARGIN_MS = 500;
+
 const num = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? null : Number(v));
 
 /**
@@ -47,7 +54,8 @@ const num = (v: string | null | undefined) => (v === null || v === undefined || 
  */
 export class RoutingState implements RoutingSnapshot {
   private leases = new Map<string, number>();
-  private readonly routedSince = new Map<string, number>();
+  /** When this process routed each job to a least-busy target, until a read surely includes it. */
+  private readonly routedAt = new Map<string, number[]>();
   private latency = new Map<string, number>();
   private healths = new Map<string, ProviderHealth>();
   private used = new Map<string, number>();
@@ -142,7 +150,11 @@ export class RoutingState implements RoutingSnapshot {
     for (const a of this.budgetedAliases) spent.set(`alias:${a}`, Number(replies[i++] ?? 0));
     for (const t of this.budgetedTenants) spent.set(`tenant:${t}`, Number(replies[i++] ?? 0));
     this.leases = leases;
-    this.routedSince.clear();
+    for (const [target, times] of this.routedAt) {
+      const kept = times.filter((t) => t > now - CREATE_MARGIN_MS);
+      if (kept.length > 0) this.routedAt.set(target, kept);
+      else this.routedAt.delete(target);
+    }
     this.latency = latency;
     this.healths = healths;
     this.used = used;
@@ -150,12 +162,14 @@ export class RoutingState implements RoutingSnapshot {
   }
 
   busy(target: string): number {
-    return (this.leases.get(target) ?? 0) + (this.routedSince.get(target) ?? 0);
+    return (this.leases.get(target) ?? 0) + (this.routedAt.get(target)?.length ?? 0);
   }
 
   /** A job this process just routed to a least-busy target: it counts there until the next read shows its lease. */
-  routed(target: string): void {
-    this.routedSince.set(target, (this.routedSince.get(target) ?? 0) + 1);
+  routed(target: string, now = Date.now()): void {
+    const times = this.routedAt.get(target);
+    if (times) times.push(now);
+    else this.routedAt.set(target, [now]);
   }
 
   latencyPerToken(target: string): number | undefined {
