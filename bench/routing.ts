@@ -13,6 +13,7 @@ import { STRATEGIES } from '../src/config/schema.js';
 import { estimatePromptTokens } from '../src/routing/token-estimate.js';
 import { startRuntime } from '../src/runtime.js';
 import { chatBody } from './harness.js';
+import { redisWork } from './redis-work.js';
 
 export interface StrategyCost {
   strategy: Strategy;
@@ -20,17 +21,6 @@ export interface StrategyCost {
   commandsPerJob: number;
   redisCpuUsPerJob: number;
   jobsPerS: number;
-}
-
-/** Calls and CPU Redis has spent so far (INFO commandstats and used_cpu_*). */
-async function redisWork(redis: Redis): Promise<{ calls: number; cpuUs: number }> {
-  const stats = await redis.info('commandstats');
-  let calls = 0;
-  for (const m of stats.matchAll(/calls=(\d+)/g)) calls += Number(m[1]);
-  const cpu = await redis.info('cpu');
-  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(cpu)?.[1] ?? 0);
-  const user = Number(/used_cpu_user:([\d.]+)/.exec(cpu)?.[1] ?? 0);
-  return { calls, cpuUs: (sys + user) * 1e6 };
 }
 
 function configFor(redisUrl: string, prefix: string, mockBaseUrl: string, strategy: Strategy): Config {

@@ -3,7 +3,7 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, routing) runs a subset.
+ * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, bytes, routing) runs a subset.
  * BENCH_ROUTING_JOBS (default 5000) sets the size of each routing strategy's run.
  * BENCH_BATCH_LINES (default 50000) sets the batch size.
  */
@@ -20,7 +20,11 @@ import { resolveRedis } from '../src/redis/connection.js';
 import { freePort } from '../src/redis/embedded.js';
 import { startRuntime } from '../src/runtime.js';
 import { Pool } from 'undici';
+import { handWrittenThroughput } from './hand-written.js';
+import { queuedBytes } from './queued-bytes.js';
+import { perJob, type RedisWork, redisWork } from './redis-work.js';
 import { routingCosts, tokenCounting } from './routing.js';
+import { submitThenWait } from './submit-wait.js';
 import { chatBody, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
 const N = Number(process.env.BENCH_JOBS ?? 20_000);
@@ -69,10 +73,13 @@ async function terminalCounter(redisUrl: string, channel: string, n: number) {
   return { all, close: () => sub.disconnect() };
 }
 
-async function rawThroughput(redisUrl: string): Promise<number> {
+/** BullMQ's own add and a no-op process, with what Redis spent on each job. */
+async function rawThroughput(redisUrl: string): Promise<{ rate: number; redis: RedisWork }> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const meter = new Redis(redisUrl);
   const prefix = newPrefix();
   const queue = new Queue('raw', { connection, prefix });
+  const before = await redisWork(meter);
   for (let i = 0; i < N; i += 1000) {
     const size = Math.min(1000, N - i);
     await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'hop', data: { id: `job_${i + k}`, hop: 0 }, opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
@@ -87,16 +94,21 @@ async function rawThroughput(redisUrl: string): Promise<number> {
   });
   await all;
   const rate = N / ((performance.now() - t0) / 1000);
+  const redis = perJob(before, await redisWork(meter), N);
   await worker.close();
   await queue.close();
   connection.disconnect();
-  return rate;
+  meter.disconnect();
+  return { rate, redis };
 }
 
-async function switchyardThroughput(redisUrl: string, mockBaseUrl: string): Promise<number> {
+/** Switchyard's intake then drain, with what Redis spent on each job from submission to result. */
+async function switchyardThroughput(redisUrl: string, mockBaseUrl: string): Promise<{ rate: number; redis: RedisWork }> {
   const config = configFor(redisUrl, mockBaseUrl);
+  const meter = new Redis(redisUrl);
   // Fill the queue first (no workers), then time the drain: the same shape as the raw run.
   const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
+  const before = await redisWork(meter);
   for (let i = 0; i < N; i += 500) {
     await Promise.all(
       Array.from({ length: Math.min(500, N - i) }, (_, k) =>
@@ -109,10 +121,12 @@ async function switchyardThroughput(redisUrl: string, mockBaseUrl: string): Prom
   const workers = await startRuntime({ config, redisUrl, log, workers: [] });
   await counter.all;
   const rate = N / ((performance.now() - t0) / 1000);
+  const redis = perJob(before, await redisWork(meter), N);
   counter.close();
   await workers.close();
   await intakeOnly.close();
-  return rate;
+  meter.disconnect();
+  return { rate, redis };
 }
 
 async function intakeRates(redisUrl: string, mockBaseUrl: string) {
@@ -462,6 +476,7 @@ async function bigBatch(redisUrl: string, mockBaseUrl: string) {
   }
 }
 
+const redisCost = (w: RedisWork) => `${fmt(w.calls, 1)} / ${fmt(w.cpuUs)} / ${fmt(w.bytesIn / 1024, 2)} / ${fmt(w.bytesOut / 1024, 2)}`;
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ms = (p: { p50: number; p95: number; p99: number }) => `${fmt(p.p50, 1)} / ${fmt(p.p95, 1)} / ${fmt(p.p99, 1)}`;
 
@@ -477,8 +492,14 @@ async function main() {
     if (wanted('throughput')) {
       process.stderr.write('end-to-end throughput…\n');
       const raw = await rawThroughput(redis.url);
+      const hand = await handWrittenThroughput(redis.url, mockBaseUrl, N, CONCURRENCY, newPrefix());
       const sy = await switchyardThroughput(redis.url, mockBaseUrl);
-      rows.push([`end-to-end, zero-latency mock (jobs/s, ${fmt(N)} jobs, concurrency ${CONCURRENCY})`, fmt(sy), `${fmt(raw)} (no-op worker)`, fmt(sy / raw, 2)]);
+      rows.push(
+        [`end-to-end, zero-latency mock (jobs/s, ${fmt(N)} jobs, concurrency ${CONCURRENCY})`, fmt(sy.rate), `${fmt(hand.perSecond)} (hand-written BullMQ + undici worker)`, fmt(sy.rate / hand.perSecond, 2)],
+        ['', '', `${fmt(raw.rate)} (no-op worker)`, fmt(sy.rate / raw.rate, 2)],
+        ['Redis per job, submit to result: commands / CPU µs / KB in / KB out', redisCost(sy.redis), `${redisCost(raw.redis)} (add + no-op process)`, `${fmt(sy.redis.cpuUs / raw.redis.cpuUs, 2)}× CPU`],
+        ['', '', `${redisCost(hand.redis)} (hand-written worker)`, `${fmt(sy.redis.cpuUs / hand.redis.cpuUs, 2)}× CPU`],
+      );
     }
     if (wanted('intake')) {
       process.stderr.write('intake…\n');
@@ -536,6 +557,16 @@ async function main() {
         '',
       ]);
       rows.push(['  peak RSS of that process (MiB)', fmt(big.rss), '', '']);
+    }
+    if (wanted('submitwait')) {
+      process.stderr.write('submit then wait…\n');
+      const runs = await submitThenWait(redis.url, mockBaseUrl, newPrefix(), [{ callers: 32, jobs: 3000 }, { callers: 4, jobs: 1000 }]);
+      for (const r of runs) rows.push([`submit then wait (POST + ?wait), ${r.callers} callers, npm start: jobs/s; p50 / p99 ms`, `${fmt(r.perSecond)}; ${fmt(r.p50, 1)} / ${fmt(r.p99, 1)}`, '', '']);
+    }
+    if (wanted('bytes')) {
+      process.stderr.write('Redis bytes per queued job…\n');
+      const bytes = await queuedBytes(redis.url, configFor(redis.url, mockBaseUrl), newPrefix(), Math.min(N, 10_000), quiet);
+      rows.push([`Redis memory per queued job (bytes; request ${fmt(bytes.requestBytes)} B)`, fmt(bytes.switchyard), `${fmt(bytes.raw)} (BullMQ job, request as data)`, fmt(bytes.switchyard / bytes.raw, 2)]);
     }
     if (wanted('routing')) {
       process.stderr.write('routing strategies…\n');

@@ -1,0 +1,49 @@
+/**
+ * The worker a user would write by hand instead of Switchyard: a BullMQ queue whose job data is the
+ * request, and a worker that POSTs it to the provider with undici and keeps the answer as the job's
+ * return value. The same mock, the same concurrency: the floor Switchyard's end-to-end is held to.
+ */
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Pool } from 'undici';
+import { chatBody } from './harness.js';
+import { perJob, type RedisWork, redisWork } from './redis-work.js';
+
+export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: string, n: number, concurrency: number, prefix: string): Promise<{ perSecond: number; redis: RedisWork }> {
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const meter = new Redis(redisUrl);
+  const queue = new Queue('hand', { connection, prefix });
+  const before = await redisWork(meter);
+  for (let i = 0; i < n; i += 1000) {
+    const size = Math.min(1000, n - i);
+    await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'chat', data: chatBody(i + k), opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
+  }
+  const url = new URL(mockBaseUrl);
+  const pool = new Pool(url.origin, { connections: concurrency });
+  let done = 0;
+  let finish!: () => void;
+  const all = new Promise<void>((r) => (finish = r));
+  const t0 = performance.now();
+  const worker = new Worker(
+    'hand',
+    async (job) => {
+      const res = await pool.request({ path: `${url.pathname}/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'bench-model', ...job.data }) });
+      const answer = (await res.body.json()) as unknown;
+      if (res.statusCode !== 200) throw new Error(`provider answered ${res.statusCode}`);
+      return answer;
+    },
+    { connection, prefix, concurrency },
+  );
+  worker.on('completed', () => {
+    if (++done === n) finish();
+  });
+  await all;
+  const perSecond = n / ((performance.now() - t0) / 1000);
+  const after = await redisWork(meter);
+  await worker.close();
+  await queue.close();
+  await pool.close();
+  connection.disconnect();
+  meter.disconnect();
+  return { perSecond, redis: perJob(before, after, n) };
+}
