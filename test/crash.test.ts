@@ -10,7 +10,9 @@ describe('crash safety', () => {
   let fleet: Awaited<ReturnType<typeof startFleet>>;
 
   beforeAll(async () => {
-    mock = await startMock({ latencyMs: 20, jitterMs: 30 });
+    // Slow enough that the victim alone would need about 7 s for every job: it is still mid-call
+    // when the survivor (a few seconds to start) is up and the kill comes.
+    mock = await startMock({ latencyMs: 100, jitterMs: 100 });
     fleet = await startFleet({
       redis: { url: redisUrl(), prefix: testPrefix() },
       providers: { mock: { type: 'openai', base_url: mock.baseUrl, max_in_flight: 40 } },
