@@ -37,17 +37,22 @@ describe('front-door streams across processes', () => {
 
   it('relays chunks a worker process writes to the API process holding the caller', async () => {
     const worker = await fleet.spawnWorker();
-    const stream = await client.chat.completions.create({ model: 'fast', messages: [{ role: 'user', content: 'across the process line' }], stream: true, stream_options: { include_usage: true } });
-    const chunks: OpenAI.ChatCompletionChunk[] = [];
-    for await (const chunk of stream) chunks.push(chunk);
-    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Mock reply from gpt-4o-mini: across the process line');
-    const id = `job_${chunks[0]!.id.slice('chatcmpl-'.length)}`;
-    // The call was the worker process's, not this one's (it runs no pools).
-    expect(worker.lines.some((l) => l.msg === 'attempt' && l.job === id)).toBe(true);
-    expect(fleet.api.runtime.pool).toBeUndefined();
-    const kept = await withRedis((r) => r.xlen(`${fleet.api.prefix}:stream:${id}`));
-    expect(kept).toBe(chunks.length);
-    await worker.stop('SIGTERM');
+    try {
+      const stream = await client.chat.completions.create({ model: 'fast', messages: [{ role: 'user', content: 'across the process line' }], stream: true, stream_options: { include_usage: true } });
+      const chunks: OpenAI.ChatCompletionChunk[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Mock reply from gpt-4o-mini: across the process line');
+      const id = `job_${chunks[0]!.id.slice('chatcmpl-'.length)}`;
+      // The call was the worker process's, not this one's (it runs no pools); its log line comes
+      // through the worker's stdout, a moment after the job's end reached the caller.
+      await waitFor(async () => worker.lines.some((l) => l.msg === 'attempt' && l.job === id), 5000);
+      expect(fleet.api.runtime.pool).toBeUndefined();
+      const kept = await withRedis((r) => r.xlen(`${fleet.api.prefix}:stream:${id}`));
+      expect(kept).toBe(chunks.length);
+    } finally {
+      // Stopped whatever happened: a worker left running would take the next test's jobs.
+      await worker.stop('SIGTERM');
+    }
   });
 
   it('fails a job whose worker was killed mid-stream as interrupted, with no second call, and ends the caller\'s stream with the error', async () => {
