@@ -3,6 +3,7 @@ import type { Config, HealthConfig } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import { type ScriptClient, withScripts } from '../src/redis/scripts.js';
+import { fourDigits } from '../src/routing/routing-state.js';
 import type { Keys } from '../src/store/keys.js';
 
 /** How often a worker process folds what it saw into the shared routing state. */
@@ -137,13 +138,11 @@ export class TargetStats {
     for (const [provider, state, reason, requests, errorRate, p95, baseline] of changes) {
       this.metrics?.healthChanges.inc({ provider: String(provider), state: String(state) });
       const detail = {
-        provider, requests: Number(requests), error_rate: round(Number(errorRate)),
-        ...(p95 !== '' && { p95_ms_per_token: round(Number(p95)) }), ...(baseline !== '' && { baseline_ms_per_token: round(Number(baseline)) }),
+        provider, requests: Number(requests), error_rate: fourDigits(Number(errorRate)),
+        ...(p95 !== '' && { p95_ms_per_token: fourDigits(Number(p95)) }), ...(baseline !== '' && { baseline_ms_per_token: fourDigits(Number(baseline)) }),
       };
       if (state === 'degraded') this.log.warn({ ...detail, reason }, 'provider degraded: routed around while an alternative exists');
       else this.log.info(detail, 'provider healthy again');
     }
   }
 }
-
-const round = (n: number) => Number(n.toPrecision(4));

@@ -7,7 +7,7 @@ import { type RoutingCandidate, type RoutingRecord, splitTarget } from '../store
 import type { Keys } from '../store/keys.js';
 import type { Affinity } from './affinity.js';
 import type { RoutingBudgets } from './budgets.js';
-import type { RoutingState } from './routing-state.js';
+import { fourDigits, type RoutingState } from './routing-state.js';
 import { firstMatch } from './rules.js';
 import { type Candidate, STRATEGY } from './strategies/index.js';
 import { completionBudget, estimatePromptTokens } from './token-estimate.js';
@@ -119,7 +119,7 @@ export class Router {
       const ranked = shuffled ? STRATEGY.weighted(members, ctx) : STRATEGY[strategy](members, ctx);
       for (const c of ranked) {
         const record = records.get(c.target)!;
-        if (c.score !== undefined && Number.isFinite(c.score)) record.score = round(c.score);
+        if (c.score !== undefined && Number.isFinite(c.score)) record.score = fourDigits(c.score);
         if (this.deps.breakers?.isUnavailable(c.provider)) {
           record.demoted = this.deps.breakers.view(c.provider).throttledUntil > Date.now() ? 'throttled' : 'circuit_open';
           unavailable.push(c);
@@ -181,7 +181,7 @@ export class Router {
     let downgraded: RoutingRecord['downgraded'];
     const tenantVerdict = this.deps.budgets?.tenant(tenant);
     if (tenantVerdict?.kind === 'downgrade' && !('name' in named && named.name === tenantVerdict.to)) {
-      downgraded = { from: 'name' in named ? named.name : named.chain.join(','), reason: 'tenant_budget', share: round(tenantVerdict.share) };
+      downgraded = { from: 'name' in named ? named.name : named.chain.join(','), reason: 'tenant_budget', share: fourDigits(tenantVerdict.share) };
       named = { name: tenantVerdict.to, param: named.param };
     }
     // The schema refuses downgrade loops; the bound is for safety only.
@@ -194,7 +194,7 @@ export class Router {
         );
       }
       if (verdict?.kind !== 'downgrade') break;
-      downgraded = { from: downgraded?.from ?? named.name, reason: downgraded?.reason ?? 'alias_budget', share: round(verdict.share) };
+      downgraded = { from: downgraded?.from ?? named.name, reason: downgraded?.reason ?? 'alias_budget', share: fourDigits(verdict.share) };
       named = { name: verdict.to, param: named.param };
     }
     const { alias, aliasName, strategy, targets } = 'chain' in named
@@ -270,5 +270,3 @@ function candidate(target: string, tier: number, weight: number): Candidate {
   return { target, provider, model, tier, weight };
 }
 
-/** Four significant digits: enough to read a decision by, short in the record. */
-const round = (n: number) => Number(n.toPrecision(4));

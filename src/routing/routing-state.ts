@@ -43,6 +43,17 @@ const HEALTHY: ProviderHealth = { state: 'healthy', reason: null, since: null, r
  */
 const CREATE_MARGIN_MS = 500;
 
+/** Four significant digits: enough to read a figure by, short in a record or a view. */
+export const fourDigits = (n: number) => Number(n.toPrecision(4));
+
+/** A pipeline's replies, or the first error among them. */
+async function repliesOf(p: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+  return ((await p.exec()) ?? []).map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
+
 const num = (v: string | null | undefined) => (v === null || v === undefined || v === '' ? null : Number(v));
 
 /**
@@ -114,10 +125,7 @@ export class RoutingState implements RoutingSnapshot {
     const month = monthOf(now);
     for (const a of this.budgetedAliases) p.hget(this.keys.alias(a), `spend_e10:${month}`);
     for (const t of this.budgetedTenants) p.hget(this.keys.tenant(t), `spend_e10:${month}`);
-    const replies = ((await p.exec()) ?? []).map(([err, value]) => {
-      if (err) throw err;
-      return value;
-    });
+    const replies = await repliesOf(p);
     let i = 0;
     const leases = new Map<string, number>();
     for (const t of this.leaseTargets) {
@@ -193,10 +201,7 @@ export class RoutingState implements RoutingSnapshot {
   async stats(now = Date.now()): Promise<RoutingStats> {
     const p = this.redis.pipeline().hgetall(this.keys.routingTargets).hgetall(this.keys.routingAliases).hgetall(this.keys.routingLatency);
     for (const t of this.leaseTargets) p.zcount(this.keys.inflight(t), `(${now}`, '+inf');
-    const replies = ((await p.exec()) ?? []).map(([err, value]) => {
-      if (err) throw err;
-      return value;
-    });
+    const replies = await repliesOf(p);
     const [counts, aliasCounts, latency] = replies as Record<string, string>[];
     const targets: RoutingStats['targets'] = new Map();
     const target = (name: string) => {
@@ -210,7 +215,7 @@ export class RoutingState implements RoutingSnapshot {
       if (kind === 'attempts') target(name).attempts = Number(value);
       if (kind === 'fallbacks') target(name).fallbacks = Number(value);
     }
-    for (const [field, value] of Object.entries(latency!)) if (!field.endsWith(':at')) target(field).latency_ms_per_token = Number(Number(value).toPrecision(4));
+    for (const [field, value] of Object.entries(latency!)) if (!field.endsWith(':at')) target(field).latency_ms_per_token = fourDigits(Number(value));
     this.leaseTargets.forEach((t, i) => (target(t).in_flight = Number(replies[3 + i])));
     const aliases: RoutingStats['aliases'] = new Map();
     for (const [field, value] of Object.entries(aliasCounts!)) {

@@ -1,9 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { fourDigits } from '../../routing/routing-state.js';
 import type { ApiServices } from '../app.js';
 
 const seconds = (ms: number) => (ms > 0 ? Math.ceil(ms / 1000) : null);
 /** Of the attempts routing recorded on a target, the share that handed their job on to the next one. */
-const share = (part: number, whole: number) => (whole > 0 ? Number((part / whole).toPrecision(4)) : null);
+const share = (part: number, whole: number) => (whole > 0 ? fourDigits(part / whole) : null);
 
 /**
  * Each provider's breaker, queue, limits and current use. `totals` (attempts, tokens and spend
