@@ -79,6 +79,18 @@ export function peakRssMiB(pid: number): number {
 }
 
 /** `total` POSTs of `body(i)` with `concurrency` in flight; returns requests per second. */
+/** Runs `fn(i)` for i from 0 to `total`, `concurrency` at a time, each caller taking the next i as it finishes; returns the rate per second. */
+export async function closedLoop(total: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) await fn(next++);
+    }),
+  );
+  return total / ((performance.now() - t0) / 1000);
+}
+
 export async function closedLoopPost(
   origin: string,
   path: string,
@@ -89,22 +101,14 @@ export async function closedLoopPost(
 ): Promise<{ perSecond: number; ids: string[] }> {
   const pool = new Pool(origin, { connections: concurrency, pipelining: 1 });
   const ids: string[] = new Array(total);
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < total) {
-        const i = next++;
-        const res = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body(i)) });
-        const text = await res.body.text();
-        if (res.statusCode !== expectStatus) throw new Error(`POST ${path} answered ${res.statusCode}: ${text}`);
-        ids[i] = (JSON.parse(text) as { id: string }).id;
-      }
-    }),
-  );
-  const seconds = (performance.now() - t0) / 1000;
+  const perSecond = await closedLoop(total, concurrency, async (i) => {
+    const res = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body(i)) });
+    const text = await res.body.text();
+    if (res.statusCode !== expectStatus) throw new Error(`POST ${path} answered ${res.statusCode}: ${text}`);
+    ids[i] = (JSON.parse(text) as { id: string }).id;
+  });
   await pool.close();
-  return { perSecond: total / seconds, ids };
+  return { perSecond, ids };
 }
 
 /** Calls `fn(i)` `total` times at a steady `perSecond`, without waiting for each to finish first. */

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import { startRuntime } from '../src/runtime.js';
+import { fill } from './drain.js';
 import { chatBody } from './harness.js';
 import { usedMemory } from './redis-work.js';
 
@@ -16,9 +17,7 @@ export async function queuedBytes(redisUrl: string, config: Config, rawPrefix: s
   const requestBytes = Array.from({ length: n }, (_, i) => Buffer.byteLength(JSON.stringify(chatBody(i)))).reduce((a, b) => a + b, 0) / n;
   const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
   const before = await usedMemory(meter);
-  for (let i = 0; i < n; i += 500) {
-    await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => intakeOnly.intake.submit({ priority: 5, metadata: {}, request: chatBody(i + k) }, { tenant: 'bench' })));
-  }
+  await fill(intakeOnly, n);
   const switchyard = ((await usedMemory(meter)) - before) / n;
   await intakeOnly.close();
 

@@ -4,16 +4,14 @@
  * the once-a-second statistics and the snapshot reads included), and the end-to-end drain rate.
  * Two providers on the same zero-latency mock, so only routing differs between the runs.
  */
-import { Redis } from 'ioredis';
 import { encode } from 'gpt-tokenizer';
 import type { Logger } from '../src/log.js';
 import { parseConfig } from '../src/config/load.js';
 import type { Config, Strategy } from '../src/config/schema.js';
 import { STRATEGIES } from '../src/config/schema.js';
 import { estimatePromptTokens } from '../src/routing/token-estimate.js';
-import { startRuntime } from '../src/runtime.js';
+import { drain } from './drain.js';
 import { chatBody } from './harness.js';
-import { redisWork } from './redis-work.js';
 
 export interface StrategyCost {
   strategy: Strategy;
@@ -43,35 +41,14 @@ function configFor(redisUrl: string, prefix: string, mockBaseUrl: string, strate
 }
 
 async function oneStrategy(redisUrl: string, prefix: string, mockBaseUrl: string, strategy: Strategy, n: number, log: Logger, quiet: Logger): Promise<StrategyCost> {
-  const config = configFor(redisUrl, prefix, mockBaseUrl, strategy);
-  const redis = new Redis(redisUrl);
-  const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
-  // The router alone, from the snapshot: what routing adds to each job's intake.
-  const router = intakeOnly.router;
-  const t = performance.now();
-  for (let i = 0; i < 20_000; i++) await router.route({ request: chatBody(i) }, 'bench');
-  const routeUs = ((performance.now() - t) * 1000) / 20_000;
-
-  const sub = new Redis(redisUrl);
-  let ended = 0;
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  sub.on('message', () => ++ended === n && done());
-  await sub.subscribe(intakeOnly.store.keys.events);
-  const before = await redisWork(redis);
-  for (let i = 0; i < n; i += 500) {
-    await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => intakeOnly.intake.submit({ priority: 5, metadata: {}, request: chatBody(i + k) }, { tenant: 'bench' })));
-  }
-  const t0 = performance.now();
-  const workers = await startRuntime({ config, redisUrl, log, workers: [] });
-  await all;
-  const jobsPerS = n / ((performance.now() - t0) / 1000);
-  await workers.close();
-  const after = await redisWork(redis);
-  sub.disconnect();
-  await intakeOnly.close();
-  redis.disconnect();
-  return { strategy, routeUs, commandsPerJob: (after.calls - before.calls) / n, redisCpuUsPerJob: (after.cpuUs - before.cpuUs) / n, jobsPerS };
+  let routeUs = 0;
+  const { rate, redis } = await drain(configFor(redisUrl, prefix, mockBaseUrl, strategy), redisUrl, n, log, quiet, async (intakeOnly) => {
+    // The router alone, from the snapshot: what routing adds to each job's intake.
+    const t = performance.now();
+    for (let i = 0; i < 20_000; i++) await intakeOnly.router.route({ request: chatBody(i) }, 'bench');
+    routeUs = ((performance.now() - t) * 1000) / 20_000;
+  });
+  return { strategy, routeUs, commandsPerJob: redis.calls, redisCpuUsPerJob: redis.cpuUs, jobsPerS: rate };
 }
 
 /** Every strategy in turn, each on a prefix of its own. */

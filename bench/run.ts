@@ -20,12 +20,13 @@ import { resolveRedis } from '../src/redis/connection.js';
 import { freePort } from '../src/redis/embedded.js';
 import { startRuntime } from '../src/runtime.js';
 import { Pool } from 'undici';
+import { drain, terminalCounter } from './drain.js';
 import { handWrittenThroughput } from './hand-written.js';
 import { queuedBytes } from './queued-bytes.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
 import { routingCosts, tokenCounting } from './routing.js';
 import { submitThenWait } from './submit-wait.js';
-import { chatBody, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
+import { chatBody, closedLoop, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
 const N = Number(process.env.BENCH_JOBS ?? 20_000);
 const CONCURRENCY = 50;
@@ -60,19 +61,6 @@ function configFor(redisUrl: string, mockBaseUrl: string, maxInFlight = CONCURRE
   );
 }
 
-/** Counts terminal-job events on the broker's channel until `n` have arrived. */
-async function terminalCounter(redisUrl: string, channel: string, n: number) {
-  const sub = new Redis(redisUrl);
-  let count = 0;
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  sub.on('message', () => {
-    if (++count === n) done();
-  });
-  await sub.subscribe(channel);
-  return { all, close: () => sub.disconnect() };
-}
-
 /** BullMQ's own add and a no-op process, with what Redis spent on each job. */
 async function rawThroughput(redisUrl: string): Promise<{ rate: number; redis: RedisWork }> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
@@ -102,33 +90,6 @@ async function rawThroughput(redisUrl: string): Promise<{ rate: number; redis: R
   return { rate, redis };
 }
 
-/** Switchyard's intake then drain, with what Redis spent on each job from submission to result. */
-async function switchyardThroughput(redisUrl: string, mockBaseUrl: string): Promise<{ rate: number; redis: RedisWork }> {
-  const config = configFor(redisUrl, mockBaseUrl);
-  const meter = new Redis(redisUrl);
-  // Fill the queue first (no workers), then time the drain: the same shape as the raw run.
-  const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
-  const before = await redisWork(meter);
-  for (let i = 0; i < N; i += 500) {
-    await Promise.all(
-      Array.from({ length: Math.min(500, N - i) }, (_, k) =>
-        intakeOnly.intake.submit({ priority: 5, metadata: {}, request: chatBody(i + k) }, { tenant: 'bench' }),
-      ),
-    );
-  }
-  const counter = await terminalCounter(redisUrl, intakeOnly.store.keys.events, N);
-  const t0 = performance.now();
-  const workers = await startRuntime({ config, redisUrl, log, workers: [] });
-  await counter.all;
-  const rate = N / ((performance.now() - t0) / 1000);
-  const redis = perJob(before, await redisWork(meter), N);
-  counter.close();
-  await workers.close();
-  await intakeOnly.close();
-  meter.disconnect();
-  return { rate, redis };
-}
-
 async function intakeRates(redisUrl: string, mockBaseUrl: string) {
   const config = configFor(redisUrl, mockBaseUrl);
   const api = await startRuntime({ config, redisUrl, log: quiet, api: true, listen: { port: 0, host: '127.0.0.1' } });
@@ -149,17 +110,7 @@ async function intakeRates(redisUrl: string, mockBaseUrl: string) {
   await bare.close();
 
   // And BullMQ alone, no HTTP: queue.add with the same number in flight.
-  const t0 = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: HTTP_CONCURRENCY }, async () => {
-      while (next < N) {
-        const i = next++;
-        await queue.add('hop', { id: `job_direct_${i}`, body: { request: chatBody(i) } }, { priority: 5 });
-      }
-    }),
-  );
-  const rawAdd = N / ((performance.now() - t0) / 1000);
+  const rawAdd = await closedLoop(N, HTTP_CONCURRENCY, (i) => queue.add('hop', { id: `job_direct_${i}`, body: { request: chatBody(i) } }, { priority: 5 }));
   await queue.close();
   connection.disconnect();
   return { switchyard: switchyard.perSecond, rawHttp: rawHttp.perSecond, rawAdd };
@@ -493,7 +444,8 @@ async function main() {
       process.stderr.write('end-to-end throughput…\n');
       const raw = await rawThroughput(redis.url);
       const hand = await handWrittenThroughput(redis.url, mockBaseUrl, N, CONCURRENCY, newPrefix());
-      const sy = await switchyardThroughput(redis.url, mockBaseUrl);
+      // Filled first, then drained: the same shape as the raw run.
+      const sy = await drain(configFor(redis.url, mockBaseUrl), redis.url, N, log, quiet);
       rows.push(
         [`end-to-end, zero-latency mock (jobs/s, ${fmt(N)} jobs, concurrency ${CONCURRENCY})`, fmt(sy.rate), `${fmt(hand.perSecond)} (hand-written BullMQ + undici worker)`, fmt(sy.rate / hand.perSecond, 2)],
         ['', '', `${fmt(raw.rate)} (no-op worker)`, fmt(sy.rate / raw.rate, 2)],

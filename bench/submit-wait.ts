@@ -5,7 +5,7 @@
  */
 import { freePort } from '../src/redis/embedded.js';
 import { Pool } from 'undici';
-import { chatBody, percentiles, spawnCli, writeYaml } from './harness.js';
+import { chatBody, closedLoop, percentiles, spawnCli, writeYaml } from './harness.js';
 
 export async function submitThenWait(redisUrl: string, mockBaseUrl: string, prefix: string, runs: { callers: number; jobs: number }[]) {
   const port = await freePort();
@@ -19,23 +19,15 @@ export async function submitThenWait(redisUrl: string, mockBaseUrl: string, pref
   const drive = async (callers: number, jobs: number) => {
     const pool = new Pool(`http://127.0.0.1:${port}`, { connections: callers * 2 });
     const latencies: number[] = [];
-    let next = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: callers }, async () => {
-        while (next < jobs) {
-          const i = next++;
-          const start = performance.now();
-          const posted = await pool.request({ path: '/v1/jobs', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
-          const { id } = (await posted.body.json()) as { id: string };
-          const waited = await pool.request({ path: `/v1/jobs/${id}?wait=30`, method: 'GET' });
-          const job = (await waited.body.json()) as { status: string };
-          if (job.status !== 'succeeded') throw new Error(`job ${id} ended ${job.status}`);
-          latencies.push(performance.now() - start);
-        }
-      }),
-    );
-    const perSecond = jobs / ((performance.now() - t0) / 1000);
+    const perSecond = await closedLoop(jobs, callers, async (i) => {
+      const start = performance.now();
+      const posted = await pool.request({ path: '/v1/jobs', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
+      const { id } = (await posted.body.json()) as { id: string };
+      const waited = await pool.request({ path: `/v1/jobs/${id}?wait=30`, method: 'GET' });
+      const job = (await waited.body.json()) as { status: string };
+      if (job.status !== 'succeeded') throw new Error(`job ${id} ended ${job.status}`);
+      latencies.push(performance.now() - start);
+    });
     await pool.close();
     return { callers, perSecond, ...percentiles(latencies) };
   };

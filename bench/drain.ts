@@ -1,0 +1,51 @@
+/**
+ * Switchyard end to end, as the throughput and routing rows measure it: jobs queued through the
+ * intake first (no workers), then the time for one worker process to drain them, and what Redis
+ * spent per job from submission to result.
+ */
+import { Redis } from 'ioredis';
+import type { Config } from '../src/config/schema.js';
+import type { Logger } from '../src/log.js';
+import { type Runtime, startRuntime } from '../src/runtime.js';
+import { chatBody } from './harness.js';
+import { perJob, type RedisWork, redisWork } from './redis-work.js';
+
+/** Counts terminal-job events on the broker's channel until `n` have arrived. */
+export async function terminalCounter(redisUrl: string, channel: string, n: number) {
+  const sub = new Redis(redisUrl);
+  let count = 0;
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  sub.on('message', () => {
+    if (++count === n) done();
+  });
+  await sub.subscribe(channel);
+  return { all, close: () => sub.disconnect() };
+}
+
+/** Submits `n` jobs through the intake, 500 at a time. */
+export async function fill(rt: Runtime, n: number): Promise<void> {
+  for (let i = 0; i < n; i += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => rt.intake.submit({ priority: 5, metadata: {}, request: chatBody(i + k) }, { tenant: 'bench' })));
+  }
+}
+
+/** `beforeFill` gets the intake-only runtime first, for measurements of its own. */
+export async function drain(config: Config, redisUrl: string, n: number, log: Logger, quiet: Logger, beforeFill?: (rt: Runtime) => Promise<void>): Promise<{ rate: number; redis: RedisWork }> {
+  const meter = new Redis(redisUrl);
+  const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
+  await beforeFill?.(intakeOnly);
+  const before = await redisWork(meter);
+  await fill(intakeOnly, n);
+  const counter = await terminalCounter(redisUrl, intakeOnly.store.keys.events, n);
+  const t0 = performance.now();
+  const workers = await startRuntime({ config, redisUrl, log, workers: [] });
+  await counter.all;
+  const rate = n / ((performance.now() - t0) / 1000);
+  const redis = perJob(before, await redisWork(meter), n);
+  counter.close();
+  await workers.close();
+  await intakeOnly.close();
+  meter.disconnect();
+  return { rate, redis };
+}
