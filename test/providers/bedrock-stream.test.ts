@@ -12,9 +12,6 @@
  * and the binary framing, https://docs.aws.amazon.com/transcribe/latest/dg/event-stream.html
  * (prelude, headers, payload, the two CRC32s).
  */
-import { createHash, createHmac } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { EventStreamCodec, EventStreamMarshaller, type Message } from '@smithy/core/event-streams';
 import fc from 'fast-check';
 import type { FastifyRequest } from 'fastify';
@@ -28,6 +25,8 @@ import { converseStreamDecoder } from '../../src/providers/bedrock/stream.js';
 import { fromConverse } from '../../src/providers/bedrock/translate.js';
 import { ProviderClient, type StreamResult } from '../../src/providers/client.js';
 import type { ChatChunk, ChatRequest, StreamDecoder } from '../../src/providers/types.js';
+import { Receiver } from '../support/receiver.js';
+import { expectedSignature, parseAuthorization } from '../support/sigv4.js';
 
 const MODEL = 'anthropic.claude-3-5-sonnet-20240620-v1:0';
 const REGION = 'us-east-1';
@@ -214,54 +213,33 @@ describe('ConverseStream over HTTP, against the mock', () => {
 
 // ---- SigV4 over the streaming request's own URL, checked against an independent computation.
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-const hmac = (key: string | Buffer, s: string) => createHmac('sha256', key).update(s).digest();
-
-function signatureFor(canonicalUri: string, headers: IncomingHttpHeaders, signedHeaders: string[], body: string): string {
-  const amzDate = String(headers['x-amz-date']);
-  const day = amzDate.slice(0, 8);
-  const canonical = ['POST', canonicalUri, '', ...signedHeaders.map((h) => `${h}:${String(headers[h]).trim()}`), '', signedHeaders.join(';'), sha256(body)].join('\n');
-  const toSign = ['AWS4-HMAC-SHA256', amzDate, `${day}/${REGION}/bedrock/aws4_request`, sha256(canonical)].join('\n');
-  const key = [day, REGION, 'bedrock', 'aws4_request'].reduce<Buffer | string>((k, part) => hmac(k, part), `AWS4${CREDENTIALS.secretAccessKey}`);
-  return createHmac('sha256', key).update(toSign).digest('hex');
-}
-
 describe('the streaming request on the wire', () => {
-  let server: Server;
-  let received: { url: string; headers: IncomingHttpHeaders; body: string } | undefined;
+  let server: Receiver;
   let client: ProviderClient;
 
   beforeAll(async () => {
-    server = createServer((req, res) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      req.on('end', () => {
-        received = { url: req.url ?? '', headers: req.headers, body };
-        res.writeHead(200, { 'content-type': 'application/vnd.amazon.eventstream' });
-        res.end(mockBody().body);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    client = new ProviderClient('bedrock', bedrockAdapter({ region: REGION, baseUrl: url, credentials: CREDENTIALS }), { timeout_ms: 5000, max_in_flight: 1 });
+    server = await new Receiver().start();
+    client = new ProviderClient('bedrock', bedrockAdapter({ region: REGION, baseUrl: server.origin, credentials: CREDENTIALS }), { timeout_ms: 5000, max_in_flight: 1 });
   });
   afterAll(async () => {
     await client.close();
-    await new Promise((resolve) => server.close(resolve));
+    await server.stop();
   });
 
   it('goes to converse-stream, asks for the event stream, and is signed over that path, accept header and body', async () => {
+    server.script.push({ status: 200, headers: { 'content-type': 'application/vnd.amazon.eventstream' }, body: mockBody().body });
     const result = await client.stream(ASK, MODEL, { completionId: 'c', onChunks: async () => {} });
     expect(result.ok).toBe(true);
+    const received = server.received.at(-1);
     expect(received!.url).toBe('/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream');
     expect(received!.headers.accept).toBe('application/vnd.amazon.eventstream');
-    const auth = /SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/.exec(String(received!.headers.authorization));
-    const signed = auth![1]!.split(';');
-    expect(signed).toEqual(expect.arrayContaining(['accept', 'host', 'x-amz-date']));
-    const sign = (uri: string) => signatureFor(uri, received!.headers, signed, received!.body);
-    expect(auth![2]).toBe(sign('/model/anthropic.claude-3-5-sonnet-20240620-v1%253A0/converse-stream'));
+    const auth = parseAuthorization(received!.headers.authorization);
+    expect(auth.signedHeaders).toEqual(expect.arrayContaining(['accept', 'host', 'x-amz-date']));
+    const sign = (canonicalUri: string) =>
+      expectedSignature({ canonicalUri, headers: received!.headers, signedHeaders: auth.signedHeaders, body: received!.body, secret: CREDENTIALS.secretAccessKey, region: REGION });
+    expect(auth.signature).toBe(sign('/model/anthropic.claude-3-5-sonnet-20240620-v1%253A0/converse-stream'));
     // A signature carried over from the Converse request would match this instead.
-    expect(auth![2]).not.toBe(sign('/model/anthropic.claude-3-5-sonnet-20240620-v1%253A0/converse'));
+    expect(auth.signature).not.toBe(sign('/model/anthropic.claude-3-5-sonnet-20240620-v1%253A0/converse'));
   });
 });
 

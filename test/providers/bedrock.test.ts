@@ -8,10 +8,7 @@
  * and the tool-use example (`top_song`, WZPZ) of
  * https://docs.aws.amazon.com/bedrock/latest/userguide/tool-use-inference-call.html.
  */
-import { createHash, createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bedrockDialect } from '../../src/mock-provider/dialects/bedrock.js';
 import { DEFAULT_BEHAVIOUR, startMockProvider } from '../../src/mock-provider/server.js';
@@ -20,6 +17,8 @@ import { redact, secretsOf } from '../../src/providers/redact.js';
 import { fromConverse, toConverse } from '../../src/providers/bedrock/translate.js';
 import { ProviderClient } from '../../src/providers/client.js';
 import type { ChatRequest, ProviderResult } from '../../src/providers/types.js';
+import { Receiver } from '../support/receiver.js';
+import { expectedSignature, parseAuthorization } from '../support/sigv4.js';
 
 const fixture = <T>(name: string): T => JSON.parse(readFileSync(new URL(`../fixtures/bedrock/${name}`, import.meta.url), 'utf8')) as T;
 
@@ -97,33 +96,6 @@ describe('error classification', () => {
 
 // ---- SigV4, computed here from the specification with node:crypto, independently of the adapter's signer.
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-const hmac = (key: string | Buffer, s: string) => createHmac('sha256', key).update(s).digest();
-
-function parseAuthorization(value: string | undefined) {
-  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/.exec(value ?? '');
-  if (!m) throw new Error(`not a SigV4 Authorization header: ${value}`);
-  return { accessKeyId: m[1]!, day: m[2]!, region: m[3]!, service: m[4]!, signedHeaders: m[5]!.split(';'), signature: m[6]! };
-}
-
-function expectedSignature(args: { canonicalUri: string; headers: Record<string, string | string[] | undefined>; signedHeaders: string[]; body: string; secret: string }): string {
-  const amzDate = String(args.headers['x-amz-date']);
-  const day = amzDate.slice(0, 8);
-  const canonicalRequest = [
-    'POST',
-    args.canonicalUri,
-    '',
-    ...args.signedHeaders.map((h) => `${h}:${String(args.headers[h]).trim().replace(/\s+/g, ' ')}`),
-    '',
-    args.signedHeaders.join(';'),
-    sha256(args.body),
-  ].join('\n');
-  const scope = `${day}/${REGION}/bedrock/aws4_request`;
-  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonicalRequest)].join('\n');
-  const key = [day, REGION, 'bedrock', 'aws4_request'].reduce<Buffer | string>((k, part) => hmac(k, part), `AWS4${args.secret}`);
-  return createHmac('sha256', key).update(stringToSign).digest('hex');
-}
-
 /** Lower-cases header names, as a server sees them. */
 const lower = (headers: Record<string, string>) => Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
 
@@ -142,7 +114,7 @@ describe('SigV4 signing', () => {
     expect(auth.signedHeaders).toEqual(expect.arrayContaining(['accept', 'content-type', 'host', 'x-amz-date']));
     expect(headers).toMatchObject({ 'content-type': 'application/json', accept: 'application/json', host: 'bedrock-runtime.us-east-1.amazonaws.com' });
 
-    const args = { headers, signedHeaders: auth.signedHeaders, body: call.body, secret: CREDENTIALS.secretAccessKey };
+    const args = { headers, signedHeaders: auth.signedHeaders, body: call.body, secret: CREDENTIALS.secretAccessKey, region: REGION };
     expect(auth.signature).toBe(expectedSignature({ ...args, canonicalUri: CANONICAL_URI }));
     // The check is sensitive to the path: signing it encoded once only, or decoded, gives other signatures.
     expect(auth.signature).not.toBe(expectedSignature({ ...args, canonicalUri: '/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse' }));
@@ -157,50 +129,40 @@ describe('SigV4 signing', () => {
     expect(headers['x-amz-security-token']).toBe(sessionToken);
     expect(auth.signedHeaders).toContain('x-amz-security-token');
     expect(auth.signature).toBe(
-      expectedSignature({ canonicalUri: CANONICAL_URI, headers, signedHeaders: auth.signedHeaders, body: call.body, secret: CREDENTIALS.secretAccessKey }),
+      expectedSignature({ canonicalUri: CANONICAL_URI, headers, signedHeaders: auth.signedHeaders, body: call.body, secret: CREDENTIALS.secretAccessKey, region: REGION }),
     );
   });
 
   describe('as received on the wire', () => {
-    let server: Server;
-    let url: string;
-    let received: { url: string; headers: IncomingHttpHeaders; body: string } | undefined;
+    let server: Receiver;
     let client: ProviderClient;
+    const answer = {
+      output: { message: { role: 'assistant', content: [{ text: 'hi' }] } },
+      stopReason: 'end_turn',
+      usage: { inputTokens: 1, outputTokens: 1, totalTokens: 2 },
+      metrics: { latencyMs: 1 },
+    };
 
     beforeAll(async () => {
-      server = createServer((req, res) => {
-        let body = '';
-        req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        req.on('end', () => {
-          received = { url: req.url ?? '', headers: req.headers, body };
-          res.writeHead(200, { 'content-type': 'application/json', 'x-amzn-requestid': 'req-123' });
-          const answer = {
-            output: { message: { role: 'assistant', content: [{ text: 'hi' }] } },
-            stopReason: 'end_turn',
-            usage: { inputTokens: 1, outputTokens: 1, totalTokens: 2 },
-            metrics: { latencyMs: 1 },
-          };
-          res.end(JSON.stringify(answer));
-        });
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      client = new ProviderClient('bedrock', bedrockAdapter({ region: REGION, baseUrl: url, credentials: CREDENTIALS }), { timeout_ms: 5000, max_in_flight: 2 });
+      server = await new Receiver().start();
+      client = new ProviderClient('bedrock', bedrockAdapter({ region: REGION, baseUrl: server.origin, credentials: CREDENTIALS }), { timeout_ms: 5000, max_in_flight: 2 });
     });
 
     afterAll(async () => {
       await client.close();
-      await new Promise((resolve) => server.close(resolve));
+      await server.stop();
     });
 
     it('the path, host and body undici sends are the ones that were signed', async () => {
+      server.script.push({ status: 200, headers: { 'content-type': 'application/json', 'x-amzn-requestid': 'req-123' }, body: JSON.stringify(answer) });
       const result = await client.complete(HELLO, MODEL);
       expect(result).toMatchObject({ ok: true, completion: { id: 'chatcmpl-req-123' } });
+      const received = server.received.at(-1);
       expect(received!.url).toBe('/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse');
-      expect(received!.headers.host).toBe(url.slice('http://'.length));
+      expect(received!.headers.host).toBe(server.origin.slice('http://'.length));
       const auth = parseAuthorization(received!.headers.authorization);
       expect(auth.signature).toBe(
-        expectedSignature({ canonicalUri: CANONICAL_URI, headers: received!.headers, signedHeaders: auth.signedHeaders, body: received!.body, secret: CREDENTIALS.secretAccessKey }),
+        expectedSignature({ canonicalUri: CANONICAL_URI, headers: received!.headers, signedHeaders: auth.signedHeaders, body: received!.body, secret: CREDENTIALS.secretAccessKey, region: REGION }),
       );
     });
   });

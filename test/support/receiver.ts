@@ -2,6 +2,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 
 export interface Received {
   at: number;
+  /** The request's path and query, as sent. */
+  url: string;
   headers: IncomingHttpHeaders;
   body: string;
 }
@@ -11,9 +13,11 @@ export interface Answer {
   status: number;
   delayMs?: number;
   headers?: Record<string, string>;
+  /** What it answers with; `ok` unless given. */
+  body?: string | Uint8Array;
 }
 
-/** A webhook receiver on loopback that records every delivery byte for byte and answers from a script. */
+/** A receiver on loopback (webhooks, a fake provider endpoint) that records every request byte for byte and answers from a script. */
 export class Receiver {
   readonly received: Received[] = [];
   /** Answers to give, in order; when empty, 200. */
@@ -32,12 +36,12 @@ export class Receiver {
       req.setEncoding('utf8');
       req.on('data', (c: string) => (body += c));
       req.on('end', () => {
-        this.received.push({ at: Date.now(), headers: req.headers, body });
+        this.received.push({ at: Date.now(), url: req.url ?? '', headers: req.headers, body });
         const answer = this.script.shift() ?? { status: 200 };
         setTimeout(() => {
           if (res.destroyed) return;
           res.writeHead(answer.status, answer.headers);
-          res.end('ok');
+          res.end(answer.body ?? 'ok');
         }, answer.delayMs ?? 0);
       });
     });
@@ -47,7 +51,11 @@ export class Receiver {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}/hooks`;
+    return `${this.origin}/hooks`;
+  }
+
+  get origin(): string {
+    return `http://127.0.0.1:${this.port}`;
   }
 
   async stop(): Promise<void> {
