@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WorkerOptions } from 'bullmq';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis } from './support/broker.js';
 
 describe('job lifecycle', () => {
@@ -72,9 +73,14 @@ describe('job lifecycle', () => {
     expect(fields).toContain('result');
     expect(fields).not.toContain('request');
     const hop = await broker.runtime.queues.get('primary').getJob(`${res.body.id}-h0`);
+    // Kept for Bull Board, bounded by the workers' retention; no hop stores the retention itself
+    // (BullMQ keeps a job's options in its hash, so that would cost every queued hop).
+    expect(await hop?.getState()).toBe('completed');
+    expect(hop?.opts.removeOnComplete).toBeUndefined();
+    const [worker] = (broker.runtime.pool as unknown as { workers: { opts: WorkerOptions }[] }).workers;
     // Failed hops are kept longer than completed ones: they are what an operator comes back to.
-    expect(hop?.opts.removeOnComplete).toEqual({ count: 1000, age: 3600 });
-    expect(hop?.opts.removeOnFail).toEqual({ count: 5000, age: 7 * 24 * 3600 });
+    expect(worker?.opts.removeOnComplete).toEqual({ count: 1000, age: 3600 });
+    expect(worker?.opts.removeOnFail).toEqual({ count: 5000, age: 7 * 24 * 3600 });
     expect(hop?.opts.priority).toBe(5);
     client.disconnect();
   });

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
-import { type HopData, NO_RPM_LIMIT, queueName } from '../src/queues/provider-queues.js';
+import { type HopData, hopRetention, NO_RPM_LIMIT, queueName } from '../src/queues/provider-queues.js';
 import { HopProcessor, type HopProcessorDeps, JobEnded } from './hop-processor.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
@@ -56,6 +56,7 @@ export class ProviderPool {
         // Workers idle on an empty queue look again every second: a queue-wide pause (a 429, a spent
         // token budget) leaves no marker to wake them when it ends, so this bounds the extra wait.
         drainDelay: 1,
+        ...hopRetention(config.retention),
       });
       // A hop whose processing itself failed (Redis unreachable, a bug) must still end its job visibly.
       worker.on('failed', (job, err) => {

@@ -8,13 +8,15 @@
   ARGV[7] the hop's BullMQ job key ('' for none), ARGV[8] lines for its job log
   Returns the job's status when recorded, '' when the record is gone.
 ]]
+--- @include "readRecord"
 --- @include "countAttempt"
 --- @include "hopLog"
 
-local status = redis.call('HGET', KEYS[1], 'status')
+local rec = readRecord(KEYS[1], {'status', unpack(COUNT_FIELDS)})
+local status = rec.status
 if not status then
   return ''
 end
-countAttempt(KEYS[1], KEYS[2], ARGV[5], ARGV[6], ARGV[1], 'late', ARGV[2], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[1], 'attempts', countAttempt(KEYS[2], ARGV[5], ARGV[6], ARGV[1], 'late', ARGV[2], ARGV[3], ARGV[4], rec))
 hopLog(ARGV[7], ARGV[8])
 return status

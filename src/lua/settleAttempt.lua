@@ -15,13 +15,15 @@
   applied, 2 when applied and the job's end owes a webhook event.
 ]]
 --- @include "isTerminal"
+--- @include "readRecord"
 --- @include "jobEnded"
 --- @include "countAttempt"
 --- @include "hopLog"
 --- @include "inflight"
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'lease')
-local status = f[1]
+-- Every field the steps below need, in one read; the record is then written once.
+local rec = readRecord(KEYS[1], {'status', 'hop', 'lease', 'affinity', 'attempts', 'tenant', 'budget_alias', 'webhook_url', 'batch', 'est_e10', 'est_month'})
+local status = rec.status
 if not status then
   return 0
 end
@@ -29,43 +31,49 @@ if isTerminal(status) then
   -- Ended meanwhile (cancelled, expired): the caller records the call as late, if there was one.
   return 3
 end
-if tonumber(f[2]) ~= tonumber(ARGV[1]) then
+if tonumber(rec.hop) ~= tonumber(ARGV[1]) then
   return 0
 end
-if ARGV[6] ~= '' then
-  countAttempt(KEYS[1], KEYS[2], ARGV[11], ARGV[12], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+local writes = {}
+for i = 16, #ARGV do
+  writes[#writes + 1] = ARGV[i]
 end
-if #ARGV >= 16 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 16))
+if ARGV[6] ~= '' then
+  writes[#writes + 1] = 'attempts'
+  writes[#writes + 1] = countAttempt(KEYS[2], ARGV[11], ARGV[12], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], rec)
 end
 hopLog(ARGV[13], ARGV[14])
 local now = tonumber(ARGV[2])
+local function write(...)
+  for _, v in ipairs({...}) do
+    writes[#writes + 1] = v
+  end
+  redis.call('HSET', KEYS[1], unpack(writes))
+end
 if ARGV[7] == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'queued')
-  redis.call('HINCRBY', KEYS[1], 'hop', 1)
-  dropLease(f[3], ARGV[5])
+  dropLease(rec.lease, ARGV[5])
   if ARGV[15] ~= '' then
     redis.call('ZADD', ARGV[15], now + QUEUED_LEASE_MS, ARGV[5])
-    redis.call('HSET', KEYS[1], 'lease', ARGV[15])
-  elseif f[3] then
-    redis.call('HDEL', KEYS[1], 'lease')
-  end
-elseif ARGV[7] == 'retry' then
-  redis.call('HSET', KEYS[1], 'status', 'queued')
-  if f[3] then
-    redis.call('ZADD', f[3], now + QUEUED_LEASE_MS, ARGV[5])
-  end
-else
-  if ARGV[7] == 'succeeded' then
-    -- Affinity: the prompt prefix this job carried now points at the target that served it.
-    local affinity = redis.call('HGET', KEYS[1], 'affinity')
-    if affinity then
-      local sep = string.find(affinity, ' ', 1, true)
-      local target = cjson.decode(redis.call('HGET', KEYS[1], 'chain'))[tonumber(ARGV[1]) + 1]
-      redis.call('SET', string.sub(affinity, 1, sep - 1), target, 'EX', string.sub(affinity, sep + 1))
+    write('status', 'queued', 'hop', tonumber(ARGV[1]) + 1, 'lease', ARGV[15])
+  else
+    write('status', 'queued', 'hop', tonumber(ARGV[1]) + 1)
+    if rec.lease then
+      redis.call('HDEL', KEYS[1], 'lease')
     end
   end
-  redis.call('HSET', KEYS[1], 'status', ARGV[7], 'finished_at', ARGV[2])
-  return 1 + jobEnded(KEYS[1], KEYS[3], ARGV[11], ARGV[3], ARGV[4], ARGV[2], ARGV[5], ARGV[7])
+elseif ARGV[7] == 'retry' then
+  write('status', 'queued')
+  if rec.lease then
+    redis.call('ZADD', rec.lease, now + QUEUED_LEASE_MS, ARGV[5])
+  end
+else
+  if ARGV[7] == 'succeeded' and rec.affinity then
+    -- Affinity: the prompt prefix this job carried now points at the target that served it.
+    local sep = string.find(rec.affinity, ' ', 1, true)
+    local target = cjson.decode(redis.call('HGET', KEYS[1], 'chain'))[tonumber(ARGV[1]) + 1]
+    redis.call('SET', string.sub(rec.affinity, 1, sep - 1), target, 'EX', string.sub(rec.affinity, sep + 1))
+  end
+  write('status', ARGV[7], 'finished_at', ARGV[2])
+  return 1 + jobEnded(KEYS[1], KEYS[3], ARGV[11], ARGV[3], ARGV[4], ARGV[2], ARGV[5], ARGV[7], rec)
 end
 return 1

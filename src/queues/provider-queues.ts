@@ -27,6 +27,14 @@ export function bullPriority(priority: number): number {
 
 const ADD_BULK_CHUNK = 1000;
 
+/** How many finished hop jobs BullMQ keeps, and how long (Bull Board shows them): the workers' removeOnComplete/removeOnFail. */
+export function hopRetention(retention: Config['retention']) {
+  return {
+    removeOnComplete: { count: retention.queue_keep_completed, age: retention.queue_keep_completed_age_s },
+    removeOnFail: { count: retention.queue_keep_failed, age: retention.queue_keep_failed_age_s },
+  };
+}
+
 /** BullMQ's limiter needs a max for `queue.rateLimit` (429 pauses) to bite; this one never binds. */
 export const NO_RPM_LIMIT = 1_000_000_000;
 
@@ -77,8 +85,8 @@ export class ProviderQueues {
     );
   }
 
+  /** Retention is the workers' option (hopRetention), not each job's: BullMQ stores a job's options with it. */
   private hopOptions(id: string, hop: number, priority: number) {
-    const { queue_keep_completed, queue_keep_completed_age_s, queue_keep_failed, queue_keep_failed_age_s } = this.config.retention;
     return {
       jobId: hopJobId(id, hop),
       priority: bullPriority(priority),
@@ -86,8 +94,6 @@ export class ProviderQueues {
       // BullMQ's failed state, unrecoverably: retrying it would not change what the provider said.
       attempts: 3,
       backoff: { type: 'exponential' as const, delay: 1000 },
-      removeOnComplete: { count: queue_keep_completed, age: queue_keep_completed_age_s },
-      removeOnFail: { count: queue_keep_failed, age: queue_keep_failed_age_s },
     };
   }
 

@@ -27,8 +27,16 @@ export type ScriptClient = Redis & Record<ScriptName, (...args: (string | number
 
 const read = (path: string) => readFileSync(new URL(`../lua/${path}.lua`, import.meta.url), 'utf8');
 
-/** `--- @include "name"` pulls in src/lua/includes/name.lua, as BullMQ's scripts share their helpers. */
-const withIncludes = (source: string) => source.replace(/^--- @include "([A-Za-z]+)"$/gm, (_line, name: string) => read(`includes/${name}`));
+/**
+ * `--- @include "name"` pulls in src/lua/includes/name.lua, as BullMQ's scripts share their helpers;
+ * an include may include others, and each is pulled in once, where it is first named.
+ */
+const withIncludes = (source: string, seen = new Set<string>()): string =>
+  source.replace(/^--- @include "([A-Za-z]+)"$/gm, (_line, name: string) => {
+    if (seen.has(name)) return '';
+    seen.add(name);
+    return withIncludes(read(`includes/${name}`), seen);
+  });
 
 const sources = Object.fromEntries(Object.keys(SCRIPTS).map((name) => [name, withIncludes(read(name))])) as Record<ScriptName, string>;
 

@@ -143,6 +143,8 @@ const json = <T>(v: string | null | undefined, fallback: T): T => (v ? (JSON.par
 export function parseRecord(values: (string | null)[]): JobRecord | null {
   const f = Object.fromEntries(RECORD_FIELDS.map((k, i) => [k, values[i] ?? null])) as Record<(typeof RECORD_FIELDS)[number], string | null>;
   if (!f.id || !f.status) return null;
+  const chain = json<string[]>(f.chain, []);
+  const attempts = json<Attempt[]>(f.attempts, []);
   return {
     id: f.id,
     tenant: f.tenant ?? '',
@@ -155,12 +157,12 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
     started_at: num(f.started_at),
     finished_at: num(f.finished_at),
     deadline_at: num(f.deadline_at),
-    chain: json(f.chain, []),
+    chain,
     hop: Number(f.hop ?? 0),
-    routing: json(f.routing, null),
-    attempts: json(f.attempts, []),
+    routing: f.routing ? withCandidates(JSON.parse(f.routing) as StoredRouting, chain) : null,
+    attempts,
     result: json(f.result, null),
-    usage: json(f.usage, null),
+    usage: json(f.usage, null) ?? (f.result ? (attempts.findLast((a) => a.outcome === 'succeeded')?.usage ?? null) : null),
     cost_usd: num(f.cost_usd),
     error: json(f.error, null),
     webhook_url: f.webhook_url || null,
@@ -168,6 +170,23 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
     reopened: Number(f.reopened ?? 0),
     webhook_attempts: [],
   };
+}
+
+/** A routing record as stored: `candidates` is left out when it only repeats the chain (each at tier 1, in order). */
+type StoredRouting = Omit<RoutingRecord, 'candidates'> & { candidates?: RoutingCandidate[] };
+
+const plainCandidate = (c: RoutingCandidate, i: number, chain: string[]) =>
+  c.target === chain[i] && c.tier === 1 && c.position === i && Object.keys(c).length === 3;
+
+/** The routing record to store for a job with `chain`: most jobs' candidates are just their chain. */
+export function storedRouting(routing: RoutingRecord, chain: string[]): string {
+  if (routing.candidates.length !== chain.length || !routing.candidates.every((c, i) => plainCandidate(c, i, chain))) return JSON.stringify(routing);
+  const { candidates: _, ...rest } = routing;
+  return JSON.stringify(rest);
+}
+
+function withCandidates(stored: StoredRouting, chain: string[]): RoutingRecord {
+  return stored.candidates ? (stored as RoutingRecord) : { ...stored, candidates: chain.map((target, position) => ({ target, tier: 1, position })) };
 }
 
 const seconds = (ms: number | null): number | null => (ms === null ? null : Math.floor(ms / 1000));

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, type Usage, type WebhookAttempt } from './job-record.js';
+import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, storedRouting, type Usage, type WebhookAttempt } from './job-record.js';
 import { Keys } from './keys.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
 
@@ -98,6 +98,8 @@ export function monthOf(ms: number): string {
   return month.label;
 }
 
+const sameUsage = (a: Usage, b: Usage | undefined) => a === b;
+
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
@@ -123,15 +125,22 @@ export class JobStore {
 
   /** `lease` names the admission lease this job was admitted under (see TenantLimits). */
   async create(job: NewJob, idempotency?: Idempotency, lease?: string): Promise<CreateOutcome> {
+    // Fields at their default (no task, no model, no metadata, an empty ledger) are left out: each
+    // costs a queued job memory, and parseRecord reads their absence as the default.
     const fields: (string | number)[] = [
-      'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'task', job.task ?? '', 'model', job.model ?? '',
-      'priority', job.priority, 'metadata', JSON.stringify(job.metadata), 'created_at', job.created_at,
-      'chain', JSON.stringify(job.chain), 'hop', job.hop, 'attempts', '[]', 'request', job.requestJson ?? JSON.stringify(job.request),
+      'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'priority', job.priority, 'created_at', job.created_at,
+      'chain', JSON.stringify(job.chain), 'hop', job.hop, 'request', job.requestJson ?? JSON.stringify(job.request),
     ];
+    if (job.task) fields.push('task', job.task);
+    if (job.model) fields.push('model', job.model);
+    for (const _ in job.metadata) {
+      fields.push('metadata', JSON.stringify(job.metadata));
+      break;
+    }
     if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
     if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
     if (job.batch) fields.push('batch', job.batch);
-    if (job.routing) fields.push('routing', JSON.stringify(job.routing));
+    if (job.routing) fields.push('routing', storedRouting(job.routing, job.chain));
     if (job.routing?.alias) fields.push('alias', job.routing.alias);
     if (job.budgetAlias) fields.push('budget_alias', job.budgetAlias);
     if (job.affinity) fields.push('affinity', job.affinity);
@@ -167,6 +176,12 @@ export class JobStore {
     await Promise.all(
       jobs.map((j) => this.redis.discardJob(this.keys.job(j.id), this.keys.jobIndex(j.tenant), this.idempotencyKey(j.tenant, j.idempotency), this.keys.tenant(j.tenant), j.id)),
     );
+  }
+
+  /** Whose job it is and where it stands, without reading the record. */
+  async peek(id: string): Promise<{ tenant: string; status: JobStatus } | null> {
+    const [tenant, status] = await this.redis.hmget(this.keys.job(id), 'tenant', 'status');
+    return status ? { tenant: tenant ?? '', status: status as JobStatus } : null;
   }
 
   async get(id: string): Promise<JobRecord | null> {
@@ -246,7 +261,8 @@ export class JobStore {
     const fields: (string | number)[] = [];
     if (outcome.status === 'succeeded') {
       fields.push('result', JSON.stringify(outcome.result));
-      if (outcome.usage) fields.push('usage', JSON.stringify(outcome.usage));
+      // The attempt that succeeded carries the same usage; parseRecord reads it from there.
+      if (outcome.usage && !sameUsage(outcome.usage, attempt?.usage)) fields.push('usage', JSON.stringify(outcome.usage));
       if (outcome.cost_usd !== null) fields.push('cost_usd', outcome.cost_usd);
     } else if (outcome.status === 'failed') {
       fields.push('error', JSON.stringify(outcome.error));

@@ -81,14 +81,16 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
       // Listen before reading, so a terminal event between the read and the wait is not missed.
       const listener = events.listen(id);
       try {
+        // Its owner and status only: a job that has not ended is read whole once, when it has.
+        const peek = await store.peek(id);
+        if (!peek || peek.tenant !== request.tenant) return reply.code(404).send(notFound(id));
+        if (!isTerminal(peek.status)) {
+          const gone = new AbortController();
+          reply.raw.once('close', () => gone.abort());
+          await listener.wait(wait * 1000, gone.signal);
+        }
         const job = visible(await store.get(id), request.tenant);
-        if (!job) return reply.code(404).send(notFound(id));
-        if (isTerminal(job.status)) return toPublicJob(job);
-        const gone = new AbortController();
-        reply.raw.once('close', () => gone.abort());
-        await listener.wait(wait * 1000, gone.signal);
-        const latest = await store.get(id);
-        return toPublicJob(latest ?? job);
+        return job ? toPublicJob(job) : reply.code(404).send(notFound(id));
       } finally {
         listener.cancel();
         app.held.release(request.tenant);

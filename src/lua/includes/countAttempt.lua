@@ -4,17 +4,19 @@
   same step, so the totals never drift from the ledger. Used by the hop that settles a job and by
   a call that finished after its job had ended (lateAttempt).
   `usageKey` is the provider's totals hash; `prompt`, `completion` and `costE10` are '' when unknown.
+  `rec` holds the record's COUNT_FIELDS, read by the caller (readRecord). Returns the ledger with
+  the attempt appended, for the caller to write with whatever else it writes to the record.
 ]]
-local function countAttempt(jobKey, usageKey, prefix, month, attempt, outcome, prompt, completion, costE10)
-  local attempts = redis.call('HGET', jobKey, 'attempts')
+local COUNT_FIELDS = {'attempts', 'tenant', 'budget_alias'}
+
+local function countAttempt(usageKey, prefix, month, attempt, outcome, prompt, completion, costE10, rec)
+  local attempts = rec.attempts
   if not attempts or attempts == '[]' then
     attempts = '[' .. attempt .. ']'
   else
     attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
   end
-  redis.call('HSET', jobKey, 'attempts', attempts)
-  local owner = redis.call('HMGET', jobKey, 'tenant', 'budget_alias')
-  local tenantKey = prefix .. ':tenant:' .. (owner[1] or '')
+  local tenantKey = prefix .. ':tenant:' .. (rec.tenant or '')
   redis.call('HINCRBY', usageKey, 'attempts', 1)
   if outcome == 'succeeded' then
     redis.call('HINCRBY', usageKey, 'succeeded', 1)
@@ -29,8 +31,9 @@ local function countAttempt(jobKey, usageKey, prefix, month, attempt, outcome, p
     redis.call('HINCRBY', usageKey, 'cost_e10', costE10)
     redis.call('HINCRBY', tenantKey, 'cost_e10', costE10)
     redis.call('HINCRBY', tenantKey, 'spend_e10:' .. month, costE10)
-    if owner[2] then
-      redis.call('HINCRBY', prefix .. ':alias:' .. owner[2], 'spend_e10:' .. month, costE10)
+    if rec.budget_alias then
+      redis.call('HINCRBY', prefix .. ':alias:' .. rec.budget_alias, 'spend_e10:' .. month, costE10)
     end
   end
+  return attempts
 end

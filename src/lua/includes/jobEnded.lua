@@ -1,3 +1,4 @@
+--- @include "readRecord"
 --[[
   What happens when a job ends, whichever script ends it (settled by its hop, cancelled, expired),
   in the same atomic step as the status change:
@@ -10,10 +11,14 @@
   - long-polls waiting on the job are woken.
   Returns 1 when a webhook event is owed, so the caller can hand it on at once, else 0.
   Keys under `prefix` are built here as BullMQ builds its own: every one shares the prefix's hash tag.
+  `rec` holds the record's ENDED_FIELDS when the caller has read them already (readRecord).
 ]]
-local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status)
+local ENDED_FIELDS = {'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month', 'lease'}
+
+local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status, rec)
   local owed = 0
-  local f = redis.call('HMGET', jobKey, 'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month', 'lease')
+  local r = rec or readRecord(jobKey, ENDED_FIELDS)
+  local f = {r.tenant, r.webhook_url, r.batch, r.est_e10, r.est_month, r.lease}
   if f[6] then
     redis.call('ZREM', f[6], id)
   end
