@@ -26,6 +26,7 @@ import { queuedBytes } from './queued-bytes.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
 import { routingCosts, tokenCounting } from './routing.js';
 import { submitThenWait } from './submit-wait.js';
+import { type TargetName, targetRows } from './targets.js';
 import { chatBody, closedLoop, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
 const N = Number(process.env.BENCH_JOBS ?? 20_000);
@@ -40,6 +41,15 @@ const wanted = (name: string) => !ONLY || ONLY.includes(name);
 // Real deployments log one line per attempt; the bench pays for it too, writing to /dev/null.
 const log = pino({ ...loggerOptions(), level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
 const quiet = pino({ level: 'silent' });
+
+/** A markdown table, as the README carries it. */
+function printTable(rows: [string, string, string, string][], header: [string, string, string, string]): void {
+  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), header[c]!.length));
+  const line = (r: string[]) => `| ${r.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
+  console.log(line(header));
+  console.log(line(widths.map((w) => '-'.repeat(w))));
+  for (const r of rows) console.log(line(r));
+}
 
 const prefixes: string[] = [];
 const newPrefix = () => {
@@ -440,6 +450,7 @@ async function main() {
   const redisVersion = /redis_version:(\S+)/.exec(await info.info('server'))?.[1];
   try {
     const rows: [string, string, string, string][] = [];
+    const measured: Partial<Record<TargetName, number>> = {};
     if (wanted('throughput')) {
       process.stderr.write('end-to-end throughput…\n');
       const raw = await rawThroughput(redis.url);
@@ -452,6 +463,8 @@ async function main() {
         ['Redis per job, submit to result: commands / CPU µs / KB in / KB out', redisCost(sy.redis), `${redisCost(raw.redis)} (add + no-op process)`, `${fmt(sy.redis.cpuUs / raw.redis.cpuUs, 2)}× CPU`],
         ['', '', `${redisCost(hand.redis)} (hand-written worker)`, `${fmt(sy.redis.cpuUs / hand.redis.cpuUs, 2)}× CPU`],
       );
+      measured.endToEnd = sy.rate / hand.perSecond;
+      measured.redisCpu = sy.redis.cpuUs / raw.redis.cpuUs;
     }
     if (wanted('intake')) {
       process.stderr.write('intake…\n');
@@ -460,6 +473,7 @@ async function main() {
         [`intake POST /v1/jobs (req/s, ${HTTP_CONCURRENCY} in flight)`, fmt(intake.switchyard), `${fmt(intake.rawHttp)} (bare Fastify + queue.add)`, fmt(intake.switchyard / intake.rawHttp, 2)],
         ['', '', `${fmt(intake.rawAdd)} (queue.add, no HTTP)`, fmt(intake.switchyard / intake.rawAdd, 2)],
       );
+      measured.intake = intake.switchyard / intake.rawHttp;
     }
     if (wanted('latency')) {
       process.stderr.write(`overhead latency at ${PACE_PER_S} jobs/s for ${PACE_SECONDS} s…\n`);
@@ -468,6 +482,7 @@ async function main() {
         [`overhead latency p50 / p95 / p99 (ms) at ${PACE_PER_S} jobs/s`, ms(lat.switchyard), `${ms(lat.raw)} (add → completed)`, ''],
         ['  provider call time, excluded above (ms)', ms(lat.provider), '', ''],
       );
+      measured.overhead = lat.switchyard.p99;
     }
     if (wanted('rss')) {
       process.stderr.write(`peak RSS with ${fmt(IN_FLIGHT)} jobs in flight…\n`);
@@ -498,6 +513,7 @@ async function main() {
       process.stderr.write('bulk intake…\n');
       const bulk = await bulkIntake(redis.url, mockBaseUrl);
       rows.push([`bulk intake POST /v1/jobs/bulk (jobs/s, 1,000 a request)`, fmt(bulk.switchyard), `${fmt(bulk.raw)} (addBulk, 1,000 a call)`, fmt(bulk.switchyard / bulk.raw, 2)]);
+      measured.bulk = bulk.switchyard / bulk.raw;
     }
     if (wanted('batch')) {
       process.stderr.write('big batch…\n');
@@ -514,11 +530,14 @@ async function main() {
       process.stderr.write('submit then wait…\n');
       const runs = await submitThenWait(redis.url, mockBaseUrl, newPrefix(), [{ callers: 32, jobs: 3000 }, { callers: 4, jobs: 1000 }]);
       for (const r of runs) rows.push([`submit then wait (POST + ?wait), ${r.callers} callers, npm start: jobs/s; p50 / p99 ms`, `${fmt(r.perSecond)}; ${fmt(r.p50, 1)} / ${fmt(r.p99, 1)}`, '', '']);
+      measured.submitWait32 = runs.find((r) => r.callers === 32)?.perSecond;
+      measured.submitWait4 = runs.find((r) => r.callers === 4)?.p50;
     }
     if (wanted('bytes')) {
       process.stderr.write('Redis bytes per queued job…\n');
       const bytes = await queuedBytes(redis.url, configFor(redis.url, mockBaseUrl), newPrefix(), Math.min(N, 10_000), quiet);
       rows.push([`Redis memory per queued job (bytes; request ${fmt(bytes.requestBytes)} B)`, fmt(bytes.switchyard), `${fmt(bytes.raw)} (BullMQ job, request as data)`, fmt(bytes.switchyard / bytes.raw, 2)]);
+      measured.bytes = bytes.switchyard - bytes.requestBytes;
     }
     if (wanted('routing')) {
       process.stderr.write('routing strategies…\n');
@@ -532,12 +551,12 @@ async function main() {
         rows.push([`prompt tokens, ${t.size}: estimate / o200k tokenizer (µs per job; tokens)`, `${fmt(t.estimateUs, 2)} / ${fmt(t.tokenizerUs, 1)}`, `${fmt(t.estimate)} / ${fmt(t.tokens)}`, '']);
       }
     }
-    const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'Switchyard', 'raw BullMQ', 'ratio'][c]!.length));
-    const line = (r: string[]) => `| ${r.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
     console.log(`\nSwitchyard bench: node ${process.version}, ${cpus().length} cores, Redis ${redisVersion}, ${new Date().toISOString().slice(0, 10)}\n`);
-    console.log(line(['scenario', 'Switchyard', 'raw BullMQ', 'ratio']));
-    console.log(line(widths.map((w) => '-'.repeat(w))));
-    for (const r of rows) console.log(line(r));
+    printTable(rows, ['scenario', 'Switchyard', 'raw BullMQ', 'ratio']);
+    if (Object.keys(measured).length > 0) {
+      console.log('');
+      printTable(targetRows(measured), ['hot-path target (issue 15)', 'target', 'this run', '']);
+    }
   } finally {
     for (const p of prefixes) {
       const keys = await info.keys(`${p}*`);
