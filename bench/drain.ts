@@ -23,20 +23,33 @@ export async function terminalCounter(redisUrl: string, channel: string, n: numb
   return { all, close: () => sub.disconnect() };
 }
 
-/** Submits `n` jobs through the intake, 500 at a time. */
-export async function fill(rt: Runtime, n: number): Promise<void> {
+/** Who submits and where to: one tenant and the default task, unless a scenario spreads them. */
+export interface Mix {
+  tenants: string[];
+  models?: string[];
+}
+
+/** Submits `n` jobs through the intake, 500 at a time, job i from tenant i and to model i of the mix (round robin). */
+export async function fill(rt: Runtime, n: number, mix: Mix = { tenants: ['bench'] }): Promise<void> {
+  const { tenants, models } = mix;
   for (let i = 0; i < n; i += 500) {
-    await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => rt.intake.submit({ priority: 5, metadata: {}, request: chatBody(i + k) }, { tenant: 'bench' })));
+    await Promise.all(
+      Array.from({ length: Math.min(500, n - i) }, (_, k) => {
+        const j = i + k;
+        const model = models?.[j % models.length];
+        return rt.intake.submit({ priority: 5, metadata: {}, request: chatBody(j), ...(model && { model }) }, { tenant: tenants[j % tenants.length]! });
+      }),
+    );
   }
 }
 
 /** `beforeFill` gets the intake-only runtime first, for measurements of its own. */
-export async function drain(config: Config, redisUrl: string, n: number, log: Logger, quiet: Logger, beforeFill?: (rt: Runtime) => Promise<void>): Promise<{ rate: number; redis: RedisWork }> {
+export async function drain(config: Config, redisUrl: string, n: number, log: Logger, quiet: Logger, beforeFill?: (rt: Runtime) => Promise<void>, mix?: Mix): Promise<{ rate: number; redis: RedisWork }> {
   const meter = new Redis(redisUrl);
   const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
   await beforeFill?.(intakeOnly);
   const before = await redisWork(meter);
-  await fill(intakeOnly, n);
+  await fill(intakeOnly, n, mix);
   const counter = await terminalCounter(redisUrl, intakeOnly.store.keys.events, n);
   const t0 = performance.now();
   const workers = await startRuntime({ config, redisUrl, log, workers: [] });

@@ -3,7 +3,7 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, bytes, routing) runs a subset.
+ * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, bytes, cluster, routing) runs a subset.
  * BENCH_ROUTING_JOBS (default 5000) sets the size of each routing strategy's run.
  * BENCH_BATCH_LINES (default 50000) sets the batch size.
  */
@@ -24,6 +24,7 @@ import { drain, terminalCounter } from './drain.js';
 import { handWrittenThroughput } from './hand-written.js';
 import { queuedBytes } from './queued-bytes.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
+import { clusterSplit } from './cluster.js';
 import { routingCosts, tokenCounting } from './routing.js';
 import { submitThenWait } from './submit-wait.js';
 import { type TargetName, targetRows } from './targets.js';
@@ -538,6 +539,16 @@ async function main() {
       const bytes = await queuedBytes(redis.url, configFor(redis.url, mockBaseUrl), newPrefix(), Math.min(N, 10_000), quiet);
       rows.push([`Redis memory per queued job (bytes; request ${fmt(bytes.requestBytes)} B)`, fmt(bytes.switchyard), `${fmt(bytes.raw)} (BullMQ job, request as data)`, fmt(bytes.switchyard / bytes.raw, 2)]);
       measured.bytes = bytes.switchyard - bytes.requestBytes;
+    }
+    if (wanted('cluster')) {
+      process.stderr.write('sharded layout on a 3-master cluster…\n');
+      const split = await clusterSplit(redis.url, mockBaseUrl, Math.min(N, 10_000), newPrefix, log, quiet);
+      const sum = split.masters.reduce((a, m) => a + m.cpuUs, 0);
+      const busiest = Math.max(...split.masters.map((m) => m.cpuUs));
+      rows.push(
+        [`sharded, 3 masters (12 shards; 48 tenants × 3 providers), ${fmt(split.jobs)} jobs: per master commands / CPU µs a job`, split.masters.map((m) => `${fmt(m.calls, 1)} / ${fmt(m.cpuUs)}`).join('; '), `${fmt(split.single.calls, 1)} / ${fmt(split.single.cpuUs)} (one Redis, unsharded)`, `${fmt(busiest / split.single.cpuUs, 2)} busiest`],
+        ['  all masters together (CPU µs a job; ratio to one Redis)', fmt(sum), '', fmt(sum / split.single.cpuUs, 2)],
+      );
     }
     if (wanted('routing')) {
       process.stderr.write('routing strategies…\n');

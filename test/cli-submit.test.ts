@@ -85,7 +85,7 @@ function captureStream(isTTY: boolean): { stream: Writable; text: () => string }
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 /** Jobs the broker holds for a tenant: its index zset. */
-const jobCount = (broker: TestBroker, tenant = 'default') => withRedis((redis) => redis.zcard(`${broker.prefix}:jobs:${tenant}`));
+const jobCount = (broker: TestBroker, tenant = 'default') => withRedis((redis) => redis.zcard(broker.runtime.store.keys.jobIndex(tenant)));
 
 /** A temp dir, mock providers and a broker for one describe block, torn down after it. */
 function brokerFixture<P extends string>(dirPrefix: string, behaviours: Record<P, Partial<MockServer['behaviour']>>, extra: Record<string, unknown> = {}) {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Receiver } from './support/receiver.js';
-import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, testRedis, waitFor } from './support/broker.js';
 
 /**
  * Redis Cluster runs a multi-key script only when all its keys share a slot. With a hash-tagged
@@ -21,6 +21,8 @@ describe('Redis Cluster: one hash slot for every key', () => {
       configFor(
         { p: mock },
         {
+          // The one-slot layout, whatever SY_TEST_SHARDS says (test/cluster-sharding.test.ts covers the sharded one).
+          redis: { url: redisUrl(), prefix: testPrefix(), shards: 0 },
           webhooks: { secret: `whsec_${randomBytes(32).toString('base64')}`, allow_private_targets: true },
           auth: { api_keys: [{ name: 'slot-tenant', key: 'sy-slot-tenant-key-0123', limits: { rpm: 1000, max_queued: 1000, monthly_budget_usd: 100 } }] },
           // A budget can only hold priced models.

@@ -65,11 +65,11 @@ describe('job lifecycle', () => {
     const res = await broker.call('POST', '/v1/jobs', { request: chat() });
     await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
     const client = testRedis();
-    const ttl = await client.pttl(`${broker.prefix}:job:${res.body.id}`);
+    const ttl = await client.pttl(broker.runtime.store.keys.job(res.body.id));
     expect(ttl).toBeGreaterThan(6 * 24 * 3600 * 1000);
     expect(ttl).toBeLessThanOrEqual(7 * 24 * 3600 * 1000);
     // A finished record keeps the result but lets the prompt go.
-    const fields = await client.hkeys(`${broker.prefix}:job:${res.body.id}`);
+    const fields = await client.hkeys(broker.runtime.store.keys.job(res.body.id));
     expect(fields).toContain('result');
     expect(fields).not.toContain('request');
     const hop = await broker.runtime.queues.get('primary').getJob(`${res.body.id}-h0`);

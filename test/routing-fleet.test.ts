@@ -117,8 +117,8 @@ describe('routing across three worker processes', () => {
     expect(even.counts['bb/m']).toBeLessThanOrEqual(share + CONCURRENCY);
     // No lease outlives its job.
     await withRedis(async (redis) => {
-      expect(await redis.zcard(keys.inflight('ba/m'))).toBe(0);
-      expect(await redis.zcard(keys.inflight('bb/m'))).toBe(0);
+      expect(await redis.zcard(keys.inflight('ba/m', keys.prefix))).toBe(0);
+      expect(await redis.zcard(keys.inflight('bb/m', keys.prefix))).toBe(0);
     });
 
     // Busy is what is assigned and unfinished, across every process: the slow target's jobs pile up, so it is given fewer.
@@ -226,7 +226,7 @@ describe('routing across three worker processes', () => {
     // Every process's spend is in the one ledger: $1 a call, counted once each.
     const jobs = await finished(capped);
     const month = new Date().toISOString().slice(0, 7);
-    const spent = await withRedis((r) => r.hget(fleet.api.runtime.store.keys.alias('capped'), `spend_e10:${month}`));
+    const spent = await withRedis((r) => r.hget(fleet.api.runtime.store.keys.alias('capped', fleet.api.runtime.store.keys.prefix), `spend_e10:${month}`));
     expect(Number(spent) / 1e10).toBeCloseTo(jobs.reduce((n, j) => n + j.cost_usd!, 0), 6);
     expect(Number(spent) / 1e10).toBeGreaterThanOrEqual(3);
   }, 60_000);
@@ -239,7 +239,7 @@ describe('routing across three worker processes', () => {
     const ids = await submit('spread', 6, 'killed');
     await waitFor(async () => mocks.ba.stats.in_flight + mocks.bb.stats.in_flight >= 6, 20_000);
     const count = (redis: Parameters<Parameters<typeof withRedis>[0]>[0]) =>
-      Promise.all(['ba/m', 'bb/m'].map((t) => redis.zcount(keys.inflight(t), Date.now(), '+inf'))).then(([a, b]) => a! + b!);
+      Promise.all(['ba/m', 'bb/m'].map((t) => redis.zcount(keys.inflight(t, keys.prefix), Date.now(), '+inf'))).then(([a, b]) => a! + b!);
     await withRedis(async (redis) => expect(await count(redis)).toBe(6));
     await Promise.all(workers.map((w) => w.stop('SIGKILL')));
     // No process is left to end these calls, yet their leases run out with the call's timeout (3 s, and 5 s of margin).
@@ -253,8 +253,8 @@ describe('routing across three worker processes', () => {
     await fleet.spawnWorker();
     await finished(ids, 60_000);
     await withRedis(async (redis) => {
-      expect(await redis.zcard(keys.inflight('ba/m'))).toBe(0);
-      expect(await redis.zcard(keys.inflight('bb/m'))).toBe(0);
+      expect(await redis.zcard(keys.inflight('ba/m', keys.prefix))).toBe(0);
+      expect(await redis.zcard(keys.inflight('bb/m', keys.prefix))).toBe(0);
     });
     expect([...fleet.ends.entries()].filter(([id, n]) => ids.includes(id) && n !== 1)).toEqual([]);
   }, 120_000);

@@ -472,7 +472,11 @@ describe('security: the field review', () => {
 /** Every key under a prefix with its whole content as text, whatever its Redis type. */
 async function dumpPrefix(redis: Redis, prefix: string): Promise<{ key: string; type: string; text: string }[]> {
   const out: { key: string; type: string; text: string }[] = [];
-  for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 1000 })) {
+  // The prefix's own slot, and a sharded layout's tags (`{sy-test-…:3}`, `{sy-test-…:q:p}`).
+  const scans = [redis.scanStream({ match: `${prefix}*`, count: 1000 }), redis.scanStream({ match: `${prefix.slice(0, -1)}:*`, count: 1000 })];
+  for await (const keys of (async function* () {
+    for (const s of scans) yield* s;
+  })()) {
     for (const key of keys as string[]) {
       const type = await redis.type(key);
       let content: unknown;

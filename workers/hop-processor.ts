@@ -389,7 +389,7 @@ export class HopProcessor {
     const nextQueue = queueName(splitTarget(nextRef).provider);
     const lines = [...(attempt.outcome === 'skipped' ? [] : [`called ${attempt.provider}/${attempt.model}`]), outcomeLine(attempt), `handed to ${nextQueue} as hop ${hop + 1} (${nextRef})`];
     // A least-busy job's lease moves with it to its next target.
-    const nextLease = alias && this.deps.config.models[alias]?.strategy === 'least_busy' ? this.deps.store.keys.inflight(nextRef) : '';
+    const nextLease = alias && this.deps.config.models[alias]?.strategy === 'least_busy' ? this.deps.store.keys.inflight(nextRef, this.deps.store.keys.idShard(id)) : '';
     const settled = await this.deps.store.settle(id, hop, attempt, { status: 'queued' }, Date.now(), { bullKey, lines }, nextLease);
     if (attempt.outcome === 'skipped') {
       this.deps.metrics?.attempts.inc({ provider: this.provider, outcome: 'skipped', reason: attempt.error?.type ?? 'ok' });

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
-import { type HopData, hopRetention, NO_RPM_LIMIT, queueName } from '../src/queues/provider-queues.js';
+import { type HopData, hopRetention, NO_RPM_LIMIT, queueName, queuePrefix } from '../src/queues/provider-queues.js';
 import { HopProcessor, type HopProcessorDeps, JobEnded } from './hop-processor.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
@@ -47,7 +47,7 @@ export class ProviderPool {
       const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal, running: this.running });
       const worker = new Worker<HopData>(queueName(provider), (job: Job<HopData>, token?: string) => processor.process(job, token), {
         connection,
-        prefix: config.redis.prefix,
+        prefix: queuePrefix(config.redis, provider),
         concurrency: settings.max_in_flight,
         limiter: { max: settings.rpm ?? NO_RPM_LIMIT, duration: settings.rate_window_ms },
         lockDuration: config.workers.lock_ms,

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { WebhookAttempt, WebhookStatus } from '../store/job-record.js';
 import type { Keys } from '../store/keys.js';
@@ -30,7 +29,6 @@ const FIELDS = [
  */
 export const batchLeaseMs = (expiresAtMs: number, now = Date.now()) => Math.max(0, expiresAtMs - now) + 3_600_000;
 
-export const newBatchId = () => `batch_${randomBytes(12).toString('base64url')}`;
 
 export type BatchRecord = Record<(typeof FIELDS)[number], string | null>;
 
@@ -48,6 +46,11 @@ export class BatchStore {
     private readonly ttlMs: number,
   ) {
     this.redis = withScripts(redis);
+  }
+
+  /** A new batch's id: it names the tenant's shard (see Keys). */
+  newId(tenant: string): string {
+    return this.keys.newBatchId(tenant);
   }
 
   async create(b: { id: string; tenant: string; inputFileId: string; endpoint: string; window: string; windowMs: number; metadata: Record<string, string> | null }): Promise<string> {
@@ -128,7 +131,7 @@ export class BatchStore {
   /** Re-checks completion after `total` changed (a cancel stopped the batch part way through enqueueing). */
   async checkDone(id: string): Promise<void> {
     const [completed, failed, total] = await this.redis.hmget(this.keys.batch(id), 'completed', 'failed', 'total');
-    if (total !== null && Number(completed) + Number(failed) >= Number(total)) await this.redis.sadd(this.keys.batchesDone, id);
+    if (total !== null && Number(completed) + Number(failed) >= Number(total)) await this.redis.sadd(this.keys.batchesDone(this.keys.idShard(id)), id);
   }
 
   async list(tenant: string, limit: number, after?: string): Promise<{ data: [string, BatchRecord][]; hasMore: boolean }> {
@@ -138,11 +141,11 @@ export class BatchStore {
   }
 
   async takeDone(): Promise<string[]> {
-    return this.redis.smembers(this.keys.batchesDone);
+    return (await Promise.all(this.keys.shardPrefixes.map((shard) => this.redis.smembers(this.keys.batchesDone(shard))))).flat();
   }
 
   async clearDone(id: string): Promise<void> {
-    await this.redis.srem(this.keys.batchesDone, id);
+    await this.redis.srem(this.keys.batchesDone(this.keys.idShard(id)), id);
   }
 }
 

@@ -143,7 +143,17 @@ export const configSchema = z
         url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').optional(),
         // A hash tag keeps every key in one Redis Cluster slot, which BullMQ's scripts need.
         prefix: z.string().min(1).default('{sy}'),
+        /** Connect as Redis Cluster; `url` then lists seed nodes, `redis://host:port,host:port`. */
+        cluster: z.boolean().default(false),
+        /**
+         * 0: every key in the prefix's one slot. N: tenants' jobs and counters in N slots of their
+         * own and each provider queue in its own, so Redis Cluster spreads them over its masters
+         * (README, "What one Redis carries"). Chosen once: ids carry their shard.
+         */
+        // An id writes its shard in one base64url character: at most 64.
+        shards: z.int().min(0).max(64).default(0),
       })
+      .refine((r) => r.shards === 0 || /^\{[^{}]+\}$/.test(r.prefix), { message: 'redis.shards needs a prefix that is one hash tag, such as {sy}', path: ['prefix'] })
       .prefault({}),
     server: z
       .strictObject({

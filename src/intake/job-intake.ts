@@ -1,4 +1,3 @@
-import { newJobId } from '../ids.js';
 import { type TargetPolicy, TargetRefused } from '../delivery/target-policy.js';
 import type { Metrics } from '../metrics.js';
 import type { DeadlineQueue } from '../queues/deadline-queue.js';
@@ -85,7 +84,7 @@ export class JobIntake {
       throw new IntakeError(413, 'request_too_large', `the request is ${Buffer.byteLength(requestJson)} bytes; one job may be at most ${this.deps.maxJobBytes} (server.body_limit_bytes)`, 'request', 'job_too_large');
     }
     return {
-      id: newJobId(),
+      id: this.deps.store.keys.newJobId(tenant),
       tenant,
       task: body.task ?? (body.model === undefined ? 'default' : null),
       model: body.model ?? null,

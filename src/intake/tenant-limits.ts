@@ -89,7 +89,7 @@ export class TenantLimits {
     const lease = req.lease ?? (holds ? randomBytes(9).toString('base64url') : '');
     const now = Date.now();
     const reply = (await this.redis.admitJobs(
-      this.keys.tenant(tenant), this.keys.tenantLeases(tenant), this.keys.tenantLeaseSizes(tenant), this.keys.budget(`intake:${tenant}`),
+      this.keys.tenant(tenant), this.keys.tenantLeases(tenant), this.keys.tenantLeaseSizes(tenant), this.keys.tenantWindow(tenant),
       now, lease, req.jobs, req.estimateE10, monthOf(now),
       limits.max_queued ?? '', limits.monthly_budget_usd === undefined ? '' : Math.round(limits.monthly_budget_usd * 1e10),
       limits.rpm ?? '', MINUTE_MS, req.leaseMs ?? REQUEST_LEASE_MS, req.countRequest === false ? 0 : 1,

@@ -12,6 +12,14 @@ export function queueName(provider: string): string {
   return `llm-${provider}`;
 }
 
+/**
+ * The BullMQ prefix of a provider's queue: the broker's own, or, sharded (redis.shards), a hash tag
+ * of the provider's own, so Redis Cluster can place each provider's queue on another master.
+ */
+export function queuePrefix(redis: Pick<Config['redis'], 'prefix' | 'shards'>, provider: string): string {
+  return redis.shards > 0 ? `{${redis.prefix.replace(/^\{(.*)\}$/, '$1')}:q:${provider}}` : redis.prefix;
+}
+
 /** Deterministic, so re-adding a hop after a crash cannot create a second copy of it. */
 export function hopJobId(id: string, hop: number): string {
   return `${id}-h${hop}`;
@@ -47,7 +55,7 @@ export class ProviderQueues {
     private readonly config: Pick<Config, 'providers' | 'redis' | 'retention'>,
   ) {
     for (const provider of Object.keys(config.providers)) {
-      this.queues.set(provider, new Queue<HopData>(queueName(provider), { connection, prefix: config.redis.prefix }));
+      this.queues.set(provider, new Queue<HopData>(queueName(provider), { connection, prefix: queuePrefix(config.redis, provider) }));
     }
   }
 

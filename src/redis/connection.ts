@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log.js';
 import { EmbeddedRedis, ping } from './embedded.js';
 
@@ -31,8 +31,38 @@ export async function resolveRedis(
  * A client for BullMQ and our scripts. Workers block on Redis, so per BullMQ's rules commands
  * never give up retrying (`maxRetriesPerRequest: null`).
  */
-export function createRedis(url: string, extra: RedisOptions = {}): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true, ...extra });
+export function createRedis(url: string, extra: RedisOptions = {}, cluster = false): Redis {
+  if (!cluster) return new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true, ...extra });
+  return createCluster(url, extra);
+}
+
+/**
+ * A Redis Cluster client from `redis://[user:password@]host:port,host:port,...` (seed nodes). It
+ * speaks the same commands as a single client, routing each by its key's slot, so it stands in for
+ * one here; what must not span slots (a script, a pipeline) is kept to one by the key layout and by
+ * src/redis/batch.ts.
+ */
+function createCluster(url: string, extra: RedisOptions): Redis {
+  const parsed = /^(rediss?):\/\/(?:([^@]*)@)?(.+)$/.exec(url);
+  if (!parsed) throw new Error(`not a redis:// URL: ${url}`);
+  const [, scheme, auth, hosts] = parsed;
+  const [username, password] = auth?.includes(':') ? auth.split(':').map(decodeURIComponent) : [];
+  const seeds = hosts!.split(',').map((h) => {
+    const u = new URL(`redis://${h}`);
+    return { host: u.hostname, port: Number(u.port || 6379) };
+  });
+  const { enableAutoPipelining, ...node } = extra;
+  const client = new Cluster(seeds, {
+    enableAutoPipelining: enableAutoPipelining ?? true,
+    redisOptions: {
+      maxRetriesPerRequest: null,
+      ...node,
+      ...(username && { username }),
+      ...(password && { password }),
+      ...(scheme === 'rediss' && { tls: {} }),
+    },
+  });
+  return client as unknown as Redis;
 }
 
 /** While Redis stays unreachable, one line this often rather than one per reconnection attempt. */

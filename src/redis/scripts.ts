@@ -18,6 +18,7 @@ const SCRIPTS = {
   batchTransition: 1,
   fileQuota: 5,
   recordStats: 3,
+  appendHopLog: 1,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;

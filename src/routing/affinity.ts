@@ -24,12 +24,15 @@ export class Affinity {
     private readonly keys: Keys,
   ) {}
 
-  /** The affinity key for this request through `alias`, or null when its prompt is shorter than the prefix. */
-  keyOf(alias: string, request: ChatRequest, minPrefixChars: number): string | null {
+  /**
+   * The affinity key for this request through `alias`, or null when its prompt is shorter than the
+   * prefix; kept in the tenant's shard, where the job's success writes it.
+   */
+  keyOf(alias: string, request: ChatRequest, minPrefixChars: number, tenant: string): string | null {
     const prompt = JSON.stringify([request.tools ?? null, request.messages]);
     if (prompt.length < minPrefixChars) return null;
     const hash = createHash('sha256').update(prompt.slice(0, minPrefixChars)).digest('base64url').slice(0, 22);
-    return this.keys.affinity(alias, hash);
+    return this.keys.affinity(alias, hash, this.keys.tenantShard(tenant));
   }
 
   async lookup(key: string, now = Date.now()): Promise<string | null> {

@@ -136,7 +136,7 @@ export class Router {
     let affinity: Route['affinity'];
     let affinityOutcome: RoutingRecord['affinity'];
     if (alias?.affinity && aliasName && this.deps.affinity) {
-      const key = this.deps.affinity.keyOf(aliasName, input.request, alias.affinity.min_prefix_chars);
+      const key = this.deps.affinity.keyOf(aliasName, input.request, alias.affinity.min_prefix_chars, tenant);
       if (key) {
         affinity = `${key} ${alias.affinity.ttl_s}`;
         const sticky = await this.deps.affinity.lookup(key);
@@ -167,7 +167,7 @@ export class Router {
     if (alias?.monthly_budget_usd !== undefined && aliasName) route.budgetAlias = aliasName;
     if (affinity) route.affinity = affinity;
     if (strategy === 'least_busy' && this.deps.keys) {
-      route.lease = this.deps.keys.inflight(chain[0]!);
+      route.lease = this.deps.keys.inflight(chain[0]!, this.deps.keys.tenantShard(tenant));
       this.deps.state?.routed(chain[0]!);
     }
     return route;

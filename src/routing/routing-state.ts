@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
+import { batch } from '../redis/batch.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { splitTarget } from '../store/job-record.js';
@@ -47,7 +48,7 @@ const CREATE_MARGIN_MS = 500;
 export const fourDigits = (n: number) => Number(n.toPrecision(4));
 
 /** A pipeline's replies, or the first error among them. */
-async function repliesOf(p: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+async function repliesOf(p: ChainableCommander): Promise<unknown[]> {
   return ((await p.exec()) ?? []).map(([err, value]) => {
     if (err) throw err;
     return value;
@@ -106,9 +107,11 @@ export class RoutingState implements RoutingSnapshot {
 
   /** Reads everything in one pipeline and swaps it in whole. */
   async refresh(now = Date.now()): Promise<void> {
-    const p = this.redis.pipeline();
+    const p = batch(this.redis);
     const providers = Object.keys(this.config.providers);
-    for (const t of this.leaseTargets) p.zremrangebyscore(this.keys.inflight(t), '-inf', now).zcard(this.keys.inflight(t));
+    const shards = this.keys.shardPrefixes;
+    // Leases and alias spend are kept per shard (see Keys): one read of each, summed.
+    for (const t of this.leaseTargets) for (const s of shards) p.zremrangebyscore(this.keys.inflight(t, s), '-inf', now).zcard(this.keys.inflight(t, s));
     if (this.readLatency) p.hgetall(this.keys.routingLatency);
     for (const name of providers) p.hgetall(this.keys.health(name));
     const limits: { key: string; limit: number; provider: string; model: string }[] = [];
@@ -123,14 +126,18 @@ export class RoutingState implements RoutingSnapshot {
     }
     for (const l of limits) p.get(l.key);
     const month = monthOf(now);
-    for (const a of this.budgetedAliases) p.hget(this.keys.alias(a), `spend_e10:${month}`);
+    for (const a of this.budgetedAliases) for (const s of shards) p.hget(this.keys.alias(a, s), `spend_e10:${month}`);
     for (const t of this.budgetedTenants) p.hget(this.keys.tenant(t), `spend_e10:${month}`);
     const replies = await repliesOf(p);
     let i = 0;
     const leases = new Map<string, number>();
     for (const t of this.leaseTargets) {
-      i++;
-      leases.set(t, Number(replies[i++]));
+      let n = 0;
+      for (let k = 0; k < shards.length; k++) {
+        i++;
+        n += Number(replies[i++]);
+      }
+      leases.set(t, n);
     }
     const latency = new Map<string, number>();
     if (this.readLatency) {
@@ -155,7 +162,11 @@ export class RoutingState implements RoutingSnapshot {
       used.set(key, Math.max(used.get(key) ?? 0, share));
     }
     const spent = new Map<string, number>();
-    for (const a of this.budgetedAliases) spent.set(`alias:${a}`, Number(replies[i++] ?? 0));
+    for (const a of this.budgetedAliases) {
+      let n = 0;
+      for (let k = 0; k < shards.length; k++) n += Number(replies[i++] ?? 0);
+      spent.set(`alias:${a}`, n);
+    }
     for (const t of this.budgetedTenants) spent.set(`tenant:${t}`, Number(replies[i++] ?? 0));
     this.leases = leases;
     for (const [target, times] of this.routedAt) {
@@ -199,8 +210,9 @@ export class RoutingState implements RoutingSnapshot {
 
   /** Read on demand (an operator's view, not the hot path): every target's and alias's counts, and least-busy leases. */
   async stats(now = Date.now()): Promise<RoutingStats> {
-    const p = this.redis.pipeline().hgetall(this.keys.routingTargets).hgetall(this.keys.routingAliases).hgetall(this.keys.routingLatency);
-    for (const t of this.leaseTargets) p.zcount(this.keys.inflight(t), `(${now}`, '+inf');
+    const p = batch(this.redis).hgetall(this.keys.routingTargets).hgetall(this.keys.routingAliases).hgetall(this.keys.routingLatency);
+    const shards = this.keys.shardPrefixes;
+    for (const t of this.leaseTargets) for (const s of shards) p.zcount(this.keys.inflight(t, s), `(${now}`, '+inf');
     const replies = await repliesOf(p);
     const [counts, aliasCounts, latency] = replies as Record<string, string>[];
     const targets: RoutingStats['targets'] = new Map();
@@ -216,7 +228,7 @@ export class RoutingState implements RoutingSnapshot {
       if (kind === 'fallbacks') target(name).fallbacks = Number(value);
     }
     for (const [field, value] of Object.entries(latency!)) if (!field.endsWith(':at')) target(field).latency_ms_per_token = fourDigits(Number(value));
-    this.leaseTargets.forEach((t, i) => (target(t).in_flight = Number(replies[3 + i])));
+    this.leaseTargets.forEach((t, i) => (target(t).in_flight = shards.reduce((n, _, k) => n + Number(replies[3 + i * shards.length + k]), 0)));
     const aliases: RoutingStats['aliases'] = new Map();
     for (const [field, value] of Object.entries(aliasCounts!)) {
       const [name, kind] = split(field);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, storedRouting, type Usage, type WebhookAttempt } from './job-record.js';
 import { Keys } from './keys.js';
+import { batch } from '../redis/batch.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
 
 export interface NewJob {
@@ -118,9 +119,23 @@ export class JobStore {
     redis: Redis,
     prefix: string,
     private readonly ttlMs: number,
+    shards = 0,
   ) {
     this.redis = withScripts(redis);
-    this.keys = new Keys(prefix);
+    this.keys = new Keys(prefix, shards);
+  }
+
+  /**
+   * A hop's log lines go in the record's own script while they share its slot. Sharded, the
+   * BullMQ job lives in its queue's slot, so they are written just after, by a script of their own.
+   */
+  private hopLogInScript(log: HopLog | undefined): HopLog | undefined {
+    return this.keys.shards === 0 ? log : undefined;
+  }
+
+  private async hopLogApart(log: HopLog | undefined): Promise<void> {
+    if (this.keys.shards === 0 || !log?.bullKey || log.lines.length === 0) return;
+    await this.redis.appendHopLog(log.bullKey, log.lines.join('\n'));
   }
 
   /** `lease` names the admission lease this job was admitted under (see TenantLimits). */
@@ -190,7 +205,8 @@ export class JobStore {
 
   async getMany(ids: string[]): Promise<(JobRecord | null)[]> {
     if (ids.length === 0) return [];
-    const pipeline = this.redis.pipeline();
+    // The jobs may be of several tenants, so of several shards: see batch().
+    const pipeline = batch(this.redis);
     for (const id of ids) pipeline.hmget(this.keys.job(id), ...RECORD_FIELDS);
     const replies = (await pipeline.exec()) ?? [];
     // A command that failed (Redis away) is not a missing job: the caller must not answer 404.
@@ -200,7 +216,7 @@ export class JobStore {
     // Delivery attempts live in a list of their own, read only for jobs that have a webhook.
     const hooked = jobs.filter((j): j is JobRecord => j?.webhook_url != null);
     if (hooked.length > 0) {
-      const lists = this.redis.pipeline();
+      const lists = batch(this.redis);
       for (const j of hooked) lists.lrange(this.keys.webhookAttempts(j.id), 0, -1);
       const entries = (await lists.exec()) ?? [];
       hooked.forEach((j, i) => {
@@ -217,17 +233,21 @@ export class JobStore {
 
   /** Ids of jobs whose webhook event ended more than `olderThanMs` ago and was not handed to the sender yet. */
   async webhookOutbox(olderThanMs: number, limit: number, now = Date.now()): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.webhookOutbox, '-inf', now - olderThanMs, 'LIMIT', 0, limit);
+    const each = await Promise.all(this.keys.shardPrefixes.map((shard) => this.redis.zrangebyscore(this.keys.webhookOutbox(shard), '-inf', now - olderThanMs, 'LIMIT', 0, limit)));
+    return each.flat().slice(0, limit);
   }
 
   async clearWebhookOutbox(id: string): Promise<void> {
-    await this.redis.zrem(this.keys.webhookOutbox, id);
+    await this.redis.zrem(this.keys.webhookOutbox(this.keys.idShard(id)), id);
   }
 
   /** `log` names the hop's BullMQ job (its key) and the line its job log gets on a successful claim. */
   /** `leaseMs`: how long the call may hold the job's least-busy lease, if it has one (its timeout, and a little). */
   async start(id: string, hop: number, now = Date.now(), log?: HopLog, leaseMs = 65_000): Promise<StartOutcome> {
-    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id, this.keys.prefix, log?.bullKey ?? '', log?.lines.join('\n') ?? '', leaseMs)) as string[];
+    const shard = this.keys.idShard(id);
+    const inScript = this.hopLogInScript(log);
+    const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox(shard), hop, now, this.keys.events, this.ttlMs, id, shard, inScript?.bullKey ?? '', inScript?.lines.join('\n') ?? '', leaseMs)) as string[];
+    if (reply[0] === 'ok') await this.hopLogApart(log);
     switch (reply[0]) {
       case 'missing':
         return { kind: 'missing' };
@@ -268,18 +288,21 @@ export class JobStore {
       fields.push('error', JSON.stringify(outcome.error));
     }
     const usage = attempt?.usage;
+    const shard = this.keys.idShard(id);
+    const inScript = this.hopLogInScript(log);
     const applied = await this.redis.settleAttempt(
-      this.keys.job(id), this.keys.usage(attempt?.provider ?? '-'), this.keys.webhookOutbox, hop, now, this.keys.events, this.ttlMs, id,
+      this.keys.job(id), this.keys.usage(attempt?.provider ?? '-', shard), this.keys.webhookOutbox(shard), hop, now, this.keys.events, this.ttlMs, id,
       attempt ? JSON.stringify(attempt) : '', outcome.status,
       usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
       attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
-      this.keys.prefix,
+      shard,
       monthOf(now),
-      log?.bullKey ?? '',
-      log?.lines.join('\n') ?? '',
+      inScript?.bullKey ?? '',
+      inScript?.lines.join('\n') ?? '',
       nextLease,
       ...fields,
     );
+    if (applied === 1 || applied === 2) await this.hopLogApart(log);
     if (applied === 2) this.webhookOwed?.(id);
     return applied === 0 ? 'moved' : applied === 3 ? 'ended' : 'applied';
   }
@@ -291,12 +314,15 @@ export class JobStore {
   /** Returns the status the job had ended in (undefined when its record is gone). */
   async recordLate(id: string, attempt: Attempt, now = Date.now(), log?: HopLog): Promise<JobStatus | undefined> {
     const usage = attempt.usage;
+    const shard = this.keys.idShard(id);
+    const inScript = this.hopLogInScript(log);
     const status = await this.redis.lateAttempt(
-      this.keys.job(id), this.keys.usage(attempt.provider), JSON.stringify(attempt),
+      this.keys.job(id), this.keys.usage(attempt.provider, shard), JSON.stringify(attempt),
       usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
-      attempt.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '', this.keys.prefix, monthOf(now),
-      log?.bullKey ?? '', log?.lines.join('\n') ?? '',
+      attempt.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '', shard, monthOf(now),
+      inScript?.bullKey ?? '', inScript?.lines.join('\n') ?? '',
     );
+    if (status) await this.hopLogApart(log);
     return (status as unknown as string) ? (status as unknown as JobStatus) : undefined;
   }
 
@@ -316,13 +342,14 @@ export class JobStore {
 
   /** Attempts, tokens and USD per provider since the totals began. */
   async providerTotals(provider: string) {
-    const t = await this.redis.hgetall(this.keys.usage(provider));
+    const shards = await Promise.all(this.keys.shardPrefixes.map((shard) => this.redis.hgetall(this.keys.usage(provider, shard))));
+    const sum = (field: string) => shards.reduce((n, t) => n + Number(t[field] ?? 0), 0);
     return {
-      attempts: Number(t.attempts ?? 0),
-      succeeded: Number(t.succeeded ?? 0),
-      prompt_tokens: Number(t.prompt_tokens ?? 0),
-      completion_tokens: Number(t.completion_tokens ?? 0),
-      cost_usd: Number(t.cost_e10 ?? 0) / 1e10,
+      attempts: sum('attempts'),
+      succeeded: sum('succeeded'),
+      prompt_tokens: sum('prompt_tokens'),
+      completion_tokens: sum('completion_tokens'),
+      cost_usd: sum('cost_e10') / 1e10,
     };
   }
 
@@ -331,7 +358,7 @@ export class JobStore {
    * or says why it may not be.
    */
   async reopen(id: string, hop: number, entry: Attempt, now = Date.now()): Promise<{ ok: true; reopened: number } | { ok: false; reason: ReopenRefusal; detail: string }> {
-    const [ok, a, b] = (await this.redis.reopenJob(this.keys.job(id), hop, JSON.stringify(entry), this.keys.prefix, now)) as [number, string | number, string];
+    const [ok, a, b] = (await this.redis.reopenJob(this.keys.job(id), hop, JSON.stringify(entry), this.keys.idShard(id), now)) as [number, string | number, string];
     return ok === 1 ? { ok: true, reopened: Number(a) } : { ok: false, reason: a as ReopenRefusal, detail: String(b ?? '') };
   }
 
@@ -344,7 +371,8 @@ export class JobStore {
       status === 'cancelled'
         ? { type: 'cancelled', message: message ?? 'the job was cancelled by the caller' }
         : { type: 'deadline_exceeded', message: message ?? 'the job did not finish before its deadline' };
-    const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox, now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error), this.keys.prefix, onlyQueued ? '1' : '')) as string[];
+    const shard = this.keys.idShard(id);
+    const reply = (await this.redis.endJob(this.keys.job(id), this.keys.webhookOutbox(shard), now, this.keys.events, this.ttlMs, id, status, JSON.stringify(error), shard, onlyQueued ? '1' : '', this.keys.jobCancels)) as string[];
     if (reply[0] === 'missing') return { kind: 'missing' };
     if (reply[0] === 'terminal') return { kind: 'terminal', status: reply[1] as JobStatus };
     if (reply[0] === 'started') return { kind: 'started', status: reply[1] as JobStatus };

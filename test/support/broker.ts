@@ -50,7 +50,8 @@ export function configFor(mocks: Record<string, MockServer>, extra: Record<strin
   const first = Object.keys(mocks)[0];
   return parseConfig(
     {
-      redis: { url: redisUrl(), prefix },
+      // SY_TEST_SHARDS runs the suite on the sharded layout (redis.shards), on the one test Redis.
+      redis: { url: redisUrl(), prefix, ...(process.env.SY_TEST_SHARDS && { shards: Number(process.env.SY_TEST_SHARDS) }) },
       providers,
       models: { fast: [`${first}/model-a`] },
       tasks: { default: 'fast' },
@@ -65,7 +66,7 @@ export async function startBroker(config: Config, opts: { api?: boolean; workers
   const logs = captureLogs();
   const runtime = await startRuntime({
     config,
-    redisUrl: redisUrl(),
+    redisUrl: config.redis.url ?? redisUrl(),
     log: logs.log,
     api: opts.api ?? true,
     ...('workers' in opts ? (opts.workers ? { workers: opts.workers } : {}) : { workers: [] }),
@@ -114,8 +115,11 @@ export async function withRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T>
 /** Deletes every key under a test prefix. */
 export async function dropPrefix(prefix: string): Promise<void> {
   const redis = new Redis(redisUrl());
-  const stream = redis.scanStream({ match: `${prefix}*`, count: 1000 });
-  for await (const keys of stream) if ((keys as string[]).length) await redis.unlink(...(keys as string[]));
+  // A sharded layout's keys are under tags of their own: `{sy-test-…:3}`, `{sy-test-…:q:p}`.
+  for (const match of [`${prefix}*`, `${prefix.slice(0, -1)}:*`]) {
+    const stream = redis.scanStream({ match, count: 1000 });
+    for await (const keys of stream) if ((keys as string[]).length) await redis.unlink(...(keys as string[]));
+  }
   redis.disconnect();
 }
 

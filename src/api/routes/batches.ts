@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { type BatchRecord, batchLeaseMs, newBatchId, toPublicBatch } from '../../batches/batch-store.js';
+import { type BatchRecord, batchLeaseMs, toPublicBatch } from '../../batches/batch-store.js';
 import { apiError } from '../errors.js';
 
 /** OpenAI-compatible /v1/batches: create, retrieve, cancel, list. */
@@ -35,7 +35,7 @@ export const batchesRoutes: FastifyPluginAsyncZod = async (app) => {
       if (file.purpose !== 'batch') return reply.code(400).send(apiError('invalid_request_error', `file ${input_file_id} has purpose ${file.purpose}, not batch`, 'input_file_id', 'invalid_purpose'));
       // Its lines are jobs like any other: admitted against the tenant's limits now, as a whole
       // (its spend once its lines are read), rather than let in whatever the limits say.
-      const id = newBatchId();
+      const id = batches.newId(request.tenant);
       const windowMs = config.batches.completion_window_ms;
       await intake.admitBatch(request.tenant, id, await files.lineCount(input_file_id), batchLeaseMs(Date.now() + windowMs));
       await batches.create({ id, tenant: request.tenant, inputFileId: input_file_id, endpoint, window: completion_window, windowMs, metadata: metadata ?? null });
