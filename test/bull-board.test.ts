@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser } from './support/browser.js';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
 import { createTestHost, type NetnsReceiver, startReceiver, type TestHost } from './support/netns.js';
+import { hopJobId } from '../src/queues/provider-queues.js';
 
 const KEY = 'sy-board-tenant-key-0123456789';
 const OPS = { user: 'ops', password: 'correct horse battery' };
@@ -92,15 +93,15 @@ describe('Bull Board', () => {
     const job = await settled(id);
     expect(job.status).toBe('succeeded');
     // The record lists the BullMQ job that carried each hop it reached.
-    expect(job.hops).toEqual([{ hop: 0, target: 'primary/p-model', queue: 'llm-primary', bull_job_id: `${id}-h0` }]);
-    const { job: shown, status } = await finished('llm-primary', `${id}-h0`);
+    expect(job.hops).toEqual([{ hop: 0, target: 'primary/p-model', queue: 'llm-primary', bull_job_id: `${hopJobId(id, 0)}` }]);
+    const { job: shown, status } = await finished('llm-primary', `${hopJobId(id, 0)}`);
     expect(status).toBe('completed');
     expect(shown.name).toBe('summarize → primary/p-model');
     expect(shown.data).toEqual({ id, hop: 0, task: 'summarize', alias: 'chain', target: 'primary/p-model', tenant: 'team-a', priority: 3, job_status: 'succeeded', record: `/v1/jobs/${id}` });
     expect(shown.externalUrl).toEqual({ href: `/v1/jobs/${id}`, displayText: 'job record' });
     expect(shown.returnValue).toEqual({ outcome: 'succeeded', provider: 'primary', model: 'p-model', latency_ms: expect.any(Number), tokens: job.usage.total_tokens, cost_usd: null });
     expect(shown.isFailed).toBe(false);
-    const lines = await logs('llm-primary', `${id}-h0`);
+    const lines = await logs('llm-primary', `${hopJobId(id, 0)}`);
     expect(lines).toEqual([
       expect.stringMatching(/^claimed by worker .+:\d+$/),
       'called primary/p-model',
@@ -112,16 +113,16 @@ describe('Bull Board', () => {
     const id = await submit('please fall-back');
     const job = await settled(id);
     expect(job.status).toBe('succeeded');
-    expect(job.hops.map((h: { bull_job_id: string; queue: string }) => [h.queue, h.bull_job_id])).toEqual([['llm-primary', `${id}-h0`], ['llm-secondary', `${id}-h1`]]);
-    const first = await finished('llm-primary', `${id}-h0`);
+    expect(job.hops.map((h: { bull_job_id: string; queue: string }) => [h.queue, h.bull_job_id])).toEqual([['llm-primary', `${hopJobId(id, 0)}`], ['llm-secondary', `${hopJobId(id, 1)}`]]);
+    const first = await finished('llm-primary', `${hopJobId(id, 0)}`);
     expect(first.status).toBe('completed');
     expect(first.job.returnValue).toBe('fell back to secondary/s-model: provider_unavailable 503');
-    expect((await logs('llm-primary', `${id}-h0`)).slice(1)).toEqual([
+    expect((await logs('llm-primary', `${hopJobId(id, 0)}`)).slice(1)).toEqual([
       'called primary/p-model',
       expect.stringMatching(/^fallback in \d+ ms: provider_unavailable 503: .*Injected failure \(503\)/),
       'handed to llm-secondary as hop 1 (secondary/s-model)',
     ]);
-    const second = await finished('llm-secondary', `${id}-h1`);
+    const second = await finished('llm-secondary', `${hopJobId(id, 1)}`);
     expect(second.status).toBe('completed');
     expect(second.job.name).toBe('summarize → secondary/s-model (hop 1)');
     expect(second.job.data).toMatchObject({ hop: 1, target: 'secondary/s-model', job_status: 'succeeded' });
@@ -132,7 +133,7 @@ describe('Bull Board', () => {
     const id = await submit('a bad-request here');
     const job = await settled(id);
     expect(job.status).toBe('failed');
-    const { job: shown, status } = await finished('llm-primary', `${id}-h0`);
+    const { job: shown, status } = await finished('llm-primary', `${hopJobId(id, 0)}`);
     expect(status).toBe('failed');
     expect(shown.isFailed).toBe(true);
     expect(shown.failedReason).toBe(`${job.error.type} 400: ${job.error.message}`);
@@ -140,21 +141,21 @@ describe('Bull Board', () => {
     // Once: BullMQ did not retry it, and the record was not touched again.
     expect((shown as unknown as { attempts: number }).attempts).toBe(1);
     expect((await settled(id)).attempts).toEqual(job.attempts);
-    expect((await logs('llm-primary', `${id}-h0`)).slice(-1)).toEqual(['the job failed']);
+    expect((await logs('llm-primary', `${hopJobId(id, 0)}`)).slice(-1)).toEqual(['the job failed']);
     // And the failed tab counts it.
     const { body } = await board('/api/queues?activeQueue=llm-primary&status=failed');
     const queue = (body.queues as { name: string; counts: Record<string, number>; jobs: BoardJob[] }[]).find((q) => q.name === 'llm-primary')!;
     expect(queue.counts.failed).toBeGreaterThanOrEqual(1);
-    expect(queue.jobs.map((j) => j.id)).toContain(`${id}-h0`);
-    expect(queue.jobs.find((j) => j.id === `${id}-h0`)!.name).toBe('summarize → primary/p-model');
+    expect(queue.jobs.map((j) => j.id)).toContain(`${hopJobId(id, 0)}`);
+    expect(queue.jobs.find((j) => j.id === `${hopJobId(id, 0)}`)!.name).toBe('summarize → primary/p-model');
   });
 
   it('files the last hop of a chain that ran out as failed, saying every target failed', async () => {
     const id = await submit('everywhere-down today');
     const job = await settled(id);
     expect(job.status).toBe('failed');
-    expect((await finished('llm-primary', `${id}-h0`)).job.returnValue).toBe('fell back to secondary/s-model: provider_unavailable 503');
-    const last = await finished('llm-secondary', `${id}-h1`);
+    expect((await finished('llm-primary', `${hopJobId(id, 0)}`)).job.returnValue).toBe('fell back to secondary/s-model: provider_unavailable 503');
+    const last = await finished('llm-secondary', `${hopJobId(id, 1)}`);
     expect(last.status).toBe('failed');
     expect(last.job.failedReason).toMatch(/^provider_unavailable 503: all 2 targets failed; last: /);
   });
@@ -163,17 +164,17 @@ describe('Bull Board', () => {
     const id = await submit('a slow-call to cancel');
     await waitFor(async () => (await api('GET', `/v1/jobs/${id}`)).body.status === 'running');
     expect((await api('POST', `/v1/jobs/${id}/cancel`)).status).toBe(200);
-    const { job: shown, status } = await finished('llm-primary', `${id}-h0`);
+    const { job: shown, status } = await finished('llm-primary', `${hopJobId(id, 0)}`);
     expect(status).toBe('completed');
     expect(shown.returnValue).toBe('cancelled: the call was stopped when the job was cancelled');
     expect(shown.data).toMatchObject({ job_status: 'cancelled' });
-    expect((await logs('llm-primary', `${id}-h0`)).slice(1)).toEqual(['called primary/p-model', expect.stringMatching(/^stopped after \d+ ms: the job was ended while its call ran$/)]);
+    expect((await logs('llm-primary', `${hopJobId(id, 0)}`)).slice(1)).toEqual(['called primary/p-model', expect.stringMatching(/^stopped after \d+ ms: the job was ended while its call ran$/)]);
   });
 
   it('files the hop of an expired job as failed, marked expired', async () => {
     const id = await submit('a slow-call past its deadline', { deadline_s: 1 });
     expect((await settled(id)).status).toBe('expired');
-    const { job: shown, status } = await finished('llm-primary', `${id}-h0`);
+    const { job: shown, status } = await finished('llm-primary', `${hopJobId(id, 0)}`);
     expect(status).toBe('failed');
     expect(shown.failedReason).toMatch(/^expired: /);
     expect(shown.data).toMatchObject({ job_status: 'expired' });
@@ -183,10 +184,10 @@ describe('Bull Board', () => {
     const id = await submit('retry-me please');
     const failed = await settled(id);
     expect(failed.status).toBe('failed');
-    await finished('llm-primary', `${id}-h0`);
+    await finished('llm-primary', `${hopJobId(id, 0)}`);
     // The provider has since been fixed.
     await behave(PRIMARY_RULES);
-    expect((await board(`/api/queues/llm-primary/${id}-h0/retry`, { method: 'PUT' })).status).toBe(204);
+    expect((await board(`/api/queues/llm-primary/${hopJobId(id, 0)}/retry`, { method: 'PUT' })).status).toBe(204);
     const job = await waitFor(async () => {
       const j = (await api('GET', `/v1/jobs/${id}?wait=5`)).body;
       return j.status === 'succeeded' ? j : undefined;
@@ -194,19 +195,19 @@ describe('Bull Board', () => {
     expect(job.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['failed', 'retried', 'succeeded']);
     expect(job.attempts[1]).toMatchObject({ hop: 0, provider: 'primary', error: { type: 'manual_retry' } });
     expect(job.error).toBeNull();
-    const again = await finished('llm-primary', `${id}-h0`);
+    const again = await finished('llm-primary', `${hopJobId(id, 0)}`);
     expect(again.status).toBe('completed');
     expect(again.job.returnValue).toMatchObject({ outcome: 'succeeded' });
-    expect((await logs('llm-primary', `${id}-h0`))).toContainEqual(expect.stringMatching(/^re-opened by an operator \(retry 1\)/));
+    expect((await logs('llm-primary', `${hopJobId(id, 0)}`))).toContainEqual(expect.stringMatching(/^re-opened by an operator \(retry 1\)/));
 
     // A completed hop, and a hop its job has moved past, are refused with the reason.
-    const done = await board(`/api/queues/llm-primary/${id}-h0/retry`, { method: 'PUT' });
+    const done = await board(`/api/queues/llm-primary/${hopJobId(id, 0)}/retry`, { method: 'PUT' });
     expect(done.status).toBe(409);
     expect(done.body.message).toMatch(/is succeeded, not failed/);
     const exhausted = await submit('everywhere-down again');
     await settled(exhausted);
-    await finished('llm-secondary', `${exhausted}-h1`);
-    const early = await board(`/api/queues/llm-primary/${exhausted}-h0/retry`, { method: 'PUT' });
+    await finished('llm-secondary', `${hopJobId(exhausted, 1)}`);
+    const early = await board(`/api/queues/llm-primary/${hopJobId(exhausted, 0)}/retry`, { method: 'PUT' });
     expect(early.status).toBe(409);
     expect(early.body.message).toMatch(/failed at hop 1, not at hop 0/);
     expect((await api('GET', `/v1/jobs/${exhausted}`)).body.status).toBe('failed');
@@ -214,9 +215,9 @@ describe('Bull Board', () => {
     // A failed job past its deadline would only expire on its first claim.
     const hurried = await submit('a bad-request in a hurry', { deadline_s: 1 });
     expect((await settled(hurried)).status).toBe('failed');
-    await finished('llm-primary', `${hurried}-h0`);
+    await finished('llm-primary', `${hopJobId(hurried, 0)}`);
     await new Promise((r) => setTimeout(r, 1100));
-    const late = await board(`/api/queues/llm-primary/${hurried}-h0/retry`, { method: 'PUT' });
+    const late = await board(`/api/queues/llm-primary/${hopJobId(hurried, 0)}/retry`, { method: 'PUT' });
     expect(late.status).toBe(409);
     expect(late.body.message).toMatch(new RegExp(`^job ${hurried} passed its deadline \\(.+\\): a retry would only expire it`));
     expect((await api('GET', `/v1/jobs/${hurried}`)).body.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['failed']);
@@ -234,9 +235,9 @@ describe('Bull Board', () => {
       const verify = (body: string, headers: Record<string, string>) => new Webhook(WEBHOOK_SECRET).verify(body, headers) as { id: string; type: string };
       const first = await receiver.waitFor((d) => (JSON.parse(d.body) as { data: { id: string } }).data.id === id);
       expect(verify(first.body, first.headers)).toMatchObject({ id: `evt_${id.slice(4)}`, type: 'job.failed' });
-      await finished('llm-primary', `${id}-h0`);
+      await finished('llm-primary', `${hopJobId(id, 0)}`);
       await behave(PRIMARY_RULES);
-      expect((await board(`/api/queues/llm-primary/${id}-h0/retry`, { method: 'PUT' })).status).toBe(204);
+      expect((await board(`/api/queues/llm-primary/${hopJobId(id, 0)}/retry`, { method: 'PUT' })).status).toBe(204);
       const second = await receiver.waitFor((d) => (JSON.parse(d.body) as { type: string; data: { id: string } }).data.id === id && JSON.parse(d.body).type === 'job.succeeded');
       expect(verify(second.body, second.headers)).toMatchObject({ id: `evt_${id.slice(4)}-r1`, type: 'job.succeeded' });
       expect(second.headers['webhook-id']).toBe(`evt_${id.slice(4)}-r1`);
@@ -251,7 +252,7 @@ describe('Bull Board', () => {
     const late = await submit('a slow-call that will expire', { deadline_s: 1 });
     expect((await settled(bad)).status).toBe('failed');
     expect((await settled(late)).status).toBe('expired');
-    await Promise.all([finished('llm-primary', `${bad}-h0`), finished('llm-primary', `${late}-h0`)]);
+    await Promise.all([finished('llm-primary', `${hopJobId(bad, 0)}`), finished('llm-primary', `${hopJobId(late, 0)}`)]);
     const res = await board('/api/queues/llm-primary/retry/failed', { method: 'PUT' });
     expect(res.status).toBe(409);
     expect(res.body.message).toBe(`job ${late} expired (its deadline passed): a retry would only expire it again; submit it again`);
@@ -275,7 +276,7 @@ describe('Bull Board', () => {
       const act = async (path: string) => (await fetch(`${apiOnly.url}/admin/queues/api/queues/llm-idle${path}`, { method: 'PUT', headers: { authorization: basic } })).status;
       for (const state of ['wait', 'prioritized', 'delayed']) expect(await act(`/clean/${state}`)).toBe(409);
       expect(await act('/empty')).toBe(409);
-      expect(await act(`/${id}-h0/clean`)).toBe(204);
+      expect(await act(`/${hopJobId(id, 0)}/clean`)).toBe(204);
       const record = (await (await fetch(`${apiOnly.url}/v1/jobs/${id}`, { headers: auth })).json()) as { status: string; error: { message: string } };
       expect(record.status).toBe('cancelled');
       expect(record.error.message).toMatch(/removed from its queue in Bull Board/);
@@ -289,13 +290,13 @@ describe('Bull Board', () => {
   it('lists the failed hop in the failed tab of the page a browser loads', async () => {
     const id = await submit('another bad-request');
     await settled(id);
-    await finished('llm-primary', `${id}-h0`);
+    await finished('llm-primary', `${hopJobId(id, 0)}`);
     const browser = await launchBrowser();
     try {
       const context = await browser.newContext({ httpCredentials: { username: OPS.user, password: OPS.password } });
       const page = await context.newPage();
       await page.goto(`${broker.url}/admin/queues/queue/llm-primary?status=failed`);
-      await page.getByText(`${id}-h0`, { exact: true }).waitFor({ timeout: 15_000 });
+      await page.getByText(`${hopJobId(id, 0)}`, { exact: true }).waitFor({ timeout: 15_000 });
       // The job's error, as the hop's own: not a stack of broker internals.
       await page.getByText('invalid_request 400: Invalid value for temperature.').first().waitFor({ timeout: 15_000 });
       const text = await page.locator('body').innerText();

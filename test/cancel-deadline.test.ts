@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
+import { hopJobId } from '../src/queues/provider-queues.js';
 
 describe('cancel and deadlines', () => {
   let mock: MockServer;
@@ -23,7 +24,7 @@ describe('cancel and deadlines', () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ id: body.id, status: 'cancelled', error: { type: 'cancelled' } });
     expect(res.body.finished_at).not.toBeNull();
-    expect(await api.runtime.queues.get('primary').getJob(`${body.id}-h0`)).toBeUndefined();
+    expect(await api.runtime.queues.get('primary').getJob(`${hopJobId(body.id, 0)}`)).toBeUndefined();
     // Cancelling again changes nothing, and says so.
     const again = await api.call('POST', `/v1/jobs/${body.id}/cancel`);
     expect(again.status).toBe(409);

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { LocalCluster } from '../src/redis/local-cluster.js';
 import { chat, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
+import { hopJobId } from '../src/queues/provider-queues.js';
 
 const TENANTS = ['acme', 'globex', 'initech', 'umbrella', 'hooli', 'stark'];
 const keyOf = (t: string) => `sy-${t}-key-0123456789`;
@@ -90,7 +91,7 @@ describe('Redis Cluster, sharded layout', () => {
     const moved = done.find((j) => j.id === fellBack.body.id);
     expect(moved.attempts.map((a: { provider: string; outcome: string }) => [a.provider, a.outcome])).toEqual([['pa', 'fallback'], ['pb', 'succeeded']]);
     // Its hops' BullMQ logs, in each queue's own slot, written apart from the record's script.
-    expect(await broker.runtime.queues.get('pa').getJobLogs(`${fellBack.body.id}-h0`)).toMatchObject({ logs: [expect.stringMatching(/^claimed by worker/), 'called pa/m', expect.stringMatching(/^fallback/), 'handed to llm-pb as hop 1 (pb/m)'] });
+    expect(await broker.runtime.queues.get('pa').getJobLogs(`${hopJobId(fellBack.body.id, 0)}`)).toMatchObject({ logs: [expect.stringMatching(/^claimed by worker/), 'called pa/m', expect.stringMatching(/^fallback/), 'handed to llm-pb as hop 1 (pb/m)'] });
     // Another tenant cannot see it: the id names a shard, not a permission.
     expect((await broker.call('GET', `/v1/jobs/${fellBack.body.id}`, undefined, as('globex'))).status).toBe(404);
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../src/redis/embedded.js';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
+import { hopJobId } from '../src/queues/provider-queues.js';
 
 /** A retryable failure moves the job down its chain; a bad request fails it at once. */
 describe('fallback along the chain', () => {
@@ -61,7 +62,7 @@ describe('fallback along the chain', () => {
     expect(job.attempts[1]).toMatchObject({ hop: 1, provider: 'secondary', outcome: 'succeeded' });
     if (status === 429) expect(job.attempts[0].error.retry_after_ms).toBe(2000);
     // The second hop went through the secondary's own queue, under its deterministic id.
-    const hop = await broker.runtime.queues.get('secondary').getJob(`${job.id}-h1`);
+    const hop = await broker.runtime.queues.get('secondary').getJob(`${hopJobId(job.id, 1)}`);
     expect(hop?.data).toEqual({ id: job.id, hop: 1 });
     expect(hop?.opts.priority).toBe(5);
   });

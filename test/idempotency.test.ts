@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker } from './support/broker.js';
+import { hopJobId } from '../src/queues/provider-queues.js';
 
 describe('Idempotency-Key', () => {
   let mock: MockServer;
@@ -64,13 +65,13 @@ describe('Idempotency-Key', () => {
       // The crash window: the record exists, its hop-0 BullMQ job does not.
       const first = await apiOnly.call('POST', '/v1/jobs', { request: chat('lost hop') }, { 'idempotency-key': 'k-crash' });
       const queue = apiOnly.runtime.queues.get('primary');
-      const removed = await queue.remove(`${first.body.id}-h0`);
+      const removed = await queue.remove(`${hopJobId(first.body.id, 0)}`);
       expect(removed).toBe(1);
-      expect(await queue.getJob(`${first.body.id}-h0`)).toBeUndefined();
+      expect(await queue.getJob(`${hopJobId(first.body.id, 0)}`)).toBeUndefined();
       const replay = await apiOnly.call('POST', '/v1/jobs', { request: chat('lost hop') }, { 'idempotency-key': 'k-crash' });
       expect(replay.status).toBe(200);
       expect(replay.body.id).toBe(first.body.id);
-      expect(await queue.getJob(`${first.body.id}-h0`)).toBeTruthy();
+      expect(await queue.getJob(`${hopJobId(first.body.id, 0)}`)).toBeTruthy();
     } finally {
       await apiOnly.close();
       await dropPrefix(apiOnly.prefix);

@@ -1,4 +1,9 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hopJobId } from '../src/queues/provider-queues.js';
+import { EmbeddedRedis } from '../src/redis/embedded.js';
 import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor, withRedis } from './support/broker.js';
 import { startFleet } from './support/fleet.js';
 
@@ -163,6 +168,40 @@ describe('a hop BullMQ fails for stalling too often', () => {
     } finally {
       await fleet.close();
       await mock.app.close();
+    }
+  });
+});
+
+describe('a hop whose settle meets a frozen Redis', () => {
+  it('waits for Redis to answer, and its job ends once, with its one call', { timeout: 60_000 }, async () => {
+    // Its own Redis: this test freezes it (SIGSTOP), as a stalled or partitioned Redis looks.
+    const redis = await EmbeddedRedis.start({ dir: mkdtempSync(join(tmpdir(), 'switchyard-fault-')), persist: false });
+    const mock = await startMock({ latencyMs: 1500 });
+    const b = await startBroker(configFor({ p: mock }, { redis: { url: redis.url, prefix: testPrefix() } }));
+    try {
+      const { body } = await b.call('POST', '/v1/jobs', { request: chat('settled on a frozen Redis') });
+      await waitFor(async () => mock.stats.in_flight === 1);
+      // Frozen from mid-call until well after the call answers.
+      process.kill(redis.pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 4500));
+      process.kill(redis.pid, 'SIGCONT');
+      const ended = (await b.call('GET', `/v1/jobs/${body.id}?wait=20`)).body;
+      expect(ended.status).toBe('succeeded');
+      // The settle waited for Redis rather than give up and call again.
+      expect(mock.stats.calls).toBe(1);
+      expect(ended.attempts.map((a: { outcome: string; latency_ms: number }) => a.outcome)).toEqual(['succeeded']);
+      const hop = await b.runtime.queues.get('p').getJob(hopJobId(body.id, 0));
+      expect(await hop?.getState()).toBe('completed');
+      expect((await b.runtime.store.tenantTotals('default')).queued).toBe(0);
+    } finally {
+      try {
+        process.kill(redis.pid, 'SIGCONT');
+      } catch {
+        // already running
+      }
+      await b.close();
+      await mock.app.close();
+      await redis.stop();
     }
   });
 });

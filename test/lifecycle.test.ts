@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerOptions } from 'bullmq';
 import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis } from './support/broker.js';
+import { hopJobId } from '../src/queues/provider-queues.js';
 
 describe('job lifecycle', () => {
   let mock: MockServer;
@@ -61,6 +62,47 @@ describe('job lifecycle', () => {
     }
   });
 
+  it('keeps a queued job\'s record compact with its request beside it, and runs a record written with the request inside', async () => {
+    const client = testRedis();
+    const { store } = broker.runtime;
+    const keys = store.keys;
+    try {
+      // Written, not enqueued: a queued job as it waits.
+      const id = keys.newJobId('default');
+      const routing = { alias: 'fast', strategy: 'ordered', input_tokens: 3, candidates: [{ target: 'primary/model-a', tier: 1, position: 0 }] };
+      await store.create({ id, tenant: 'default', task: 'default', model: null, priority: 5, metadata: {}, chain: ['primary/model-a'], hop: 0, request: chat('kept beside'), webhook_url: null, deadline_at: null, created_at: Date.now(), routing });
+      // Short values only, so Redis keeps the hash as a listpack (about half a hashtable's bytes).
+      expect(await client.object('ENCODING', keys.job(id))).toBe('listpack');
+      expect(JSON.parse((await client.get(keys.jobRequest(id)))!)).toEqual(chat('kept beside'));
+      expect((await store.get(id))?.routing).toEqual(routing);
+      // So is a hop's BullMQ job, at every priority (paused, so no worker takes them meanwhile; they name no record).
+      const queue = broker.runtime.queues.get('primary');
+      await queue.pause();
+      try {
+        for (const priority of [1, 10]) {
+          const other = keys.newJobId('default');
+          await broker.runtime.queues.enqueueHop('primary', other, 0, priority);
+          expect(await client.object('ENCODING', `${queue.keys['']}${hopJobId(other, 0)}`)).toBe('listpack');
+        }
+      } finally {
+        await queue.resume();
+      }
+
+      // As the version before wrote it: the request a field of the hash. Its claim moves it out.
+      await client.hset(keys.job(id), 'request', (await client.get(keys.jobRequest(id)))!);
+      await client.del(keys.jobRequest(id));
+      expect(await store.start(id, 0, Date.now())).toMatchObject({ kind: 'ok', request: chat('kept beside') });
+      expect(await client.hexists(keys.job(id), 'request')).toBe(0);
+      // A failed job keeps its request as long as its record, for an operator's retry.
+      await store.settle(id, 0, null, { status: 'failed', error: { type: 'internal_error', message: 'test' } });
+      const [recordTtl, requestTtl] = await Promise.all([client.pttl(keys.job(id)), client.pttl(keys.jobRequest(id))]);
+      expect(requestTtl).toBeGreaterThan(0);
+      expect(Math.abs(recordTtl - requestTtl)).toBeLessThan(1000);
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('keeps the job record in Redis with a retention TTL and bounded BullMQ history', async () => {
     const res = await broker.call('POST', '/v1/jobs', { request: chat() });
     await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
@@ -72,7 +114,8 @@ describe('job lifecycle', () => {
     const fields = await client.hkeys(broker.runtime.store.keys.job(res.body.id));
     expect(fields).toContain('result');
     expect(fields).not.toContain('request');
-    const hop = await broker.runtime.queues.get('primary').getJob(`${res.body.id}-h0`);
+    expect(await client.exists(broker.runtime.store.keys.jobRequest(res.body.id))).toBe(0);
+    const hop = await broker.runtime.queues.get('primary').getJob(`${hopJobId(res.body.id, 0)}`);
     // Kept for Bull Board, bounded by the workers' retention; no hop stores the retention itself
     // (BullMQ keeps a job's options in its hash, so that would cost every queued hop).
     expect(await hop?.getState()).toBe('completed');

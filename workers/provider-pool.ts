@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
 import { type HopData, hopRetention, NO_RPM_LIMIT, queueName, queuePrefix } from '../src/queues/provider-queues.js';
 import { HopProcessor, type HopProcessorDeps, JobEnded } from './hop-processor.js';
+import { withHopRetries } from './hop-retries.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
 
@@ -45,7 +46,8 @@ export class ProviderPool {
       if (!settings) throw new Error(`unknown provider "${provider}"`);
       await queues.get(provider).setGlobalConcurrency(settings.max_in_flight);
       const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal, running: this.running });
-      const worker = new Worker<HopData>(queueName(provider), (job: Job<HopData>, token?: string) => processor.process(job, token), {
+      const process = withHopRetries((job: Job<HopData>, token?: string) => processor.process(job, token), { log, stopping: this.shutdown.signal });
+      const worker = new Worker<HopData>(queueName(provider), process, {
         connection,
         prefix: queuePrefix(config.redis, provider),
         concurrency: settings.max_in_flight,
@@ -60,7 +62,7 @@ export class ProviderPool {
       });
       // A hop whose processing itself failed (Redis unreachable, a bug) must still end its job visibly.
       worker.on('failed', (job, err) => {
-        if (!job || err instanceof JobEnded || job.attemptsMade < (job.opts.attempts ?? 1)) return;
+        if (!job || err instanceof JobEnded) return;
         void this.endLostHop(provider, job.data, err.message);
       });
       worker.on('error', (err) => log.error({ provider, err: err.message }, 'worker error'));

@@ -7,7 +7,10 @@
   ARGV[5] body hash, ARGV[6] idempotency window (s), ARGV[7] the admission lease this job was
   admitted under ('' for none), ARGV[8] its estimated spend (1e-10 USD, 0 for none), ARGV[9] the
   month that estimate is reserved in, ARGV[10] the least-busy lease zset of its first target ('' for
-  none; the fields then name it as `lease`), ARGV[11] that lease's expiry (ms), ARGV[12..] field, value, ...
+  none; the fields then name it as `lease`), ARGV[11] that lease's expiry (ms), ARGV[12] the request
+  (JSON), ARGV[13..] field, value, ...
+  The request is a string of its own (`<job key>:request`), not a field: with it out, a queued job's
+  hash holds only short values, which Redis keeps as a compact listpack rather than a hashtable.
   Returns {0, id} created, {1, id} same key and body, {2, id} same key with another body.
 ]]
 --- @include "leases"
@@ -26,7 +29,8 @@ if ARGV[4] == '1' then
 end
 -- No expiry yet: a record lives until its job ends, however long that takes (jobEnded sets the
 -- TTL then), so a long job cannot vanish mid-run and take its result and its tenant count with it.
-redis.call('HSET', KEYS[1], unpack(ARGV, 12))
+redis.call('HSET', KEYS[1], unpack(ARGV, 13))
+redis.call('SET', KEYS[1] .. ':request', ARGV[12])
 if ARGV[10] ~= '' then
   redis.call('ZADD', ARGV[10], ARGV[11], ARGV[1])
 end

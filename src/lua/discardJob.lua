@@ -9,7 +9,7 @@ local f = redis.call('HMGET', KEYS[1], 'status', 'est_e10', 'est_month', 'lease'
 if f[1] ~= 'queued' then
   return 0
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[1] .. ':request')
 if f[4] then
   redis.call('ZREM', f[4], ARGV[1])
 end

@@ -10,6 +10,8 @@
   Returns {1, reopened count} | {0, reason, detail}
 ]]
 local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'batch', 'tenant', 'attempts', 'reopened', 'deadline_at', 'request')
+local requestKey = KEYS[1] .. ':request'
+f[8] = f[8] or (redis.call('EXISTS', requestKey) == 1)
 if not f[1] then
   return {0, 'missing', ''}
 end
@@ -40,5 +42,6 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', attempts, 'reopened'
 redis.call('HDEL', KEYS[1], 'finished_at', 'error', 'webhook_status')
 -- Unfinished again: no expiry until it ends, and it counts against its tenant again.
 redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', requestKey)
 redis.call('HINCRBY', ARGV[3] .. ':tenant:' .. (f[4] or ''), 'queued', 1)
 return {1, reopened}

@@ -12,7 +12,7 @@
 --- @include "jobEnded"
 --- @include "hopLog"
 
-local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'request', 'chain', 'started_at', 'created_at', 'tenant', 'lease', 'alias')
+local f = redis.call('HMGET', KEYS[1], 'status', 'hop', 'deadline_at', 'chain', 'started_at', 'created_at', 'tenant', 'lease', 'alias')
 local status = f[1]
 if not status then
   return {'missing'}
@@ -30,14 +30,24 @@ if f[3] and now > tonumber(f[3]) then
   local owed = jobEnded(KEYS[1], KEYS[2], ARGV[6], ARGV[3], ARGV[4], ARGV[2], ARGV[5], 'expired')
   return {'expired', owed}
 end
-if not f[6] then
+if not f[5] then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
 else
   redis.call('HSET', KEYS[1], 'status', 'running')
 end
-if f[9] then
+if f[8] then
   -- Re-added, not just updated: a lease that ran out while a dead worker held the job is taken again.
-  redis.call('ZADD', f[9], now + tonumber(ARGV[9]), ARGV[5])
+  redis.call('ZADD', f[8], now + tonumber(ARGV[9]), ARGV[5])
 end
 hopLog(ARGV[7], ARGV[8])
-return {'ok', f[4], f[5], status, f[3] or '', f[7] or '', f[8] or '', f[10] or ''}
+local requestKey = KEYS[1] .. ':request'
+local request = redis.call('GET', requestKey)
+if not request then
+  -- A record written before the request had a key of its own: move it there.
+  request = redis.call('HGET', KEYS[1], 'request')
+  if request then
+    redis.call('SET', requestKey, request)
+    redis.call('HDEL', KEYS[1], 'request')
+  end
+end
+return {'ok', request or 'null', f[4], status, f[3] or '', f[6] or '', f[7] or '', f[9] or ''}

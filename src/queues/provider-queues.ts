@@ -6,6 +6,8 @@ import type { Config } from '../config/schema.js';
 export interface HopData {
   id: string;
   hop: number;
+  /** How often processing this hop failed inside the broker (see ProviderPool's retries). */
+  faults?: number;
 }
 
 export function queueName(provider: string): string {
@@ -20,9 +22,13 @@ export function queuePrefix(redis: Pick<Config['redis'], 'prefix' | 'shards'>, p
   return redis.shards > 0 ? `{${redis.prefix.replace(/^\{(.*)\}$/, '$1')}:q:${provider}}` : redis.prefix;
 }
 
-/** Deterministic, so re-adding a hop after a crash cannot create a second copy of it. */
+/**
+ * Deterministic, so re-adding a hop after a crash cannot create a second copy of it. Without the
+ * id's `job_`: BullMQ stores the id again in the job's options, and those must stay within the
+ * 64 bytes that let Redis keep the hop's hash as a listpack (see hopOptions).
+ */
 export function hopJobId(id: string, hop: number): string {
-  return `${id}-h${hop}`;
+  return `${id.slice(id.indexOf('_') + 1)}-h${hop}`;
 }
 
 /**
@@ -34,6 +40,7 @@ export function bullPriority(priority: number): number {
 }
 
 const ADD_BULK_CHUNK = 1000;
+const EVENTS_KEPT = 1000;
 
 /** How many finished hop jobs BullMQ keeps, and how long (Bull Board shows them): the workers' removeOnComplete/removeOnFail. */
 export function hopRetention(retention: Config['retention']) {
@@ -55,7 +62,9 @@ export class ProviderQueues {
     private readonly config: Pick<Config, 'providers' | 'redis' | 'retention'>,
   ) {
     for (const provider of Object.keys(config.providers)) {
-      this.queues.set(provider, new Queue<HopData>(queueName(provider), { connection, prefix: queuePrefix(config.redis, provider) }));
+      // Nothing reads a provider queue's event stream (no QueueEvents), yet BullMQ writes about four
+      // events a job to it: the last 1,000 are kept rather than BullMQ's 10,000 (about 1 MB a queue).
+      this.queues.set(provider, new Queue<HopData>(queueName(provider), { connection, prefix: queuePrefix(config.redis, provider), streams: { events: { maxLen: EVENTS_KEPT } } }));
     }
   }
 
@@ -93,16 +102,13 @@ export class ProviderQueues {
     );
   }
 
-  /** Retention is the workers' option (hopRetention), not each job's: BullMQ stores a job's options with it. */
+  /**
+   * BullMQ stores a job's options in its hash, and a hash with a value over 64 bytes is kept as a
+   * hashtable (about twice a listpack's memory): so a hop carries only its id and priority. Its
+   * retention is the workers' option (hopRetention), its retries the pool's (ProviderPool).
+   */
   private hopOptions(id: string, hop: number, priority: number) {
-    return {
-      jobId: hopJobId(id, hop),
-      priority: bullPriority(priority),
-      // Retries cover the broker's own faults (Redis blips). A hop whose job failed fails too, in
-      // BullMQ's failed state, unrecoverably: retrying it would not change what the provider said.
-      attempts: 3,
-      backoff: { type: 'exponential' as const, delay: 1000 },
-    };
+    return { jobId: hopJobId(id, hop), priority: bullPriority(priority) };
   }
 
   /** How long the provider's queue stays paused (a 429, a spent budget, a full RPM window), or 0. */

@@ -134,7 +134,7 @@ export interface JobRecord {
 export const RECORD_FIELDS = [
   'id', 'tenant', 'status', 'task', 'model', 'priority', 'metadata', 'created_at', 'started_at',
   'finished_at', 'deadline_at', 'chain', 'hop', 'routing', 'attempts', 'result', 'usage', 'cost_usd', 'error',
-  'webhook_url', 'webhook_status', 'reopened',
+  'webhook_url', 'webhook_status', 'reopened', 'alias',
 ] as const;
 
 const num = (v: string | null | undefined): number | null => (v === null || v === undefined || v === '' ? null : Number(v));
@@ -159,7 +159,7 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
     deadline_at: num(f.deadline_at),
     chain,
     hop: Number(f.hop ?? 0),
-    routing: f.routing ? withCandidates(JSON.parse(f.routing) as StoredRouting, chain) : null,
+    routing: f.routing ? fromStored(JSON.parse(f.routing) as StoredRouting, chain, f.alias || null) : null,
     attempts,
     result: json(f.result, null),
     usage: json(f.usage, null) ?? (f.result ? (attempts.findLast((a) => a.outcome === 'succeeded')?.usage ?? null) : null),
@@ -173,20 +173,24 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
 }
 
 /** A routing record as stored: `candidates` is left out when it only repeats the chain (each at tier 1, in order). */
-type StoredRouting = Omit<RoutingRecord, 'candidates'> & { candidates?: RoutingCandidate[] };
+type StoredRouting = Omit<RoutingRecord, 'candidates' | 'alias'> & { candidates?: RoutingCandidate[]; alias?: null };
 
 const plainCandidate = (c: RoutingCandidate, i: number, chain: string[]) =>
   c.target === chain[i] && c.tier === 1 && c.position === i && Object.keys(c).length === 3;
 
-/** The routing record to store for a job with `chain`: most jobs' candidates are just their chain. */
+/**
+ * The routing record to store for a job with `chain`. Most jobs' candidates are just their chain,
+ * and the alias is the record's `alias` field: both are left out, so a plain job's routing stays
+ * short enough for Redis to keep the record as a listpack (values of at most 64 bytes).
+ */
 export function storedRouting(routing: RoutingRecord, chain: string[]): string {
-  if (routing.candidates.length !== chain.length || !routing.candidates.every((c, i) => plainCandidate(c, i, chain))) return JSON.stringify(routing);
-  const { candidates: _, ...rest } = routing;
-  return JSON.stringify(rest);
+  const plain = routing.candidates.length === chain.length && routing.candidates.every((c, i) => plainCandidate(c, i, chain));
+  const { candidates, alias, ...rest } = routing;
+  return JSON.stringify({ ...(alias === null && { alias }), ...rest, ...(!plain && { candidates }) });
 }
 
-function withCandidates(stored: StoredRouting, chain: string[]): RoutingRecord {
-  return stored.candidates ? (stored as RoutingRecord) : { ...stored, candidates: chain.map((target, position) => ({ target, tier: 1, position })) };
+function fromStored(stored: StoredRouting, chain: string[], alias: string | null): RoutingRecord {
+  return { alias, ...stored, candidates: stored.candidates ?? chain.map((target, position) => ({ target, tier: 1, position })) };
 }
 
 const seconds = (ms: number | null): number | null => (ms === null ? null : Math.floor(ms / 1000));

@@ -144,7 +144,7 @@ export class JobStore {
     // costs a queued job memory, and parseRecord reads their absence as the default.
     const fields: (string | number)[] = [
       'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'priority', job.priority, 'created_at', job.created_at,
-      'chain', JSON.stringify(job.chain), 'hop', job.hop, 'request', job.requestJson ?? JSON.stringify(job.request),
+      'chain', JSON.stringify(job.chain), 'hop', job.hop,
     ];
     if (job.task) fields.push('task', job.task);
     if (job.model) fields.push('model', job.model);
@@ -165,7 +165,7 @@ export class JobStore {
       this.keys.tenantLeases(job.tenant), this.keys.tenantLeaseSizes(job.tenant),
       job.id, job.created_at, this.ttlMs, idempotency ? '1' : '0', idempotency?.bodyHash ?? '', IDEMPOTENCY_WINDOW_S,
       lease ?? '', job.estimate_e10 ?? 0, monthOf(job.created_at),
-      job.lease ?? '', job.created_at + QUEUED_LEASE_MS,
+      job.lease ?? '', job.created_at + QUEUED_LEASE_MS, job.requestJson ?? JSON.stringify(job.request),
       ...fields,
     )) as [number, string];
     return { kind: code === 0 ? 'created' : code === 1 ? 'replayed' : 'conflict', id };

@@ -82,6 +82,11 @@ export class Keys {
     return `${this.idShard(id)}:job:${id}`;
   }
 
+  /** A job's request, kept beside its record until the job ends (a failed job's for as long as its record). */
+  jobRequest(id: string): string {
+    return `${this.job(id)}:request`;
+  }
+
   jobIndex(tenant: string): string {
     return `${this.tenantShard(tenant)}:jobs:${tenant}`;
   }

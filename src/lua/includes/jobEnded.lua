@@ -23,7 +23,11 @@ local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status
     redis.call('ZREM', f[6], id)
   end
   if status ~= 'failed' then
+    redis.call('DEL', jobKey .. ':request')
+    -- Where a record from before the request's own key still holds it.
     redis.call('HDEL', jobKey, 'request')
+  else
+    redis.call('PEXPIRE', jobKey .. ':request', ttl)
   end
   local tenantKey = prefix .. ':tenant:' .. (f[1] or '')
   redis.call('HINCRBY', tenantKey, 'queued', -1)
