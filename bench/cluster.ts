@@ -18,10 +18,10 @@ const PROVIDERS = ['pa', 'pb', 'pc'];
 const MIX: Mix = { tenants: Array.from({ length: 48 }, (_, i) => `tenant-${i}`), models: PROVIDERS.map((p) => `to-${p}`) };
 const SHARDS = 12;
 
-function configOf(url: string, prefix: string, mockBaseUrl: string, sharded: boolean) {
+function configOf(redis: { url: string } | { cluster: string[] }, prefix: string, mockBaseUrl: string, sharded: boolean) {
   return parseConfig(
     {
-      redis: { url, prefix, ...(sharded && { cluster: true, shards: SHARDS }) },
+      redis: { ...redis, prefix, ...(sharded && { shards: SHARDS }) },
       providers: Object.fromEntries(PROVIDERS.map((p) => [p, { type: 'openai', base_url: mockBaseUrl, max_in_flight: 50 }])),
       models: Object.fromEntries(PROVIDERS.map((p) => [`to-${p}`, [`${p}/bench-model`]])),
       tasks: { default: 'to-pa' },
@@ -40,20 +40,20 @@ export interface ClusterSplit {
 }
 
 export async function clusterSplit(singleUrl: string, mockBaseUrl: string, n: number, prefix: () => string, log: Logger, quiet: Logger): Promise<ClusterSplit> {
-  const single = await drain(configOf(singleUrl, prefix(), mockBaseUrl, false), singleUrl, n, log, quiet, undefined, MIX);
+  const single = await drain(configOf({ url: singleUrl }, prefix(), mockBaseUrl, false), singleUrl, n, log, quiet, undefined, MIX);
   const cluster = await LocalCluster.start(3);
   try {
-    const config = configOf(cluster.url, prefix(), mockBaseUrl, true);
+    const config = configOf({ cluster: cluster.nodes }, prefix(), mockBaseUrl, true);
     // Each provider's queue is one slot, wherever CRC16 puts it: placed here on a master each, as
     // an operator would move a hot queue's slot (the shards spread by themselves, see Keys).
     for (const [i, p] of PROVIDERS.entries()) await cluster.place(`${queuePrefix(config.redis, p)}:llm-${p}:wait`, i);
     const meters = cluster.ports.map((p) => cluster.node(p));
-    const intake = await startRuntime({ config, redisUrl: cluster.url, log: quiet });
+    const intake = await startRuntime({ config, redisUrl: config.redis.url!, log: quiet });
     const before = await Promise.all(meters.map(redisWork));
     await fill(intake, n, MIX);
     // Pub/sub reaches every node of a cluster: any one will do to count the ends.
     const counter = await terminalCounter(`redis://127.0.0.1:${cluster.ports[0]}`, intake.store.keys.events, n);
-    const workers = await startRuntime({ config, redisUrl: cluster.url, log, workers: [] });
+    const workers = await startRuntime({ config, redisUrl: config.redis.url!, log, workers: [] });
     await counter.all;
     const after = await Promise.all(meters.map(redisWork));
     counter.close();

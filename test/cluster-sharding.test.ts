@@ -47,7 +47,7 @@ describe('Redis Cluster, sharded layout', () => {
     for (const p of PROVIDERS) mocks[p] = await startMock(p === 'pa' ? { rules: [{ match: 'fall-back', status: 503 }] } : {});
     const config = parseConfig(
       {
-        redis: { url: cluster.url, prefix, cluster: true, shards: 12 },
+        redis: { cluster: cluster.nodes, prefix, shards: 12 },
         providers: Object.fromEntries(PROVIDERS.map((p) => [p, { type: 'openai', base_url: mocks[p]!.baseUrl, api_key: `sk-${p}-secret`, max_in_flight: 20 }])),
         models: { 'to-pa': ['pa/m'], 'to-pb': ['pb/m'], 'to-pc': ['pc/m'], chain: ['pa/m', 'pb/m'] },
         tasks: { default: 'to-pa' },

@@ -19,6 +19,9 @@ describe('key layout', () => {
     expect(keys.batchesDone(keys.prefix)).toBe('{sy}:batches-done');
     expect(keys.shardPrefixes).toEqual(['{sy}']);
     expect(queuePrefix({ prefix: '{sy}', shards: 0 }, 'openai')).toBe('{sy}');
+    // From a pool of random bytes refilled as it runs out: never the same id twice.
+    const ids = new Set(Array.from({ length: 10_000 }, () => keys.newJobId('acme')));
+    expect(ids.size).toBe(10_000);
   });
 
   it('puts a tenant\'s jobs, batches and counters in one shard slot, which its ids name', () => {
@@ -58,11 +61,14 @@ describe('key layout', () => {
     expect(keys.shardPrefixes).toContain(keys.idShard('nonsense'));
   });
 
-  it('refuses shards under a prefix that is not one hash tag', () => {
+  it('refuses shards under a prefix that is not one hash tag, and takes a cluster by its nodes', () => {
     const parse = (redis: Record<string, unknown>) => parseConfig({ redis, providers: { p: { type: 'openai', base_url: 'http://127.0.0.1:1/v1' } }, models: { fast: ['p/m'] }, tasks: { default: 'fast' } }, {}, 'test');
     expect(() => parse({ prefix: 'sy', shards: 4 })).toThrow(ConfigError);
     expect(() => parse({ prefix: 'sy', shards: 4 })).toThrow(/redis\.prefix.*one hash tag/);
     expect(() => parse({ prefix: '{sy}', shards: 65 })).toThrow(/redis\.shards/);
     expect(parse({ prefix: '{sy}', shards: 4 }).redis.shards).toBe(4);
+    // Redis Cluster by its nodes, as DESIGN section 3 writes it.
+    expect(parse({ cluster: ['redis://:pw@10.0.0.1:7001', 'redis://10.0.0.2:7002'] }).redis).toMatchObject({ cluster: true, url: 'redis://:pw@10.0.0.1:7001,10.0.0.2:7002' });
+    expect(() => parse({ url: 'redis://127.0.0.1:6379', cluster: ['redis://10.0.0.1:7001'] })).toThrow(/not both/);
   });
 });

@@ -136,6 +136,12 @@ const providerSchema = z.strictObject({
   aws_session_token: z.string().min(1).optional(),
 });
 
+/** `redis://[auth@]h1:p1,h2:p2` from the nodes' URLs (scheme and credentials from the first). */
+function seedsUrl(nodes: string[]): string {
+  const head = /^rediss?:\/\/(?:[^@]*@)?/;
+  return head.exec(nodes[0]!)![0] + nodes.map((n) => n.replace(head, '')).join(',');
+}
+
 export const configSchema = z
   .strictObject({
     redis: z
@@ -143,8 +149,8 @@ export const configSchema = z
         url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').optional(),
         // A hash tag keeps every key in one Redis Cluster slot, which BullMQ's scripts need.
         prefix: z.string().min(1).default('{sy}'),
-        /** Connect as Redis Cluster; `url` then lists seed nodes, `redis://host:port,host:port`. */
-        cluster: z.boolean().default(false),
+        /** Redis Cluster: its seed nodes, `redis://host:port` each, instead of `url`. */
+        cluster: z.array(z.string().regex(/^rediss?:\/\/[^/,]+$/, 'expected a redis://host:port URL')).min(1).optional(),
         /**
          * 0: every key in the prefix's one slot. N: tenants' jobs and counters in N slots of their
          * own and each provider queue in its own, so Redis Cluster spreads them over its masters
@@ -154,6 +160,9 @@ export const configSchema = z
         shards: z.int().min(0).max(64).default(0),
       })
       .refine((r) => r.shards === 0 || /^\{[^{}]+\}$/.test(r.prefix), { message: 'redis.shards needs a prefix that is one hash tag, such as {sy}', path: ['prefix'] })
+      .refine((r) => !(r.cluster && r.url), { message: 'give redis.url (one server) or redis.cluster (its nodes), not both', path: ['cluster'] })
+      // A cluster is reached through its seed nodes, written as one URL (src/redis/connection.ts).
+      .transform(({ cluster, ...r }) => (cluster ? { ...r, url: seedsUrl(cluster), cluster: true } : { ...r, cluster: false }))
       .prefault({}),
     server: z
       .strictObject({

@@ -35,9 +35,9 @@ export class LocalCluster {
     private readonly dir: string,
   ) {}
 
-  /** Seed URL for `redis.url` with `redis.cluster: true`. */
-  get url(): string {
-    return `redis://${this.ports.map((p) => `127.0.0.1:${p}`).join(',')}`;
+  /** Its nodes, for `redis.cluster`. */
+  get nodes(): string[] {
+    return this.ports.map((p) => `redis://127.0.0.1:${p}`);
   }
 
   static async start(masters = 3): Promise<LocalCluster> {

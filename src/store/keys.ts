@@ -14,6 +14,19 @@ function fnv1a(text: string): number {
 
 const SLOTS = 16_384;
 
+/** Ids' random bytes come from a pool filled a few KB at a time: one call into crypto a job costs the intake more than the bytes do. */
+const POOL_BYTES = 4096;
+let pool = randomBytes(POOL_BYTES);
+let used = 0;
+function randomChunk(bytes: number): Buffer {
+  if (used + bytes > POOL_BYTES) {
+    pool = randomBytes(POOL_BYTES);
+    used = 0;
+  }
+  used += bytes;
+  return pool.subarray(used - bytes, used);
+}
+
 /**
  * Shard k's hash tag: `{sy:k}`, or `{sy:k-i}` for the first i that puts it in the k-th of `n` equal
  * slices of Redis Cluster's slots. A cluster splits its slots into ranges, evenly unless told
@@ -73,7 +86,7 @@ export class Keys {
   }
 
   private newId(kind: string, tenant: string, bytes: number): string {
-    const random = randomBytes(bytes).toString('base64url');
+    const random = randomChunk(bytes).toString('base64url');
     if (this.shards === 0) return `${kind}${random}`;
     return `${kind}${SHARD_CHARS[this.shardPrefixes.indexOf(this.tenantShard(tenant))]}${random.slice(1)}`;
   }
