@@ -98,6 +98,14 @@ describe('job lifecycle', () => {
       const [recordTtl, requestTtl] = await Promise.all([client.pttl(keys.job(id)), client.pttl(keys.jobRequest(id))]);
       expect(requestTtl).toBeGreaterThan(0);
       expect(Math.abs(recordTtl - requestTtl)).toBeLessThan(1000);
+
+      // One written the old way that ends without running: its prompt goes all the same.
+      const unrun = keys.newJobId('default');
+      await store.create({ id: unrun, tenant: 'default', task: 'default', model: null, priority: 5, metadata: {}, chain: ['primary/model-a'], hop: 0, request: chat('never run'), webhook_url: null, deadline_at: null, created_at: Date.now(), routing });
+      await client.hset(keys.job(unrun), 'request', (await client.get(keys.jobRequest(unrun)))!);
+      await client.del(keys.jobRequest(unrun));
+      expect(await store.end(unrun, 'cancelled')).toMatchObject({ kind: 'ended' });
+      expect(await client.hexists(keys.job(unrun), 'request')).toBe(0);
     } finally {
       client.disconnect();
     }

@@ -22,7 +22,7 @@
 --- @include "inflight"
 
 -- Every field the steps below need, in one read; the record is then written once.
-local rec = readRecord(KEYS[1], {'status', 'hop', 'lease', 'affinity', 'attempts', 'tenant', 'budget_alias', 'webhook_url', 'batch', 'est_e10', 'est_month'})
+local rec = readRecord(KEYS[1], {'status', 'hop', 'lease', 'affinity', 'attempts', 'tenant', 'budget_alias', 'webhook_url', 'batch', 'est_e10', 'est_month', 'request'})
 local status = rec.status
 if not status then
   return 0

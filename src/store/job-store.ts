@@ -99,8 +99,6 @@ export function monthOf(ms: number): string {
   return month.label;
 }
 
-const sameUsage = (a: Usage, b: Usage | undefined) => a === b;
-
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
@@ -148,10 +146,7 @@ export class JobStore {
     ];
     if (job.task) fields.push('task', job.task);
     if (job.model) fields.push('model', job.model);
-    for (const _ in job.metadata) {
-      fields.push('metadata', JSON.stringify(job.metadata));
-      break;
-    }
+    if (Object.keys(job.metadata).length > 0) fields.push('metadata', JSON.stringify(job.metadata));
     if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
     if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
     if (job.batch) fields.push('batch', job.batch);
@@ -282,7 +277,7 @@ export class JobStore {
     if (outcome.status === 'succeeded') {
       fields.push('result', JSON.stringify(outcome.result));
       // The attempt that succeeded carries the same usage; parseRecord reads it from there.
-      if (outcome.usage && !sameUsage(outcome.usage, attempt?.usage)) fields.push('usage', JSON.stringify(outcome.usage));
+      if (outcome.usage && outcome.usage !== attempt?.usage) fields.push('usage', JSON.stringify(outcome.usage));
       if (outcome.cost_usd !== null) fields.push('cost_usd', outcome.cost_usd);
     } else if (outcome.status === 'failed') {
       fields.push('error', JSON.stringify(outcome.error));

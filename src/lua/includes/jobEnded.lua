@@ -13,7 +13,8 @@
   Keys under `prefix` are built here as BullMQ builds its own: every one shares the prefix's hash tag.
   `rec` holds the record's ENDED_FIELDS when the caller has read them already (readRecord).
 ]]
-local ENDED_FIELDS = {'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month', 'lease'}
+-- `request` is there only in a record written before the request had a key of its own.
+local ENDED_FIELDS = {'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month', 'lease', 'request'}
 
 local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status, rec)
   local owed = 0
@@ -24,8 +25,9 @@ local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status
   end
   if status ~= 'failed' then
     redis.call('DEL', jobKey .. ':request')
-    -- Where a record from before the request's own key still holds it.
-    redis.call('HDEL', jobKey, 'request')
+    if r.request then
+      redis.call('HDEL', jobKey, 'request')
+    end
   else
     redis.call('PEXPIRE', jobKey .. ':request', ttl)
   end
