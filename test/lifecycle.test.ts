@@ -67,10 +67,11 @@ describe('job lifecycle', () => {
     const { store } = broker.runtime;
     const keys = store.keys;
     try {
-      // Written, not enqueued: a queued job as it waits.
-      const id = keys.newJobId('default');
+      // Written, not enqueued: a queued job as it waits (a tenant of its own, so the lists below do not see it).
+      const tenant = 'store-only';
+      const id = keys.newJobId(tenant);
       const routing = { alias: 'fast', strategy: 'ordered', input_tokens: 3, candidates: [{ target: 'primary/model-a', tier: 1, position: 0 }] };
-      await store.create({ id, tenant: 'default', task: 'default', model: null, priority: 5, metadata: {}, chain: ['primary/model-a'], hop: 0, request: chat('kept beside'), webhook_url: null, deadline_at: null, created_at: Date.now(), routing });
+      await store.create({ id, tenant, task: 'default', model: null, priority: 5, metadata: {}, chain: ['primary/model-a'], hop: 0, request: chat('kept beside'), webhook_url: null, deadline_at: null, created_at: Date.now(), routing });
       // Short values only, so Redis keeps the hash as a listpack (about half a hashtable's bytes).
       expect(await client.object('ENCODING', keys.job(id))).toBe('listpack');
       expect(JSON.parse((await client.get(keys.jobRequest(id)))!)).toEqual(chat('kept beside'));
@@ -80,7 +81,7 @@ describe('job lifecycle', () => {
       await queue.pause();
       try {
         for (const priority of [1, 10]) {
-          const other = keys.newJobId('default');
+          const other = keys.newJobId(tenant);
           await broker.runtime.queues.enqueueHop('primary', other, 0, priority);
           expect(await client.object('ENCODING', `${queue.keys['']}${hopJobId(other, 0)}`)).toBe('listpack');
         }
@@ -100,8 +101,8 @@ describe('job lifecycle', () => {
       expect(Math.abs(recordTtl - requestTtl)).toBeLessThan(1000);
 
       // One written the old way that ends without running: its prompt goes all the same.
-      const unrun = keys.newJobId('default');
-      await store.create({ id: unrun, tenant: 'default', task: 'default', model: null, priority: 5, metadata: {}, chain: ['primary/model-a'], hop: 0, request: chat('never run'), webhook_url: null, deadline_at: null, created_at: Date.now(), routing });
+      const unrun = keys.newJobId(tenant);
+      await store.create({ id: unrun, tenant, task: 'default', model: null, priority: 5, metadata: {}, chain: ['primary/model-a'], hop: 0, request: chat('never run'), webhook_url: null, deadline_at: null, created_at: Date.now(), routing });
       await client.hset(keys.job(unrun), 'request', (await client.get(keys.jobRequest(unrun)))!);
       await client.del(keys.jobRequest(unrun));
       expect(await store.end(unrun, 'cancelled')).toMatchObject({ kind: 'ended' });
