@@ -3,6 +3,8 @@ import calculateSlot from 'cluster-key-slot';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
+import { batch as together } from '../src/redis/batch.js';
+import { createRedis } from '../src/redis/connection.js';
 import { LocalCluster } from '../src/redis/local-cluster.js';
 import { chat, type MockServer, startBroker, startMock, type TestBroker, waitFor } from './support/broker.js';
 import { hopJobId } from '../src/queues/provider-queues.js';
@@ -147,6 +149,17 @@ describe('Redis Cluster, sharded layout', () => {
     for (const shard of keys.shardPrefixes) perMaster.set(owner(calculateSlot(shard)), (perMaster.get(owner(calculateSlot(shard))) ?? 0) + 1);
     expect([...perMaster.values()]).toEqual([4, 4, 4]);
     expect(broker.logs.raw.join('\n')).not.toMatch(/CROSSSLOT|MOVED/);
+
+    // Reads across shards on several masters: a Cluster pipeline refuses them, batch() (src/redis/batch.ts) answers in order.
+    const redis = createRedis(broker.config.redis.url!, {}, true);
+    try {
+      const spread = keys.shardPrefixes.filter((_, k) => k % 4 === 0).map((p) => `${p}:probe`);
+      await Promise.all(spread.map((k, i) => redis.set(k, String(i))));
+      await expect(spread.reduce((p, k) => p.get(k), redis.pipeline()).exec()).rejects.toThrow();
+      expect(((await spread.reduce((p, k) => p.get(k), together(redis)).exec()) ?? []).map(([, v]: [Error | null, unknown]) => v)).toEqual(spread.map((_, i) => String(i)));
+    } finally {
+      redis.disconnect();
+    }
 
     const after = await nodeWork(cluster);
     const calls = after.map((a, i) => a.calls - before[i]!.calls);

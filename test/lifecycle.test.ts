@@ -70,7 +70,8 @@ describe('job lifecycle', () => {
       // Written, not enqueued: a queued job as it waits (a tenant of its own, so the lists below do not see it).
       const tenant = 'store-only';
       const id = keys.newJobId(tenant);
-      const routing = { alias: 'fast', strategy: 'ordered', input_tokens: 3, candidates: [{ target: 'primary/model-a', tier: 1, position: 0 }] };
+      // Routed as most jobs are: the chain in order, its target's context window known.
+      const routing = { alias: 'fast', strategy: 'ordered', input_tokens: 3, candidates: [{ target: 'primary/model-a', tier: 1, context_window: 128_000, position: 0 }] };
       await store.create({ id, tenant, task: 'default', model: null, priority: 5, metadata: {}, chain: ['primary/model-a'], hop: 0, request: chat('kept beside'), webhook_url: null, deadline_at: null, created_at: Date.now(), routing });
       // Short values only, so Redis keeps the hash as a listpack (about half a hashtable's bytes).
       expect(await client.object('ENCODING', keys.job(id))).toBe('listpack');

@@ -25,6 +25,8 @@ export function batch(redis: Redis): ChainableCommander {
           );
       }
       if (name === 'length') return calls.length;
+      // Not a promise: awaiting the batch itself must not queue a `then` command.
+      if (name === 'then') return undefined;
       return (...args: unknown[]) => {
         calls.push([name, args]);
         return proxy;

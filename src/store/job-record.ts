@@ -134,7 +134,7 @@ export interface JobRecord {
 export const RECORD_FIELDS = [
   'id', 'tenant', 'status', 'task', 'model', 'priority', 'metadata', 'created_at', 'started_at',
   'finished_at', 'deadline_at', 'chain', 'hop', 'routing', 'attempts', 'result', 'usage', 'cost_usd', 'error',
-  'webhook_url', 'webhook_status', 'reopened', 'alias',
+  'webhook_url', 'webhook_status', 'reopened', 'alias', 'input_tokens', 'strategy', 'windows',
 ] as const;
 
 const num = (v: string | null | undefined): number | null => (v === null || v === undefined || v === '' ? null : Number(v));
@@ -159,7 +159,7 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
     deadline_at: num(f.deadline_at),
     chain,
     hop: Number(f.hop ?? 0),
-    routing: f.routing ? fromStored(JSON.parse(f.routing) as StoredRouting, chain, f.alias || null) : null,
+    routing: routingOf(f, chain),
     attempts,
     result: json(f.result, null),
     usage: json(f.usage, null) ?? (f.result ? (attempts.findLast((a) => a.outcome === 'succeeded')?.usage ?? null) : null),
@@ -172,25 +172,47 @@ export function parseRecord(values: (string | null)[]): JobRecord | null {
   };
 }
 
-/** A routing record as stored: `candidates` is left out when it only repeats the chain (each at tier 1, in order). */
+/** A routing record as stored in one field: `candidates` left out when they only repeat the chain, `alias` when it has a field of its own. */
 type StoredRouting = Omit<RoutingRecord, 'candidates' | 'alias'> & { candidates?: RoutingCandidate[]; alias?: null };
 
+/** Chain position i, tier 1, nothing said of it but its context window. */
 const plainCandidate = (c: RoutingCandidate, i: number, chain: string[]) =>
-  c.target === chain[i] && c.tier === 1 && c.position === i && Object.keys(c).length === 3;
+  c.target === chain[i] && c.tier === 1 && c.position === i && Object.keys(c).every((k) => k === 'target' || k === 'tier' || k === 'position' || k === 'context_window');
 
 /**
- * The routing record to store for a job with `chain`. Most jobs' candidates are just their chain,
- * and the alias is the record's `alias` field: both are left out, so a plain job's routing stays
- * short enough for Redis to keep the record as a listpack (values of at most 64 bytes).
+ * The record fields that say how a job with `chain` was routed. Redis keeps a hash as a compact
+ * listpack only while every value is at most 64 bytes, and a routing record in JSON is longer. Most
+ * routes are plain: the chain in order, no rule, downgrade, exploration or affinity. They are
+ * kept as short fields instead, `input_tokens`, `strategy` (when not ordered) and `windows` (the
+ * targets' context windows), beside the record's `alias` and `chain`. Any other route is one
+ * `routing` field of JSON, leaving out only what the record already holds.
  */
-export function storedRouting(routing: RoutingRecord, chain: string[]): string {
-  const plain = routing.candidates.length === chain.length && routing.candidates.every((c, i) => plainCandidate(c, i, chain));
+export function routingFields(routing: RoutingRecord, chain: string[]): (string | number)[] {
   const { candidates, alias, ...rest } = routing;
-  return JSON.stringify({ ...(alias === null && { alias }), ...rest, ...(!plain && { candidates }) });
+  const plainCandidates = candidates.length === chain.length && candidates.every((c, i) => plainCandidate(c, i, chain));
+  if (plainCandidates && Object.keys(rest).every((k) => k === 'strategy' || k === 'input_tokens')) {
+    const windows = candidates.some((c) => c.context_window !== undefined) ? candidates.map((c) => c.context_window ?? '').join(',') : '';
+    return ['input_tokens', routing.input_tokens, ...(routing.strategy !== 'ordered' ? ['strategy', routing.strategy] : []), ...(windows ? ['windows', windows] : [])];
+  }
+  return ['routing', JSON.stringify({ ...(alias === null && { alias }), ...rest, ...(!plainCandidates && { candidates }) })];
 }
 
-function fromStored(stored: StoredRouting, chain: string[], alias: string | null): RoutingRecord {
-  return { alias, ...stored, candidates: stored.candidates ?? chain.map((target, position) => ({ target, tier: 1, position })) };
+type Fields = Record<(typeof RECORD_FIELDS)[number], string | null>;
+
+function routingOf(f: Fields, chain: string[]): RoutingRecord | null {
+  const alias = f.alias || null;
+  if (f.routing) {
+    const stored = JSON.parse(f.routing) as StoredRouting;
+    return { alias, ...stored, candidates: stored.candidates ?? chain.map((target, position) => ({ target, tier: 1, position })) };
+  }
+  if (!f.input_tokens) return null;
+  const windows = f.windows ? f.windows.split(',') : [];
+  return {
+    alias,
+    strategy: f.strategy ?? 'ordered',
+    input_tokens: Number(f.input_tokens),
+    candidates: chain.map((target, position) => ({ target, tier: 1, ...(windows[position] && { context_window: Number(windows[position]) }), position })),
+  };
 }
 
 const seconds = (ms: number | null): number | null => (ms === null ? null : Math.floor(ms / 1000));

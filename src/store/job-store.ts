@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, storedRouting, type Usage, type WebhookAttempt } from './job-record.js';
+import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, routingFields, type Usage, type WebhookAttempt } from './job-record.js';
 import { Keys } from './keys.js';
 import { batch } from '../redis/batch.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
@@ -150,7 +150,7 @@ export class JobStore {
     if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
     if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
     if (job.batch) fields.push('batch', job.batch);
-    if (job.routing) fields.push('routing', storedRouting(job.routing, job.chain));
+    if (job.routing) fields.push(...routingFields(job.routing, job.chain));
     if (job.routing?.alias) fields.push('alias', job.routing.alias);
     if (job.budgetAlias) fields.push('budget_alias', job.budgetAlias);
     if (job.affinity) fields.push('affinity', job.affinity);
