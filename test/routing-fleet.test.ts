@@ -126,7 +126,9 @@ describe('routing across three worker processes', () => {
     mocks.bb.behaviour.latencyMs = 5;
     const uneven = await waves('uneven');
     console.log(`least_busy, 400 jobs: equal targets ${JSON.stringify(even.counts)}; 120 ms against 5 ms ${JSON.stringify(uneven.counts)}`);
-    expect(uneven.counts['bb/m']!).toBeGreaterThan(uneven.counts['ba/m']! * 1.5);
+    // Equal targets split 200/200 within a few jobs; here the fast one had 1.47–1.84 times the slow
+    // one's share over six runs on this machine, so 1.25 tells "given less" from an even split.
+    expect(uneven.counts['bb/m']!).toBeGreaterThan(uneven.counts['ba/m']! * 1.25);
     const job = (await fleet.api.runtime.store.get(uneven.ids.at(-1)!))!;
     expect(job.routing).toMatchObject({ alias: 'spread', strategy: 'least_busy' });
     expect(job.routing!.candidates.every((c) => typeof c.score === 'number')).toBe(true);
