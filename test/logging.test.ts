@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogs, chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis } from './support/broker.js';
+import { captureLogs, chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
 
 const API_KEY = 'sy-key-tenant-a-0123456789abcdef';
 const OTHER_KEY = 'sy-key-tenant-b-0123456789abcdef';
@@ -27,6 +27,8 @@ describe('auth, logs and secrets', () => {
     const { body } = await broker.call('POST', '/v1/jobs', { request: chat() }, auth);
     const job = (await broker.call('GET', `/v1/jobs/${body.id}?wait=20`, undefined, auth)).body;
     expect(job.status).toBe('succeeded');
+    // The worker writes the line once its settle returns, which may be just after the poll answered.
+    await waitFor(async () => broker.logs.lines.some((l) => l.msg === 'attempt' && l.job === body.id));
     const lines = broker.logs.lines.filter((l) => l.msg === 'attempt' && l.job === body.id);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ job: body.id, provider: 'primary', model: 'model-a', hop: 0, outcome: 'succeeded', tokens: job.usage.total_tokens });
