@@ -1,12 +1,13 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
+import { tagOf } from '../store/keys.js';
 
 /** What a hop's BullMQ job carries: just a pointer to the job record, never the prompt or a secret. */
 export interface HopData {
   id: string;
   hop: number;
-  /** How often processing this hop failed inside the broker (see ProviderPool's retries). */
+  /** How often processing this hop failed inside the broker (see workers/hop-retries.ts). */
   faults?: number;
 }
 
@@ -19,7 +20,7 @@ export function queueName(provider: string): string {
  * of the provider's own, so Redis Cluster can place each provider's queue on another master.
  */
 export function queuePrefix(redis: Pick<Config['redis'], 'prefix' | 'shards'>, provider: string): string {
-  return redis.shards > 0 ? `{${redis.prefix.replace(/^\{(.*)\}$/, '$1')}:q:${provider}}` : redis.prefix;
+  return redis.shards > 0 ? `{${tagOf(redis.prefix)}:q:${provider}}` : redis.prefix;
 }
 
 /**

@@ -105,7 +105,7 @@ export class RoutingState implements RoutingSnapshot {
     clearInterval(this.timer);
   }
 
-  /** Reads everything in one pipeline and swaps it in whole. */
+  /** Reads everything in one batch (src/redis/batch.ts) and swaps it in whole. */
   async refresh(now = Date.now()): Promise<void> {
     const p = batch(this.redis);
     const providers = Object.keys(this.config.providers);

@@ -14,6 +14,11 @@ function fnv1a(text: string): number {
 
 const SLOTS = 16_384;
 
+/** What a hash-tagged prefix tags: `sy` for `{sy}`; the sharded layout's own tags start with it. */
+export function tagOf(prefix: string): string {
+  return prefix.replace(/^\{(.*)\}$/, '$1');
+}
+
 /** Ids' random bytes come from a pool filled a few KB at a time: one call into crypto a job costs the intake more than the bytes do. */
 const POOL_BYTES = 4096;
 let pool = randomBytes(POOL_BYTES);
@@ -60,8 +65,7 @@ export class Keys {
     readonly prefix: string,
     readonly shards = 0,
   ) {
-    const tag = prefix.replace(/^\{(.*)\}$/, '$1');
-    this.shardPrefixes = shards > 0 ? Array.from({ length: shards }, (_, k) => spreadTag(tag, k, shards)) : [prefix];
+    this.shardPrefixes = shards > 0 ? Array.from({ length: shards }, (_, k) => spreadTag(tagOf(prefix), k, shards)) : [prefix];
   }
 
   /** The slot prefix of a tenant's jobs, batches and counters. */

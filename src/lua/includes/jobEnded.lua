@@ -19,9 +19,8 @@ local ENDED_FIELDS = {'tenant', 'webhook_url', 'batch', 'est_e10', 'est_month', 
 local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status, rec)
   local owed = 0
   local r = rec or readRecord(jobKey, ENDED_FIELDS)
-  local f = {r.tenant, r.webhook_url, r.batch, r.est_e10, r.est_month, r.lease}
-  if f[6] then
-    redis.call('ZREM', f[6], id)
+  if r.lease then
+    redis.call('ZREM', r.lease, id)
   end
   if status ~= 'failed' then
     redis.call('DEL', jobKey .. ':request')
@@ -31,18 +30,18 @@ local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status
   else
     redis.call('PEXPIRE', jobKey .. ':request', ttl)
   end
-  local tenantKey = prefix .. ':tenant:' .. (f[1] or '')
+  local tenantKey = prefix .. ':tenant:' .. (r.tenant or '')
   redis.call('HINCRBY', tenantKey, 'queued', -1)
-  if f[4] then
+  if r.est_e10 then
     -- The spend reserved at admission gives way to what the job really cost (counted at settle).
-    redis.call('HINCRBY', tenantKey, 'reserved_e10:' .. f[5], '-' .. f[4])
+    redis.call('HINCRBY', tenantKey, 'reserved_e10:' .. r.est_month, '-' .. r.est_e10)
   end
   redis.call('PEXPIRE', jobKey, ttl)
-  if f[2] then
+  if r.webhook_url then
     redis.call('ZADD', outboxKey, now, id)
     owed = 1
   end
-  local batch = f[3]
+  local batch = r.batch
   if batch then
     local batchKey = prefix .. ':batch:' .. batch
     redis.call('HINCRBY', batchKey, status == 'succeeded' and 'completed' or 'failed', 1)
