@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import calculateSlot from 'cluster-key-slot';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisWork, redisWork } from '../bench/redis-work.js';
 import { parseConfig } from '../src/config/load.js';
 import { batch as together } from '../src/redis/batch.js';
 import { createRedis } from '../src/redis/connection.js';
@@ -13,18 +14,16 @@ const TENANTS = ['acme', 'globex', 'initech', 'umbrella', 'hooli', 'stark'];
 const keyOf = (t: string) => `sy-${t}-key-0123456789`;
 const PROVIDERS = ['pa', 'pb', 'pc'] as const;
 
-type NodeWork = { port: number; calls: number; cpuUs: number; keys: number };
+type NodeWork = RedisWork & { port: number; keys: number };
 
+/** Each master's own INFO (commands and main-thread CPU, read as the bench reads them) and key count. */
 async function nodeWork(cluster: LocalCluster): Promise<NodeWork[]> {
   return Promise.all(
     cluster.ports.map(async (port) => {
       const node = cluster.node(port);
       try {
-        const [stats, cpu, keys] = await Promise.all([node.info('commandstats'), node.info('cpu'), node.dbsize()]);
-        let calls = 0;
-        for (const m of stats.matchAll(/calls=(\d+)/g)) calls += Number(m[1]);
-        const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(cpu)?.[1] ?? 0);
-        return { port, calls, cpuUs: (field('used_cpu_sys_main_thread') + field('used_cpu_user_main_thread')) * 1e6, keys };
+        const [work, keys] = await Promise.all([redisWork(node), node.dbsize()]);
+        return { ...work, port, keys };
       } finally {
         node.disconnect();
       }
