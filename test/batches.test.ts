@@ -113,7 +113,9 @@ describe('OpenAI Batch API shape', () => {
   });
 
   it('cancels a running batch: cancelling, then cancelled, with what finished in the output', async () => {
-    good.behaviour.latencyMs = 1500;
+    // Long enough that no line can finish before the cancel, on a loaded machine too (the cancel
+    // stops the calls in flight, so the test does not wait for them).
+    good.behaviour.latencyMs = 4000;
     try {
       const file = await upload(Array.from({ length: 40 }, (_, i) => line(i)));
       const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });

@@ -113,6 +113,43 @@ describe('job lifecycle', () => {
     }
   });
 
+  it('writes a job\'s record and adds its first hop in one script, so no crash can leave one without the other', async () => {
+    const monitor = await testRedis().monitor();
+    // [source, command, key] of each command on this broker's keys, in the order Redis ran them.
+    const seen: [string, string, string][] = [];
+    let fenced!: () => void;
+    const fence = new Promise<void>((r) => (fenced = r));
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (args[0]?.toLowerCase() === 'echo' && args[1] === 'fence') fenced();
+      const key = args.find((a) => a.startsWith(broker.prefix) || a.includes(`${broker.prefix.slice(1, -1)}`));
+      if (key) seen.push([source, args[0]!.toLowerCase(), key]);
+    });
+    const res = await broker.call('POST', '/v1/jobs', { request: chat() });
+    expect(res.status).toBe(202);
+    await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
+    const client = testRedis();
+    await client.echo('fence');
+    await fence;
+    monitor.disconnect();
+    client.disconnect();
+    const recordKey = broker.runtime.store.keys.job(res.body.id);
+    const hopKey = `${broker.runtime.queues.get('primary').keys['']}${hopJobId(res.body.id, 0)}`;
+    const written = seen.findIndex(([, cmd, key]) => cmd === 'hset' && key === recordKey);
+    const added = seen.findIndex(([, cmd, key]) => cmd === 'hmset' && key === hopKey);
+    expect(written).toBeGreaterThan(0);
+    expect(added).toBeGreaterThan(written);
+    // Redis runs a script whole: commands from inside one script (source "lua") come one after
+    // another, with no other client's command between them.
+    const between = seen.slice(written, added + 1).map(([source]) => source);
+    if (broker.config.redis.shards === 0) {
+      expect(between.every((s) => s === 'lua')).toBe(true);
+      expect(seen[written - 1]?.[1]).toBe('evalsha');
+    } else {
+      // Sharded, the hop's queue has a slot of its own: the hop is added by BullMQ once the record is written.
+      expect(between.some((s) => s !== 'lua')).toBe(true);
+    }
+  });
+
   it('keeps the job record in Redis with a retention TTL and bounded BullMQ history', async () => {
     const res = await broker.call('POST', '/v1/jobs', { request: chat() });
     await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);

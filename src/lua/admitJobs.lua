@@ -1,7 +1,7 @@
 --[[
   Admits jobs for one tenant against its limits in one atomic step, so concurrent requests cannot
   together pass a limit each would respect alone (a check followed by a separate write can).
-  What is admitted is held as a lease until the jobs exist: createJob turns each job's share of
+  What is admitted is held as a lease until the jobs exist: createJobs turns each job's share of
   the lease into the tenant's unfinished count and spend reservation. A lease that outlives its
   request (the process died) expires, so a crash cannot hold a tenant's room for ever.
   A second call with the same lease id adds to it (a batch learns its estimated spend after its

@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { tagOf } from '../store/keys.js';
@@ -54,14 +54,23 @@ export function hopRetention(retention: Config['retention']) {
 /** BullMQ's limiter needs a max for `queue.rateLimit` (429 pauses) to bite; this one never binds. */
 export const NO_RPM_LIMIT = 1_000_000_000;
 
+/** BullMQ's own addPrioritizedJob command for one hop, as Queue.add would send it: its keys, then its arguments. */
+export type HopCommand = (string | Buffer)[];
+
 /** One BullMQ queue per configured provider: the transport for one hop of a job each. */
 export class ProviderQueues {
   private readonly queues = new Map<string, Queue<HopData>>();
+  /**
+   * Whether a job's first hop can be added by the script that writes its record (hopCommand): they
+   * share one slot unless sharded, where each provider queue has a slot of its own.
+   */
+  readonly addedWithRecords: boolean;
 
   constructor(
     private readonly connection: Redis,
     private readonly config: Pick<Config, 'providers' | 'redis' | 'retention'>,
   ) {
+    this.addedWithRecords = config.redis.shards === 0;
     for (const provider of Object.keys(config.providers)) {
       // Nothing reads a provider queue's event stream (no QueueEvents), yet BullMQ writes about four
       // events a job to it: the last 1,000 are kept rather than BullMQ's 10,000 (about 1 MB a queue).
@@ -81,6 +90,26 @@ export class ProviderQueues {
 
   async enqueueHop(provider: string, id: string, hop: number, priority: number): Promise<void> {
     await this.get(provider).add('hop', { id, hop }, this.hopOptions(id, hop, priority));
+  }
+
+  /**
+   * The command BullMQ would run to add this hop, built by BullMQ itself (its job, its options'
+   * encoding, its keys) but not sent: the record's script runs it (see createJobs.lua).
+   */
+  async hopCommand(provider: string, id: string, hop: number, priority: number): Promise<HopCommand> {
+    const queue = this.get(provider);
+    const opts = this.hopOptions(id, hop, priority);
+    const job = new Job<HopData>(queue, 'hop', { id, hop }, opts, opts.jobId);
+    let command: HopCommand | undefined;
+    const capture = {
+      runCommand: (name: string, args: HopCommand) => {
+        if (!name.startsWith('addPrioritizedJob:')) throw new Error(`BullMQ would add this hop with ${name}, not addPrioritizedJob`);
+        command = args;
+        return Promise.resolve(opts.jobId);
+      },
+    };
+    await queue.backend.addJobToTransaction(capture as unknown as Parameters<typeof queue.backend.addJobToTransaction>[0], job.asJSON(), opts.jobId);
+    return command!;
   }
 
   /** Many hops, grouped by provider, added with BullMQ's addBulk a chunk at a time. */

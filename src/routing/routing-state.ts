@@ -38,7 +38,7 @@ export interface RoutingStats {
 const HEALTHY: ProviderHealth = { state: 'healthy', reason: null, since: null, requests: 0, error_rate: null, p95_ms_per_token: null, baseline_ms_per_token: null };
 
 /**
- * A job routed here shows in the leases once its record is written (createJob), a few ms later,
+ * A job routed here shows in the leases once its record is written (createJobs), a few ms later,
  * more for a big bulk request. Until a read started this long after it, it also counts locally:
  * counted twice for a moment rather than not at all.
  */

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, routingFields, type Usage, type WebhookAttempt } from './job-record.js';
 import { Keys } from './keys.js';
+import type { HopCommand } from '../queues/provider-queues.js';
 import { batch } from '../redis/batch.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
 
@@ -32,6 +33,29 @@ export interface NewJob {
   lease?: string | undefined;
   /** "<affinity key> <ttl s>": where a success records the target that served this prompt prefix. */
   affinity?: string | undefined;
+}
+
+/**
+ * A new job's hash: fields at their default (no task, no model, no metadata, an empty ledger) are
+ * left out, since each costs a queued job memory and parseRecord reads their absence as the default.
+ */
+function recordFields(job: NewJob): (string | number)[] {
+  const fields: (string | number)[] = [
+    'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'priority', job.priority, 'created_at', job.created_at,
+    'chain', JSON.stringify(job.chain), 'hop', job.hop,
+  ];
+  if (job.task) fields.push('task', job.task);
+  if (job.model) fields.push('model', job.model);
+  if (Object.keys(job.metadata).length > 0) fields.push('metadata', JSON.stringify(job.metadata));
+  if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
+  if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
+  if (job.batch) fields.push('batch', job.batch);
+  if (job.routing) fields.push(...routingFields(job.routing, job.chain));
+  if (job.routing?.alias) fields.push('alias', job.routing.alias);
+  if (job.budgetAlias) fields.push('budget_alias', job.budgetAlias);
+  if (job.affinity) fields.push('affinity', job.affinity);
+  if (job.lease) fields.push('lease', job.lease);
+  return fields;
 }
 
 /** How long a queued job's least-busy lease lasts (QUEUED_LEASE_MS in src/lua/includes/inflight.lua). */
@@ -136,34 +160,38 @@ export class JobStore {
     await this.redis.appendHopLog(log.bullKey, log.lines.join('\n'));
   }
 
-  /** `lease` names the admission lease this job was admitted under (see TenantLimits). */
-  async create(job: NewJob, idempotency?: Idempotency, lease?: string): Promise<CreateOutcome> {
-    // Fields at their default (no task, no model, no metadata, an empty ledger) are left out: each
-    // costs a queued job memory, and parseRecord reads their absence as the default.
-    const fields: (string | number)[] = [
-      'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'priority', job.priority, 'created_at', job.created_at,
-      'chain', JSON.stringify(job.chain), 'hop', job.hop,
-    ];
-    if (job.task) fields.push('task', job.task);
-    if (job.model) fields.push('model', job.model);
-    if (Object.keys(job.metadata).length > 0) fields.push('metadata', JSON.stringify(job.metadata));
-    if (job.webhook_url) fields.push('webhook_url', job.webhook_url);
-    if (job.deadline_at !== null) fields.push('deadline_at', job.deadline_at);
-    if (job.batch) fields.push('batch', job.batch);
-    if (job.routing) fields.push(...routingFields(job.routing, job.chain));
-    if (job.routing?.alias) fields.push('alias', job.routing.alias);
-    if (job.budgetAlias) fields.push('budget_alias', job.budgetAlias);
-    if (job.affinity) fields.push('affinity', job.affinity);
-    if (job.lease) fields.push('lease', job.lease);
-    const [code, id] = (await this.redis.createJob(
-      this.keys.job(job.id), this.keys.jobIndex(job.tenant), this.idempotencyKey(job.tenant, idempotency), this.keys.tenant(job.tenant),
-      this.keys.tenantLeases(job.tenant), this.keys.tenantLeaseSizes(job.tenant),
-      job.id, job.created_at, this.ttlMs, idempotency ? '1' : '0', idempotency?.bodyHash ?? '', IDEMPOTENCY_WINDOW_S,
-      lease ?? '', job.estimate_e10 ?? 0, monthOf(job.created_at),
-      job.lease ?? '', job.created_at + QUEUED_LEASE_MS, job.requestJson ?? JSON.stringify(job.request),
-      ...fields,
-    )) as [number, string];
-    return { kind: code === 0 ? 'created' : code === 1 ? 'replayed' : 'conflict', id };
+  /**
+   * `lease` names the admission lease this job was admitted under (see TenantLimits). With `hop`
+   * (ProviderQueues.hopCommand), a created job's first hop is added in the same script.
+   */
+  async create(job: NewJob, idempotency?: Idempotency, lease?: string, hop?: HopCommand): Promise<CreateOutcome> {
+    return (await this.createMany([job], [idempotency], lease, hop))[0]!;
+  }
+
+  /**
+   * Many jobs of one tenant, in one script (a bulk request's chunk): each is created, or found
+   * under its Idempotency-Key, as `create` would. `hop` only with a single job.
+   */
+  async createMany(jobs: NewJob[], idempotency: (Idempotency | undefined)[], lease?: string, hop?: HopCommand): Promise<CreateOutcome[]> {
+    const tenant = jobs[0]!.tenant;
+    const at = jobs[0]!.created_at;
+    const keys = [this.keys.jobIndex(tenant), this.keys.tenant(tenant), this.keys.tenantLeases(tenant), this.keys.tenantLeaseSizes(tenant)];
+    // BullMQ's keys go after the tenant's, its arguments before the jobs'.
+    const args: (string | number | Buffer)[] = [at, this.ttlMs, IDEMPOTENCY_WINDOW_S, lease ?? '', monthOf(at), ...(hop ? hop.slice(-3) : ['', '', ''])];
+    jobs.forEach((job, i) => {
+      if (job.tenant !== tenant) throw new Error('createMany takes the jobs of one tenant');
+      const key = idempotency[i];
+      const fields = recordFields(job);
+      args.push(
+        this.keys.job(job.id), this.idempotencyKey(tenant, key), job.id, key ? '1' : '0', key?.bodyHash ?? '', job.estimate_e10 ?? 0,
+        job.lease ?? '', job.created_at + QUEUED_LEASE_MS, job.requestJson ?? JSON.stringify(job.request), fields.length, ...fields,
+      );
+    });
+    const reply = (await (hop ? this.redis.createQueuedJob(...keys, ...hop.slice(0, -3), ...args) : this.redis.createJobs(...keys, ...args))) as (number | string)[];
+    return jobs.map((_, i) => {
+      const code = reply[2 * i];
+      return { kind: code === 0 ? 'created' : code === 1 ? 'replayed' : 'conflict', id: reply[2 * i + 1] as string };
+    });
   }
 
   private idempotencyKey(tenant: string, idempotency: Idempotency | undefined): string {

@@ -33,14 +33,14 @@ local function liveLeases(zsetKey, hashKey, now, month)
   return jobs, spend
 end
 
--- Moves one job's share out of a lease: the job now counts on its own.
-local function takeFromLease(zsetKey, hashKey, id, spend)
+-- Moves `jobs` jobs' share out of a lease: those jobs now count on their own.
+local function takeFromLease(zsetKey, hashKey, id, jobs, spend)
   local value = redis.call('HGET', hashKey, id)
   if not value then
     return
   end
   local n, s, m = parseLease(value)
-  n = n - 1
+  n = n - jobs
   s = math.max(0, s - spend)
   if n <= 0 then
     redis.call('HDEL', hashKey, id)

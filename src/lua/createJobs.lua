@@ -1,0 +1,82 @@
+--[[
+  Creates the records of one or more jobs of one tenant, or finds the job an Idempotency-Key
+  already names. A bulk request's jobs go a chunk to a call, so the tenant's counts and lease are
+  updated once a call, not once a job.
+  KEYS[1] tenant index (zset by creation time), KEYS[2] the tenant's totals (hash; 'queued' counts
+  its unfinished jobs), KEYS[3] the tenant's admission leases (zset), KEYS[4] their sizes (hash);
+  run as createQueuedJob (one job), KEYS[5..] are BullMQ's for adding its first hop.
+  ARGV[1] now (ms), ARGV[2] record TTL after the job ends (ms), ARGV[3] idempotency window (s),
+  ARGV[4] the admission lease these jobs were admitted under ('' for none), ARGV[5] the month
+  estimates are reserved in, ARGV[6..8] BullMQ's own arguments for adding the first hop ('' when
+  not run as createQueuedJob), then for each job: its hash, its idempotency key (both in the
+  tenant's slot, as KEYS[1] is: a Cluster client routes by the first key, whatever the number of
+  jobs), id, '1' when an idempotency key applies, body
+  hash, estimated spend (1e-10 USD, 0 for none), the least-busy lease zset of its first target
+  ('' for none; the fields then name it as `lease`), that lease's expiry (ms), the request (JSON),
+  how many field/value arguments follow, field, value, ...
+  The request is a string of its own (`<job key>:request`), not a field: with it out, a queued job's
+  hash holds only short values, which Redis keeps as a compact listpack rather than a hashtable.
+  Returns per job code, id: 0 created, 1 same key and body, 2 same key with another body.
+]]
+--- @include "leases"
+--- @bullmq "addPrioritizedJob"
+
+local now = tonumber(ARGV[1])
+local out = {}
+local created, estimated, trim = 0, 0, false
+local a = 9
+while a <= #ARGV do
+  local jobKey, idemKey, id, keyed, bodyHash = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local estimate, leaseKey, leaseExpiry, request, nfields = tonumber(ARGV[a + 5]), ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], tonumber(ARGV[a + 9])
+  a = a + 10
+  local code = 0
+  if keyed == '1' then
+    local prior = redis.call('GET', idemKey)
+    if prior then
+      local sep = string.find(prior, ' ', 1, true)
+      id = string.sub(prior, 1, sep - 1)
+      code = string.sub(prior, sep + 1) == bodyHash and 1 or 2
+    else
+      redis.call('SET', idemKey, id .. ' ' .. bodyHash, 'EX', ARGV[3])
+    end
+  end
+  if code == 0 then
+    -- No expiry yet: a record lives until its job ends, however long that takes (jobEnded sets the
+    -- TTL then), so a long job cannot vanish mid-run and take its result and its tenant count with it.
+    redis.call('HSET', jobKey, unpack(ARGV, a, a + nfields - 1))
+    redis.call('SET', jobKey .. ':request', request)
+    if leaseKey ~= '' then
+      redis.call('ZADD', leaseKey, leaseExpiry, id)
+    end
+    redis.call('ZADD', KEYS[1], now, id)
+    if estimate > 0 then
+      -- The record carries its reservation, so whichever script ends the job can release it.
+      redis.call('HSET', jobKey, 'est_e10', fmt(estimate), 'est_month', ARGV[5])
+      estimated = estimated + estimate
+    end
+    created = created + 1
+    -- One job in 32 (by the last character of its random id) trims the index for the rest.
+    trim = trim or string.byte(id, -1) % 32 == 0
+  end
+  out[#out + 1] = code
+  out[#out + 1] = id
+  a = a + nfields
+end
+if created > 0 then
+  redis.call('HINCRBY', KEYS[2], 'queued', created)
+  if estimated > 0 then
+    redis.call('HINCRBY', KEYS[2], 'reserved_e10:' .. ARGV[5], fmt(estimated))
+  end
+  if ARGV[4] ~= '' then
+    takeFromLease(KEYS[3], KEYS[4], ARGV[4], created, estimated)
+  end
+end
+-- The index must not outlive the records it points to: an entry created two TTLs ago belongs to a
+-- job that ended and expired, unless it ran that long (lists skip and drop entries whose record is gone).
+if trim then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. fmt(now - 2 * tonumber(ARGV[2])))
+end
+if ARGV[6] ~= '' and out[1] == 0 then
+  addPrioritizedJob({unpack(KEYS, 5)}, {ARGV[6], ARGV[7], ARGV[8]})
+end
+return out
