@@ -120,6 +120,8 @@ describe('OpenAI Batch API shape', () => {
       const file = await upload(Array.from({ length: 40 }, (_, i) => line(i)));
       const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
       await settle(created.id, ['in_progress']);
+      // In progress can be seen before the batch has made a job: cancel once its calls are running.
+      await waitFor(async () => good.stats.in_flight > 0);
       const cancelling = await client.batches.cancel(created.id);
       expect(['cancelling', 'cancelled']).toContain(cancelling.status);
       const batch = await settle(created.id, ['cancelled']);
