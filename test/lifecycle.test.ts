@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerOptions } from 'bullmq';
-import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis } from './support/broker.js';
+import { chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
 import { hopJobId } from '../src/queues/provider-queues.js';
 
 describe('job lifecycle', () => {
@@ -110,6 +110,52 @@ describe('job lifecycle', () => {
       expect(await client.hexists(keys.job(unrun), 'request')).toBe(0);
     } finally {
       client.disconnect();
+    }
+  });
+
+  it('adds a bulk request\'s hops as BullMQ jobs of their queues, each with its priority, and runs them most urgent first', async () => {
+    const second = await startMock();
+    const config = configFor({ primary: mock, secondary: second }, { models: { fast: ['primary/model-a'], other: ['secondary/model-s'] } });
+    const intakeOnly = await startBroker(config, { workers: undefined });
+    let ids: string[] = [];
+    try {
+      // More than one script's worth (200 hops a call) on one queue, and some on another.
+      const jobs = Array.from({ length: 450 }, (_, i) => ({ model: i % 9 === 0 ? 'other' : 'fast', priority: 1 + (i % 10), request: chat(`bulk ${i}`) }));
+      const res = await intakeOnly.call('POST', '/v1/jobs/bulk', { jobs });
+      expect(res.status).toBe(202);
+      ids = res.body.data.map((j: { id: string }) => j.id);
+      for (const [provider, expected] of [['primary', 400], ['secondary', 50]] as const) {
+        const queue = intakeOnly.runtime.queues.get(provider);
+        expect(await queue.getPrioritizedCount()).toBe(expected);
+        const hops = await queue.getJobs(['prioritized'], 0, -1);
+        expect(hops).toHaveLength(expected);
+        for (const hop of hops) {
+          const i = ids.indexOf(hop.data.id);
+          expect(hop.id).toBe(hopJobId(hop.data.id, 0));
+          expect(hop.data).toEqual({ id: ids[i], hop: 0 });
+          expect(hop.opts.priority).toBe(jobs[i]!.priority);
+          expect(hop.name).toBe('hop');
+        }
+      }
+      // Adding a hop again (a replayed request) leaves the one there.
+      await intakeOnly.runtime.queues.enqueueHops(ids.slice(1, 4).map((id) => ({ provider: 'primary', id, hop: 0, priority: 1 })));
+      expect(await intakeOnly.runtime.queues.get('primary').getPrioritizedCount()).toBe(400);
+    } finally {
+      await intakeOnly.close();
+    }
+    // A worker takes them in priority order: every priority-1 job starts before any priority-10 one.
+    const workers = await startBroker(config, { api: false, workers: ['primary', 'secondary'] });
+    try {
+      const store = workers.runtime.store;
+      await waitFor(async () => (await store.getMany(ids)).every((j) => j?.status === 'succeeded'), 30_000);
+      const done = (await store.getMany(ids)).map((j) => j!);
+      const lastUrgent = Math.max(...done.filter((j) => j.priority === 1 && j.chain[0]!.startsWith('primary/')).map((j) => j.started_at!));
+      const firstLeast = Math.min(...done.filter((j) => j.priority === 10 && j.chain[0]!.startsWith('primary/')).map((j) => j.started_at!));
+      expect(lastUrgent).toBeLessThanOrEqual(firstLeast);
+    } finally {
+      await workers.close();
+      await second.app.close();
+      await dropPrefix(config.redis.prefix);
     }
   });
 

@@ -21,8 +21,7 @@ export function canonicalJson(value: unknown): string {
 
 /** How many bad items a bulk refusal spells out. */
 const MAX_LISTED_PROBLEMS = 20;
-/** Records written per pipelined round, and per script call (one chunk: a few ms of Redis time). */
-const RECORD_ROUND = 500;
+/** Records written per script call (one chunk: a few ms of Redis time). */
 const RECORDS_PER_CALL = 100;
 
 export interface SubmitContext {
@@ -171,8 +170,7 @@ export class JobIntake {
    * Many jobs at once, all or nothing: every body is routed and measured, and every Idempotency-Key
    * checked, before any is written, so one bad item refuses them all (naming each bad index) and
    * nothing is left behind. The whole request is admitted against the tenant's limits in one step.
-   * Records are written a chunk to a script, in pipelined rounds, and hops added with BullMQ's
-   * addBulk once every record is written. With an Idempotency-Key, item i is keyed by the key and
+   * Records are written a chunk to a script, and hops added (addHops) once every record is written. With an Idempotency-Key, item i is keyed by the key and
    * i, so a retried chunk returns the jobs it created the first time.
    */
   async submitMany(bodies: JobBody[], ctx: SubmitContext): Promise<JobRecord[]> {
@@ -199,21 +197,21 @@ export class JobIntake {
     const created: { id: string; tenant: string; idempotency: Idempotency | undefined }[] = [];
     const owed: JobRecord[] = [];
     try {
-      for (let i = 0; i < jobs.length; i += RECORD_ROUND) {
-        const round = await Promise.allSettled(
-          Array.from({ length: Math.ceil(Math.min(RECORD_ROUND, jobs.length - i) / RECORDS_PER_CALL) }, (_, c) => {
-            const from = i + c * RECORDS_PER_CALL;
-            const chunk = jobs.slice(from, Math.min(from + RECORDS_PER_CALL, i + RECORD_ROUND));
-            return this.record(chunk, chunk.map((_, k) => keys?.[from + k]), lease, undefined, (id, k) => created.push({ id, tenant: ctx.tenant, idempotency: keys?.[from + k] }));
-          }),
-        );
-        const failed = round.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-        if (failed) throw failed.reason;
-        for (const calls of round as PromiseFulfilledResult<{ job: JobRecord; replayed: boolean }[]>[]) {
-          for (const outcome of calls.value) {
-            written.push(outcome.job);
-            if (!outcome.replayed || outcome.job.status === 'queued') owed.push(outcome.job);
-          }
+      // Every chunk's script is sent at once: Redis runs them back to back while this process
+      // builds the next, and a chunk is a few ms of Redis time, so other clients wait no longer.
+      const calls = await Promise.allSettled(
+        Array.from({ length: Math.ceil(jobs.length / RECORDS_PER_CALL) }, (_, c) => {
+          const from = c * RECORDS_PER_CALL;
+          const chunk = jobs.slice(from, from + RECORDS_PER_CALL);
+          return this.record(chunk, chunk.map((_, k) => keys?.[from + k]), lease, undefined, (id, k) => created.push({ id, tenant: ctx.tenant, idempotency: keys?.[from + k] }));
+        }),
+      );
+      const failed = calls.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      if (failed) throw failed.reason;
+      for (const call of calls as PromiseFulfilledResult<{ job: JobRecord; replayed: boolean }[]>[]) {
+        for (const outcome of call.value) {
+          written.push(outcome.job);
+          if (!outcome.replayed || outcome.job.status === 'queued') owed.push(outcome.job);
         }
       }
     } catch (err) {

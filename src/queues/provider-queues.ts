@@ -1,6 +1,7 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
+import { type ScriptClient, withScripts } from '../redis/scripts.js';
 import { tagOf } from '../store/keys.js';
 
 /** What a hop's BullMQ job carries: just a pointer to the job record, never the prompt or a secret. */
@@ -40,7 +41,8 @@ export function bullPriority(priority: number): number {
   return Math.min(10, Math.max(1, Math.round(priority)));
 }
 
-const ADD_BULK_CHUNK = 1000;
+/** Hops added per script call: a few ms of Redis time. */
+const HOPS_PER_CALL = 200;
 const EVENTS_KEPT = 1000;
 
 /** How many finished hop jobs BullMQ keeps, and how long (Bull Board shows them): the workers' removeOnComplete/removeOnFail. */
@@ -60,6 +62,7 @@ export type HopCommand = (string | Buffer)[];
 /** One BullMQ queue per configured provider: the transport for one hop of a job each. */
 export class ProviderQueues {
   private readonly queues = new Map<string, Queue<HopData>>();
+  private readonly scripts: ScriptClient;
   /**
    * Whether a job's first hop can be added by the script that writes its record (hopCommand): they
    * share one slot unless sharded, where each provider queue has a slot of its own.
@@ -70,6 +73,7 @@ export class ProviderQueues {
     private readonly connection: Redis,
     private readonly config: Pick<Config, 'providers' | 'redis' | 'retention'>,
   ) {
+    this.scripts = withScripts(connection);
     this.addedWithRecords = config.redis.shards === 0;
     for (const provider of Object.keys(config.providers)) {
       // Nothing reads a provider queue's event stream (no QueueEvents), yet BullMQ writes about four
@@ -112,7 +116,10 @@ export class ProviderQueues {
     return command!;
   }
 
-  /** Many hops, grouped by provider, added with BullMQ's addBulk a chunk at a time. */
+  /**
+   * Many hops, grouped by provider, a chunk to a script (addHops.lua): each added by BullMQ's own
+   * addPrioritizedJob, with the arguments BullMQ built (hopCommand), as addBulk would add them.
+   */
   async enqueueHops(hops: { provider: string; id: string; hop: number; priority: number }[]): Promise<void> {
     if (hops.length === 1) return this.enqueueHop(hops[0]!.provider, hops[0]!.id, hops[0]!.hop, hops[0]!.priority);
     const byProvider = new Map<string, typeof hops>();
@@ -122,13 +129,12 @@ export class ProviderQueues {
       else byProvider.set(h.provider, [h]);
     }
     await Promise.all(
-      [...byProvider].map(async ([provider, list]) => {
-        for (let i = 0; i < list.length; i += ADD_BULK_CHUNK) {
-          await this.get(provider).addBulk(
-            list.slice(i, i + ADD_BULK_CHUNK).map((h) => ({ name: 'hop', data: { id: h.id, hop: h.hop }, opts: this.hopOptions(h.id, h.hop, h.priority) })),
-          );
-        }
-      }),
+      [...byProvider].flatMap(([provider, list]) =>
+        Array.from({ length: Math.ceil(list.length / HOPS_PER_CALL) }, async (_, c) => {
+          const commands = await Promise.all(list.slice(c * HOPS_PER_CALL, (c + 1) * HOPS_PER_CALL).map((h) => this.hopCommand(provider, h.id, h.hop, h.priority)));
+          await this.scripts.addHops(...commands[0]!.slice(0, -3), ...commands.flatMap((c) => c.slice(-3)));
+        }),
+      ),
     );
   }
 

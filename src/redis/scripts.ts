@@ -25,6 +25,7 @@ const SCRIPTS = {
   fileQuota: 5,
   recordStats: 3,
   appendHopLog: 1,
+  addHops: addPrioritizedJob.keys,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
