@@ -85,9 +85,15 @@ export const jobsRoutes: FastifyPluginAsyncZod = async (app) => {
         const peek = await store.peek(id);
         if (!peek || peek.tenant !== request.tenant) return reply.code(404).send(notFound(id));
         if (!isTerminal(peek.status)) {
-          const gone = new AbortController();
-          reply.raw.once('close', () => gone.abort());
-          await listener.wait(wait * 1000, gone.signal);
+          // A caller that hangs up stops the wait. Not an AbortController: aborting one builds a
+          // DOMException with its stack, and every answered long-poll closed it.
+          const hungUp = () => listener.cancel();
+          reply.raw.once('close', hungUp);
+          try {
+            await listener.wait(wait * 1000);
+          } finally {
+            reply.raw.off('close', hungUp);
+          }
         }
         const job = visible(await store.get(id), request.tenant);
         return job ? toPublicJob(job) : reply.code(404).send(notFound(id));
