@@ -170,8 +170,9 @@ export class JobIntake {
    * Many jobs at once, all or nothing: every body is routed and measured, and every Idempotency-Key
    * checked, before any is written, so one bad item refuses them all (naming each bad index) and
    * nothing is left behind. The whole request is admitted against the tenant's limits in one step.
-   * Records are written a chunk to a script, and hops added (addHops) once every record is written. With an Idempotency-Key, item i is keyed by the key and
-   * i, so a retried chunk returns the jobs it created the first time.
+   * Records are written a chunk to a script, and hops added (addHops) once every record is
+   * written. With an Idempotency-Key, item i is keyed by the key and i, so a retried chunk returns
+   * the jobs it created the first time.
    */
   async submitMany(bodies: JobBody[], ctx: SubmitContext): Promise<JobRecord[]> {
     const now = Date.now();

@@ -8,12 +8,12 @@
   ARGV[1] now (ms), ARGV[2] record TTL after the job ends (ms), ARGV[3] idempotency window (s),
   ARGV[4] the admission lease these jobs were admitted under ('' for none), ARGV[5] the month
   estimates are reserved in, ARGV[6..8] BullMQ's own arguments for adding the first hop ('' when
-  not run as createQueuedJob), then for each job: its hash, its idempotency key (both in the
-  tenant's slot, as KEYS[1] is: a Cluster client routes by the first key, whatever the number of
-  jobs), id, '1' when an idempotency key applies, body
-  hash, estimated spend (1e-10 USD, 0 for none), the least-busy lease zset of its first target
-  ('' for none; the fields then name it as `lease`), that lease's expiry (ms), the request (JSON),
-  how many field/value arguments follow, field, value, ...
+  not run as createQueuedJob), then for each job: its hash and its idempotency key (in the
+  tenant's slot, as KEYS[1] is; arguments, not keys, so the number of keys is fixed and a Cluster
+  client routes by the first, whatever the number of jobs), id, '1' when an idempotency key
+  applies, body hash, estimated spend (1e-10 USD, 0 for none), the least-busy lease zset of its
+  first target ('' for none; the fields then name it as `lease`), that lease's expiry (ms), the
+  request (JSON), how many field/value arguments follow, field, value, ...
   The request is a string of its own (`<job key>:request`), not a field: with it out, a queued job's
   hash holds only short values, which Redis keeps as a compact listpack rather than a hashtable.
   Returns per job code, id: 0 created, 1 same key and body, 2 same key with another body.
