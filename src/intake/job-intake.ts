@@ -161,7 +161,8 @@ export class JobIntake {
     // A created job used up its lease; a replay did not, so give its room back.
     if (lease && outcome.replayed) await this.deps.limits.release(ctx.tenant, lease);
     if (!outcome.replayed && queues.addedWithRecords) this.submitted([outcome.job]);
-    // A replayed job still queued may have lost its hop between record and enqueue: finish that work.
+    // Otherwise its hop is still owed: a job created apart from its hop (sharded), or a replayed
+    // one still queued, which may have lost its hop between record and enqueue.
     else if (!outcome.replayed || outcome.job.status === 'queued') await this.enqueue([outcome.job]);
     return outcome;
   }

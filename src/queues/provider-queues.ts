@@ -56,8 +56,16 @@ export function hopRetention(retention: Config['retention']) {
 /** BullMQ's limiter needs a max for `queue.rateLimit` (429 pauses) to bite; this one never binds. */
 export const NO_RPM_LIMIT = 1_000_000_000;
 
-/** BullMQ's own addPrioritizedJob command for one hop, as Queue.add would send it: its keys, then its arguments. */
-export type HopCommand = (string | Buffer)[];
+/** BullMQ's own addPrioritizedJob command for one hop, as Queue.add would send it. */
+export interface HopCommand {
+  /** The queue's keys: the same for every hop of the queue. */
+  keys: string[];
+  /** The hop's own three arguments (packed args, data, packed options). */
+  args: (string | Buffer)[];
+}
+
+/** addPrioritizedJob takes three arguments after its keys. */
+const HOP_ARGS = 3;
 
 /** One BullMQ queue per configured provider: the transport for one hop of a job each. */
 export class ProviderQueues {
@@ -106,9 +114,9 @@ export class ProviderQueues {
     const job = new Job<HopData>(queue, 'hop', { id, hop }, opts, opts.jobId);
     let command: HopCommand | undefined;
     const capture = {
-      runCommand: (name: string, args: HopCommand) => {
+      runCommand: (name: string, sent: (string | Buffer)[]) => {
         if (!name.startsWith('addPrioritizedJob:')) throw new Error(`BullMQ would add this hop with ${name}, not addPrioritizedJob`);
-        command = args;
+        command = { keys: sent.slice(0, -HOP_ARGS) as string[], args: sent.slice(-HOP_ARGS) };
         return Promise.resolve(opts.jobId);
       },
     };
@@ -132,7 +140,7 @@ export class ProviderQueues {
       [...byProvider].flatMap(([provider, list]) =>
         Array.from({ length: Math.ceil(list.length / HOPS_PER_CALL) }, async (_, c) => {
           const commands = await Promise.all(list.slice(c * HOPS_PER_CALL, (c + 1) * HOPS_PER_CALL).map((h) => this.hopCommand(provider, h.id, h.hop, h.priority)));
-          await this.scripts.addHops(...commands[0]!.slice(0, -3), ...commands.flatMap((c) => c.slice(-3)));
+          await this.scripts.addHops(...commands[0]!.keys, ...commands.flatMap((c) => c.args));
         }),
       ),
     );

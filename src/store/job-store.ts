@@ -160,24 +160,22 @@ export class JobStore {
     await this.redis.appendHopLog(log.bullKey, log.lines.join('\n'));
   }
 
-  /**
-   * `lease` names the admission lease this job was admitted under (see TenantLimits). With `hop`
-   * (ProviderQueues.hopCommand), a created job's first hop is added in the same script.
-   */
-  async create(job: NewJob, idempotency?: Idempotency, lease?: string, hop?: HopCommand): Promise<CreateOutcome> {
-    return (await this.createMany([job], [idempotency], lease, hop))[0]!;
+  /** `lease` names the admission lease this job was admitted under (see TenantLimits). */
+  async create(job: NewJob, idempotency?: Idempotency, lease?: string): Promise<CreateOutcome> {
+    return (await this.createMany([job], [idempotency], lease))[0]!;
   }
 
   /**
    * Many jobs of one tenant, in one script (a bulk request's chunk): each is created, or found
-   * under its Idempotency-Key, as `create` would. `hop` only with a single job.
+   * under its Idempotency-Key, as `create` would. With `hop` (ProviderQueues.hopCommand; a single
+   * job only), a created job's first hop is added in the same script.
    */
   async createMany(jobs: NewJob[], idempotency: (Idempotency | undefined)[], lease?: string, hop?: HopCommand): Promise<CreateOutcome[]> {
     const tenant = jobs[0]!.tenant;
     const at = jobs[0]!.created_at;
     const keys = [this.keys.jobIndex(tenant), this.keys.tenant(tenant), this.keys.tenantLeases(tenant), this.keys.tenantLeaseSizes(tenant)];
     // BullMQ's keys go after the tenant's, its arguments before the jobs'.
-    const args: (string | number | Buffer)[] = [at, this.ttlMs, IDEMPOTENCY_WINDOW_S, lease ?? '', monthOf(at), ...(hop ? hop.slice(-3) : ['', '', ''])];
+    const args: (string | number | Buffer)[] = [at, this.ttlMs, IDEMPOTENCY_WINDOW_S, lease ?? '', monthOf(at), ...(hop?.args ?? ['', '', ''])];
     jobs.forEach((job, i) => {
       if (job.tenant !== tenant) throw new Error('createMany takes the jobs of one tenant');
       const key = idempotency[i];
@@ -187,7 +185,7 @@ export class JobStore {
         job.lease ?? '', job.created_at + QUEUED_LEASE_MS, job.requestJson ?? JSON.stringify(job.request), fields.length, ...fields,
       );
     });
-    const reply = (await (hop ? this.redis.createQueuedJob(...keys, ...hop.slice(0, -3), ...args) : this.redis.createJobs(...keys, ...args))) as (number | string)[];
+    const reply = (await (hop ? this.redis.createQueuedJob(...keys, ...hop.keys, ...args) : this.redis.createJobs(...keys, ...args))) as (number | string)[];
     return jobs.map((_, i) => {
       const code = reply[2 * i];
       return { kind: code === 0 ? 'created' : code === 1 ? 'replayed' : 'conflict', id: reply[2 * i + 1] as string };
