@@ -8,7 +8,7 @@ describe('job lifecycle', () => {
   let broker: TestBroker;
 
   beforeAll(async () => {
-    mock = await startMock({ latencyMs: 20 });
+    mock = await startMock({ latencyMs: 20, rules: [{ match: 'slow-answer', latencyMs: 800 }] });
     broker = await startBroker(
       configFor({ primary: mock }, { models: { fast: ['primary/model-a'], smart: ['primary/model-b'] }, tasks: { default: 'fast', analyze: 'smart', inline: ['primary/model-c'] } }),
     );
@@ -194,6 +194,25 @@ describe('job lifecycle', () => {
       // Sharded, the hop's queue has a slot of its own: the hop is added by BullMQ once the record is written.
       expect(between.some((s) => s !== 'lua')).toBe(true);
     }
+  });
+
+  it('completes the hop of a job that ended while its call ran, saying so, and keeps the call in its ledger', async () => {
+    const res = await broker.call('POST', '/v1/jobs', { request: chat('slow-answer') });
+    const key = broker.runtime.store.keys.job(res.body.id);
+    const client = testRedis();
+    await waitFor(async () => (await client.hget(key, 'status')) === 'running');
+    // Ended under the call (expired), by nothing the worker heard: its call runs on and succeeds.
+    await client.hset(key, 'status', 'expired');
+    client.disconnect();
+    const queue = broker.runtime.queues.get('primary');
+    const hopId = hopJobId(res.body.id, 0);
+    await waitFor(async () => (await queue.getJobState(hopId)) === 'completed');
+    expect((await queue.getJob(hopId))!.returnvalue).toBe('discarded: the job had already ended (cancelled or expired)');
+    const job = await broker.runtime.store.get(res.body.id);
+    expect(job!.status).toBe('expired');
+    // The call happened and may be billed: it is in the ledger, as discarded.
+    expect(job!.attempts).toEqual([expect.objectContaining({ outcome: 'discarded', provider: 'primary', model: 'model-a' })]);
+    expect((await queue.getJobLogs(hopId)).logs.at(-1)).toMatch(/^succeeded in \d+ ms.*; discarded: the job had already ended$/);
   });
 
   it('keeps the job record in Redis with a retention TTL and bounded BullMQ history', async () => {
