@@ -31,10 +31,10 @@ describe('a hop whose processing fails inside the broker', () => {
     cleanup.push(() => dropPrefix(prefix), async () => connection.disconnect(), () => queue.close(), () => worker.close());
     // As ProviderQueues adds a hop: its id and priority, no attempts or backoff of BullMQ's.
     await queue.add('hop', { id: 'job_x', hop: 0 }, { jobId: 'x-h0', priority: 5 });
+    // The state first: a job read before it, as it moves, could lack what its move wrote.
     const done = await waitFor(async () => {
-      const job = await queue.getJob('x-h0');
-      const state = await job?.getState();
-      return state === 'completed' || state === 'failed' ? { job: job!, state } : undefined;
+      const state = await queue.getJobState('x-h0');
+      return state === 'completed' || state === 'failed' ? { job: (await queue.getJob('x-h0'))!, state } : undefined;
     }, 10_000);
     return { ...done, runs, logs };
   }

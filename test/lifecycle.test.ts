@@ -227,10 +227,12 @@ describe('job lifecycle', () => {
     expect(fields).toContain('result');
     expect(fields).not.toContain('request');
     expect(await client.exists(broker.runtime.store.keys.jobRequest(res.body.id))).toBe(0);
-    const hop = await broker.runtime.queues.get('primary').getJob(`${hopJobId(res.body.id, 0)}`);
     // Kept for Bull Board, bounded by the workers' retention; no hop stores the retention itself
-    // (BullMQ keeps a job's options in its hash, so that would cost every queued hop).
-    expect(await hop?.getState()).toBe('completed');
+    // (BullMQ keeps a job's options in its hash, so that would cost every queued hop). BullMQ
+    // completes the hop just after the settle that answered the long-poll.
+    const queue = broker.runtime.queues.get('primary');
+    await waitFor(async () => (await queue.getJobState(hopJobId(res.body.id, 0))) === 'completed');
+    const hop = await queue.getJob(hopJobId(res.body.id, 0));
     expect(hop?.opts.removeOnComplete).toBeUndefined();
     const [worker] = (broker.runtime.pool as unknown as { workers: { opts: WorkerOptions }[] }).workers;
     // Failed hops are kept longer than completed ones: they are what an operator comes back to.
