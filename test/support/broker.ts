@@ -102,6 +102,18 @@ export async function startMock(behaviour: Partial<MockBehaviour> = {}) {
 
 export const testRedis = () => new Redis(redisUrl());
 
+/**
+ * A MONITOR connection on the test Redis, once it is monitoring. ioredis switches a connection to
+ * monitoring a moment after MONITOR's OK, and reports each line other test files' commands send
+ * before that as a command queue error: those lines come before the caller's own, and are dropped.
+ */
+export async function monitorRedis(): Promise<Redis> {
+  const monitor = new Redis(redisUrl(), { monitor: true });
+  monitor.on('error', () => {});
+  await new Promise((r) => monitor.once('monitoring', r));
+  return monitor;
+}
+
 /** Runs `fn` with a Redis client of its own, closed after, for a test's direct look at the keys. */
 export async function withRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = testRedis();
