@@ -16,8 +16,8 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        // Vitest's default on two cores is one file at a time (CPUs less one), yet most of a test's
-        // time is spent waiting on Redis, the mock and timers: three at once take a third of it.
+        // Vitest's default on two cores is one file at a time (CPUs less one); three at once let
+        // one file's waits on Redis, the mock and timers overlap another's work.
         test: { name: 'in-process', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...PROCESSES], maxWorkers: 3 },
       },
       { extends: true, test: { name: 'processes', include: PROCESSES, maxWorkers: 1, sequence: { groupOrder: 1 } } },
