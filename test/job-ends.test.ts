@@ -2,9 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hopJobId } from '../src/queues/provider-queues.js';
 import { EmbeddedRedis } from '../src/redis/embedded.js';
-import { chat, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor, withRedis } from './support/broker.js';
+import { chat, completedHop, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor, withRedis } from './support/broker.js';
 import { startFleet } from './support/fleet.js';
 
 /*
@@ -190,8 +189,7 @@ describe('a hop whose settle meets a frozen Redis', () => {
       // The settle waited for Redis rather than give up and call again.
       expect(mock.stats.calls).toBe(1);
       expect(ended.attempts.map((a: { outcome: string; latency_ms: number }) => a.outcome)).toEqual(['succeeded']);
-      // BullMQ completes the hop just after the settle that answered the long-poll.
-      await waitFor(async () => (await b.runtime.queues.get('p').getJobState(hopJobId(body.id, 0))) === 'completed');
+      await completedHop(b.runtime.queues.get('p'), body.id);
       expect((await b.runtime.store.tenantTotals('default')).queued).toBe(0);
     } finally {
       try {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerOptions } from 'bullmq';
-import { chat, configFor, dropPrefix, type MockServer, monitorRedis, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
+import { chat, completedHop, configFor, dropPrefix, type MockServer, monitorRedis, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
 import { hopJobId } from '../src/queues/provider-queues.js';
 
 describe('job lifecycle', () => {
@@ -206,14 +206,13 @@ describe('job lifecycle', () => {
     await client.hset(key, 'status', 'expired');
     client.disconnect();
     const queue = broker.runtime.queues.get('primary');
-    const hopId = hopJobId(res.body.id, 0);
-    await waitFor(async () => (await queue.getJobState(hopId)) === 'completed');
-    expect((await queue.getJob(hopId))!.returnvalue).toBe('discarded: the job had already ended (cancelled or expired)');
+    const hop = await completedHop(queue, res.body.id);
+    expect(hop.returnvalue).toBe('discarded: the job had already ended (cancelled or expired)');
     const job = await broker.runtime.store.get(res.body.id);
     expect(job!.status).toBe('expired');
     // The call happened and may be billed: it is in the ledger, as discarded.
     expect(job!.attempts).toEqual([expect.objectContaining({ outcome: 'discarded', provider: 'primary', model: 'model-a' })]);
-    expect((await queue.getJobLogs(hopId)).logs.at(-1)).toMatch(/^succeeded in \d+ ms.*; discarded: the job had already ended$/);
+    expect((await queue.getJobLogs(hop.id!)).logs.at(-1)).toMatch(/^succeeded in \d+ ms.*; discarded: the job had already ended$/);
   });
 
   it('keeps the job record in Redis with a retention TTL and bounded BullMQ history', async () => {
@@ -229,11 +228,8 @@ describe('job lifecycle', () => {
     expect(fields).not.toContain('request');
     expect(await client.exists(broker.runtime.store.keys.jobRequest(res.body.id))).toBe(0);
     // Kept for Bull Board, bounded by the workers' retention; no hop stores the retention itself
-    // (BullMQ keeps a job's options in its hash, so that would cost every queued hop). BullMQ
-    // completes the hop just after the settle that answered the long-poll.
-    const queue = broker.runtime.queues.get('primary');
-    await waitFor(async () => (await queue.getJobState(hopJobId(res.body.id, 0))) === 'completed');
-    const hop = await queue.getJob(hopJobId(res.body.id, 0));
+    // (BullMQ keeps a job's options in its hash, so that would cost every queued hop).
+    const hop = await completedHop(broker.runtime.queues.get('primary'), res.body.id);
     expect(hop?.opts.removeOnComplete).toBeUndefined();
     const [worker] = (broker.runtime.pool as unknown as { workers: { opts: WorkerOptions }[] }).workers;
     // Failed hops are kept longer than completed ones: they are what an operator comes back to.

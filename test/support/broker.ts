@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
+import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { inject } from 'vitest';
@@ -7,6 +8,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { loggerOptions } from '../../src/log.js';
 import { type MockBehaviour, startMockProvider } from '../../src/mock-provider/server.js';
+import { type HopData, hopJobId } from '../../src/queues/provider-queues.js';
 import { type Runtime, startRuntime } from '../../src/runtime.js';
 
 export const redisUrl = () => inject('redisUrl');
@@ -112,6 +114,17 @@ export async function monitorRedis(): Promise<Redis> {
   monitor.on('error', () => {});
   await new Promise((r) => monitor.once('monitoring', r));
   return monitor;
+}
+
+/**
+ * A job's hop once BullMQ has completed it. That comes just after the settle that answers the
+ * job's long-poll, so a test that saw the job end waits for it rather than reading it at once. The
+ * state is read first: a hop read as it moves could lack what its move wrote.
+ */
+export async function completedHop(queue: Queue<HopData>, id: string, hop = 0) {
+  const hopId = hopJobId(id, hop);
+  await waitFor(async () => (await queue.getJobState(hopId)) === 'completed');
+  return (await queue.getJob(hopId))!;
 }
 
 /** Runs `fn` with a Redis client of its own, closed after, for a test's direct look at the keys. */
