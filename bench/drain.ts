@@ -44,7 +44,7 @@ export async function fill(rt: Runtime, n: number, mix: Mix = { tenants: ['bench
 }
 
 /** `beforeFill` gets the intake-only runtime first, for measurements of its own. */
-export async function drain(config: Config, redisUrl: string, n: number, log: Logger, quiet: Logger, beforeFill?: (rt: Runtime) => Promise<void>, mix?: Mix): Promise<{ rate: number; redis: RedisWork }> {
+export async function drain(config: Config, redisUrl: string, n: number, log: Logger, quiet: Logger, beforeFill?: (rt: Runtime) => Promise<void>, mix?: Mix): Promise<{ rate: number; redis: RedisWork; workerCpuUs: number }> {
   const meter = new Redis(redisUrl);
   const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
   await beforeFill?.(intakeOnly);
@@ -52,13 +52,15 @@ export async function drain(config: Config, redisUrl: string, n: number, log: Lo
   await fill(intakeOnly, n, mix);
   const counter = await terminalCounter(redisUrl, intakeOnly.store.keys.events, n);
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const workers = await startRuntime({ config, redisUrl, log, workers: [] });
   await counter.all;
   const rate = n / ((performance.now() - t0) / 1000);
+  const cpu = process.cpuUsage(cpu0);
   const redis = perJob(before, await redisWork(meter), n);
   counter.close();
   await workers.close();
   await intakeOnly.close();
   meter.disconnect();
-  return { rate, redis };
+  return { rate, redis, workerCpuUs: (cpu.user + cpu.system) / n };
 }

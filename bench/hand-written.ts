@@ -9,7 +9,7 @@ import { Pool } from 'undici';
 import { chatBody } from './harness.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
 
-export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: string, n: number, concurrency: number, prefix: string): Promise<{ perSecond: number; redis: RedisWork }> {
+export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: string, n: number, concurrency: number, prefix: string): Promise<{ perSecond: number; redis: RedisWork; workerCpuUs: number }> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const meter = new Redis(redisUrl);
   const queue = new Queue('hand', { connection, prefix });
@@ -24,6 +24,7 @@ export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: strin
   let finish!: () => void;
   const all = new Promise<void>((r) => (finish = r));
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const worker = new Worker(
     'hand',
     async (job) => {
@@ -39,11 +40,12 @@ export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: strin
   });
   await all;
   const perSecond = n / ((performance.now() - t0) / 1000);
+  const cpu = process.cpuUsage(cpu0);
   const after = await redisWork(meter);
   await worker.close();
   await queue.close();
   await pool.close();
   connection.disconnect();
   meter.disconnect();
-  return { perSecond, redis: perJob(before, after, n) };
+  return { perSecond, redis: perJob(before, after, n), workerCpuUs: (cpu.user + cpu.system) / n };
 }

@@ -463,6 +463,8 @@ async function main() {
         ['', '', `${fmt(raw.rate)} (no-op worker)`, fmt(sy.rate / raw.rate, 2)],
         ['Redis per job, submit to result: commands / CPU µs / KB in / KB out', redisCost(sy.redis), `${redisCost(raw.redis)} (add + no-op process)`, `${fmt(sy.redis.cpuUs / raw.redis.cpuUs, 2)}× CPU`],
         ['', '', `${redisCost(hand.redis)} (hand-written worker)`, `${fmt(sy.redis.cpuUs / hand.redis.cpuUs, 2)}× CPU`],
+        // The drain's rate follows the worker process's CPU: it is the busiest of the three on two cores.
+        ['worker process CPU per job while draining (µs)', fmt(sy.workerCpuUs), `${fmt(hand.workerCpuUs)} (hand-written worker)`, `${fmt(sy.workerCpuUs / hand.workerCpuUs, 2)}×`],
       );
       measured.endToEnd = sy.rate / hand.perSecond;
       measured.redisCpu = sy.redis.cpuUs / raw.redis.cpuUs;
