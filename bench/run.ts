@@ -5,11 +5,12 @@
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
  * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, bytes, cluster, routing) runs a subset.
  * BENCH_ROUTING_JOBS (default 5000) sets the size of each routing strategy's run.
- * BENCH_BATCH_LINES (default 50000) sets the batch size.
+ * BENCH_BATCH_LINES (default 50000) sets the batch size; BENCH_WARM_JOBS (default 10000) the jobs run
+ * before the steady-state overhead latency is measured.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
-import { type Job, Queue, Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -22,6 +23,7 @@ import { startRuntime } from '../src/runtime.js';
 import { Pool } from 'undici';
 import { drain, terminalCounter } from './drain.js';
 import { handWrittenThroughput } from './hand-written.js';
+import { overheadLatency } from './overhead-latency.js';
 import { queuedBytes } from './queued-bytes.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
 import { clusterSplit } from './cluster.js';
@@ -35,6 +37,8 @@ const CONCURRENCY = 50;
 const HTTP_CONCURRENCY = 32;
 const PACE_PER_S = 200;
 const PACE_SECONDS = 10;
+/** Jobs a broker has run before its steady-state overhead is measured (BENCH_WARM_JOBS). */
+const WARM_JOBS = Number(process.env.BENCH_WARM_JOBS ?? 10_000);
 const IN_FLIGHT = 10_000;
 const ONLY = process.env.BENCH_ONLY?.split(',');
 const wanted = (name: string) => !ONLY || ONLY.includes(name);
@@ -125,56 +129,6 @@ async function intakeRates(redisUrl: string, mockBaseUrl: string) {
   await queue.close();
   connection.disconnect();
   return { switchyard: switchyard.perSecond, rawHttp: rawHttp.perSecond, rawAdd };
-}
-
-async function overheadLatency(redisUrl: string, mockBaseUrl: string) {
-  const total = PACE_PER_S * PACE_SECONDS;
-  const config = configFor(redisUrl, mockBaseUrl);
-  const rt = await startRuntime({ config, redisUrl, log, api: true, workers: [], listen: { port: 0, host: '127.0.0.1' } });
-  const submit = async (i: number, ids: string[]) => {
-    const res = await fetch(`${rt.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
-    ids.push(((await res.json()) as { id: string }).id);
-  };
-  // Warm up connections and JIT first; both sides get the same second of warm-up.
-  const warm = await terminalCounter(redisUrl, rt.store.keys.events, PACE_PER_S);
-  await paced(PACE_PER_S, PACE_PER_S, (i) => submit(i, []));
-  await warm.all;
-  warm.close();
-  const counter = await terminalCounter(redisUrl, rt.store.keys.events, total);
-  const ids: string[] = [];
-  await paced(total, PACE_PER_S, (i) => submit(i, ids));
-  await counter.all;
-  counter.close();
-  const jobs = await rt.store.getMany(ids);
-  const overhead = jobs.map((j) => j!.finished_at! - j!.created_at - j!.attempts[0]!.latency_ms);
-  const provider = jobs.map((j) => j!.attempts[0]!.latency_ms);
-  await rt.close();
-
-  // Raw BullMQ at the same pace: time from add to completion around a no-op processor.
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const prefix = newPrefix();
-  const queue = new Queue('raw-paced', { connection, prefix });
-  let latencies: number[] = [];
-  let expected = PACE_PER_S;
-  let finish!: () => void;
-  let all = new Promise<void>((r) => (finish = r));
-  const worker = new Worker('raw-paced', async () => {}, { connection, prefix, concurrency: CONCURRENCY });
-  worker.on('completed', (job: Job) => {
-    latencies.push(job.finishedOn! - job.timestamp);
-    if (latencies.length === expected) finish();
-  });
-  const add = (i: number) => queue.add('hop', { id: `job_${i}` }, { priority: 5, removeOnComplete: { count: 1000 } });
-  await paced(PACE_PER_S, PACE_PER_S, add);
-  await all;
-  latencies = [];
-  expected = total;
-  all = new Promise<void>((r) => (finish = r));
-  await paced(total, PACE_PER_S, add);
-  await all;
-  await worker.close();
-  await queue.close();
-  connection.disconnect();
-  return { switchyard: percentiles(overhead), provider: percentiles(provider), raw: percentiles(latencies) };
 }
 
 async function peakRss(redisUrl: string) {
@@ -479,13 +433,14 @@ async function main() {
       measured.intake = intake.switchyard / intake.rawHttp;
     }
     if (wanted('latency')) {
-      process.stderr.write(`overhead latency at ${PACE_PER_S} jobs/s for ${PACE_SECONDS} s…\n`);
-      const lat = await overheadLatency(redis.url, mockBaseUrl);
+      process.stderr.write(`overhead latency at ${PACE_PER_S} jobs/s for ${PACE_SECONDS} s, after start and after ${fmt(WARM_JOBS)} jobs…\n`);
+      const lat = await overheadLatency(configFor(redis.url, mockBaseUrl), redis.url, log, newPrefix(), CONCURRENCY, { perSecond: PACE_PER_S, seconds: PACE_SECONDS, warmJobs: WARM_JOBS, warmConcurrency: HTTP_CONCURRENCY });
       rows.push(
-        [`overhead latency p50 / p95 / p99 (ms) at ${PACE_PER_S} jobs/s`, ms(lat.switchyard), `${ms(lat.raw)} (add → completed)`, ''],
-        ['  provider call time, excluded above (ms)', ms(lat.provider), '', ''],
+        [`overhead latency p50 / p95 / p99 (ms) at ${PACE_PER_S} jobs/s, after ${fmt(WARM_JOBS)} jobs`, ms(lat.steady.switchyard), `${ms(lat.steady.raw)} (add → completed)`, ''],
+        ['  provider call time, excluded above (ms)', ms(lat.steady.provider), '', ''],
+        ['  … just after start (1 s of warm-up)', ms(lat.cold.switchyard), `${ms(lat.cold.raw)} (add → completed)`, ''],
       );
-      measured.overhead = lat.switchyard.p99;
+      measured.overhead = lat.steady.switchyard.p99;
     }
     if (wanted('rss')) {
       process.stderr.write(`peak RSS with ${fmt(IN_FLIGHT)} jobs in flight…\n`);

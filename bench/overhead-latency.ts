@@ -1,0 +1,107 @@
+/**
+ * Broker overhead at a steady pace: jobs posted through the HTTP API at `perSecond` for `seconds`;
+ * per job, its finish time minus its creation minus the provider call as the worker measured it.
+ * Raw BullMQ is `finishedOn - timestamp` around a no-op processor at the same pace.
+ *
+ * Each side is measured twice in one process. First just after start, behind one second of warm-up:
+ * what a broker deployed a moment ago gives, while V8 still runs most of its code unoptimised (at
+ * 200 jobs/s a function called once a job needs thousands of jobs before it is optimised, and until
+ * then a job costs several times its CPU). Then again after `warmJobs` submitted in a closed loop:
+ * the steady state of a broker that has been running, which is what the overhead target is about.
+ */
+import { type Job, Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from '../src/config/schema.js';
+import type { Logger } from '../src/log.js';
+import { startRuntime } from '../src/runtime.js';
+import { terminalCounter } from './drain.js';
+import { chatBody, closedLoop, paced, percentiles } from './harness.js';
+
+type Percentiles = ReturnType<typeof percentiles>;
+
+export interface OverheadLatency {
+  cold: { switchyard: Percentiles; provider: Percentiles; raw: Percentiles };
+  steady: { switchyard: Percentiles; provider: Percentiles; raw: Percentiles };
+}
+
+interface Pace {
+  perSecond: number;
+  seconds: number;
+  warmJobs: number;
+  /** Jobs in flight during the closed-loop warm-up. */
+  warmConcurrency: number;
+}
+
+export async function overheadLatency(config: Config, redisUrl: string, log: Logger, rawPrefix: string, concurrency: number, pace: Pace): Promise<OverheadLatency> {
+  const sy = await switchyardPhases(config, redisUrl, log, pace);
+  const raw = await rawPhases(redisUrl, rawPrefix, concurrency, pace);
+  return { cold: { ...sy.cold, raw: raw.cold }, steady: { ...sy.steady, raw: raw.steady } };
+}
+
+async function switchyardPhases(config: Config, redisUrl: string, log: Logger, pace: Pace) {
+  const rt = await startRuntime({ config, redisUrl, log, api: true, workers: [], listen: { port: 0, host: '127.0.0.1' } });
+  const submit = async (i: number, ids?: string[]) => {
+    const res = await fetch(`${rt.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
+    const { id } = (await res.json()) as { id: string };
+    ids?.push(id);
+  };
+  const untilEnded = async (n: number, submitAll: () => Promise<unknown>) => {
+    const counter = await terminalCounter(redisUrl, rt.store.keys.events, n);
+    await submitAll();
+    await counter.all;
+    counter.close();
+  };
+  const measure = async () => {
+    const ids: string[] = [];
+    const total = pace.perSecond * pace.seconds;
+    await untilEnded(total, () => paced(total, pace.perSecond, (i) => submit(i, ids)));
+    const jobs = await rt.store.getMany(ids);
+    return {
+      switchyard: percentiles(jobs.map((j) => j!.finished_at! - j!.created_at - j!.attempts[0]!.latency_ms)),
+      provider: percentiles(jobs.map((j) => j!.attempts[0]!.latency_ms)),
+    };
+  };
+  try {
+    await untilEnded(pace.perSecond, () => paced(pace.perSecond, pace.perSecond, (i) => submit(i)));
+    const cold = await measure();
+    await untilEnded(pace.warmJobs, () => closedLoop(pace.warmJobs, pace.warmConcurrency, (i) => submit(i)));
+    const steady = await measure();
+    return { cold, steady };
+  } finally {
+    await rt.close();
+  }
+}
+
+async function rawPhases(redisUrl: string, prefix: string, concurrency: number, pace: Pace) {
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue('raw-paced', { connection, prefix });
+  let latencies: number[] = [];
+  let expected = 0;
+  let finish = () => {};
+  const worker = new Worker('raw-paced', async () => {}, { connection, prefix, concurrency });
+  worker.on('completed', (job: Job) => {
+    latencies.push(job.finishedOn! - job.timestamp);
+    if (latencies.length === expected) finish();
+  });
+  const add = (i: number) => queue.add('hop', { id: `job_${i}` }, { priority: 5, removeOnComplete: { count: 1000 } });
+  const untilCompleted = async (n: number, addAll: () => Promise<unknown>) => {
+    latencies = [];
+    expected = n;
+    const all = new Promise<void>((r) => (finish = r));
+    await addAll();
+    await all;
+    return percentiles(latencies);
+  };
+  const total = pace.perSecond * pace.seconds;
+  try {
+    await untilCompleted(pace.perSecond, () => paced(pace.perSecond, pace.perSecond, add));
+    const cold = await untilCompleted(total, () => paced(total, pace.perSecond, add));
+    await untilCompleted(pace.warmJobs, () => closedLoop(pace.warmJobs, pace.warmConcurrency, add));
+    const steady = await untilCompleted(total, () => paced(total, pace.perSecond, add));
+    return { cold, steady };
+  } finally {
+    await worker.close();
+    await queue.close();
+    connection.disconnect();
+  }
+}
