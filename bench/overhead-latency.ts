@@ -4,10 +4,10 @@
  * Raw BullMQ is `finishedOn - timestamp` around a no-op processor at the same pace.
  *
  * Each side is measured twice in one process. First just after start, behind one second of warm-up:
- * what a broker deployed a moment ago gives, while V8 still runs most of its code unoptimised (at
- * 200 jobs/s a function called once a job needs thousands of jobs before it is optimised, and until
- * then a job costs several times its CPU). Then again after `warmJobs` submitted in a closed loop:
- * the steady state of a broker that has been running, which is what the overhead target is about.
+ * what a broker deployed a moment ago gives, while V8 still runs much of its code in its baseline
+ * tier (perf shows its inline-cache builtins on top for the first thousands of jobs) and a job costs
+ * several times the CPU it costs later. Then again after `warmJobs` submitted in a closed loop: the
+ * steady state of a broker that has been running, which is what the overhead target is about.
  */
 import { type Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
