@@ -19,10 +19,14 @@ import { chatBody, closedLoop, paced, percentiles } from './harness.js';
 
 type Percentiles = ReturnType<typeof percentiles>;
 
-export interface OverheadLatency {
-  cold: { switchyard: Percentiles; provider: Percentiles; raw: Percentiles };
-  steady: { switchyard: Percentiles; provider: Percentiles; raw: Percentiles };
+/** One phase's overhead, the provider call time excluded from it, and raw BullMQ's add → completed. */
+interface Phase {
+  switchyard: Percentiles;
+  provider: Percentiles;
+  raw: Percentiles;
 }
+
+export type OverheadLatency = Record<'cold' | 'steady', Phase>;
 
 interface Pace {
   perSecond: number;
