@@ -8,12 +8,13 @@
   ARGV[1] now (ms), ARGV[2] record TTL after the job ends (ms), ARGV[3] idempotency window (s),
   ARGV[4] the admission lease these jobs were admitted under ('' for none), ARGV[5] the month
   estimates are reserved in, ARGV[6..8] BullMQ's own arguments for adding the first hop ('' when
-  not run as createQueuedJob), then for each job: its hash and its idempotency key (in the
-  tenant's slot, as KEYS[1] is; arguments, not keys, so the number of keys is fixed and a Cluster
-  client routes by the first, whatever the number of jobs), id, '1' when an idempotency key
-  applies, body hash, estimated spend (1e-10 USD, 0 for none), the least-busy lease zset of its
-  first target ('' for none; the fields then name it as `lease`), that lease's expiry (ms), the
-  request (JSON), how many field/value arguments follow, field, value, ...
+  not run as createQueuedJob), then two arguments for each job. The first is a JSON array of
+  strings: its hash and its idempotency key (in the tenant's slot, as KEYS[1] is; arguments, not
+  keys, so the number of keys is fixed and a Cluster client routes by the first, whatever the
+  number of jobs), id, '1' when an idempotency key applies, body hash, estimated spend (1e-10 USD,
+  0 for none), the least-busy lease zset of its first target ('' for none; the fields then name it
+  as `lease`), that lease's expiry (ms), then field, value, ... of its hash. The second is the
+  request (JSON), apart, so that a large prompt is not decoded here.
   The request is a string of its own (`<job key>:request`), not a field: with it out, a queued job's
   hash holds only short values, which Redis keeps as a compact listpack rather than a hashtable.
   Returns per job code, id: 0 created, 1 same key and body, 2 same key with another body.
@@ -24,11 +25,10 @@
 local now = tonumber(ARGV[1])
 local out = {}
 local created, estimated, trim = 0, 0, false
-local a = 9
-while a <= #ARGV do
-  local jobKey, idemKey, id, keyed, bodyHash = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local estimate, leaseKey, leaseExpiry, request, nfields = tonumber(ARGV[a + 5]), ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], tonumber(ARGV[a + 9])
-  a = a + 10
+for a = 9, #ARGV, 2 do
+  local job = cjson.decode(ARGV[a])
+  local jobKey, idemKey, id, keyed, bodyHash = job[1], job[2], job[3], job[4], job[5]
+  local estimate, leaseKey, leaseExpiry, request = tonumber(job[6]), job[7], job[8], ARGV[a + 1]
   local code = 0
   if keyed == '1' then
     local prior = redis.call('GET', idemKey)
@@ -43,7 +43,7 @@ while a <= #ARGV do
   if code == 0 then
     -- No expiry yet: a record lives until its job ends, however long that takes (jobEnded sets the
     -- TTL then), so a long job cannot vanish mid-run and take its result and its tenant count with it.
-    redis.call('HSET', jobKey, unpack(ARGV, a, a + nfields - 1))
+    redis.call('HSET', jobKey, unpack(job, 9))
     redis.call('SET', jobKey .. ':request', request)
     if leaseKey ~= '' then
       redis.call('ZADD', leaseKey, leaseExpiry, id)
@@ -60,7 +60,6 @@ while a <= #ARGV do
   end
   out[#out + 1] = code
   out[#out + 1] = id
-  a = a + nfields
 end
 if created > 0 then
   redis.call('HINCRBY', KEYS[2], 'queued', created)

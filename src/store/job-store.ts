@@ -39,6 +39,17 @@ export interface NewJob {
  * A new job's hash: fields at their default (no task, no model, no metadata, an empty ledger) are
  * left out, since each costs a queued job memory and parseRecord reads their absence as the default.
  */
+/**
+ * A job's small arguments as one JSON array of strings, decoded by the script (cjson): ioredis spends
+ * about a microsecond on each argument of a command (more once one is a Buffer, as a hop's BullMQ
+ * arguments are), so a job's twenty-odd become one. Strings only, so no number is reformatted in
+ * Lua; well-formed, since Lua's cjson refuses the escape JSON.stringify writes for a lone surrogate
+ * (which ioredis sent as U+FFFD before).
+ */
+function packStrings(values: (string | number)[]): string {
+  return JSON.stringify(values.map((v) => (typeof v === 'string' ? v.toWellFormed() : String(v))));
+}
+
 function recordFields(job: NewJob): (string | number)[] {
   const fields: (string | number)[] = [
     'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'priority', job.priority, 'created_at', job.created_at,
@@ -179,11 +190,8 @@ export class JobStore {
     jobs.forEach((job, i) => {
       if (job.tenant !== tenant) throw new Error('createMany takes the jobs of one tenant');
       const key = idempotency[i];
-      const fields = recordFields(job);
-      args.push(
-        this.keys.job(job.id), this.idempotencyKey(tenant, key), job.id, key ? '1' : '0', key?.bodyHash ?? '', job.estimate_e10 ?? 0,
-        job.lease ?? '', job.created_at + QUEUED_LEASE_MS, job.requestJson ?? JSON.stringify(job.request), fields.length, ...fields,
-      );
+      const head = [this.keys.job(job.id), this.idempotencyKey(tenant, key), job.id, key ? '1' : '0', key?.bodyHash ?? '', job.estimate_e10 ?? 0, job.lease ?? '', job.created_at + QUEUED_LEASE_MS];
+      args.push(packStrings([...head, ...recordFields(job)]), job.requestJson ?? JSON.stringify(job.request));
     });
     const reply = (await (hop ? this.redis.createQueuedJob(...keys, ...hop.keys, ...args) : this.redis.createJobs(...keys, ...args))) as (number | string)[];
     return jobs.map((_, i) => {
