@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
-import type { ProviderClient } from '../src/providers/client.js';
+import type { CallStop, ProviderClient } from '../src/providers/client.js';
 import type { ProviderError } from '../src/providers/errors.js';
 import type { Metrics } from '../src/metrics.js';
 import type { Pricing } from '../src/providers/pricing.js';
@@ -367,7 +367,7 @@ export class HopProcessor {
    * (its id, the call's model and start) and appended to the job's stream before the next is read,
    * so the stream's pace is the slower of the provider and Redis.
    */
-  private async streamCall(id: string, request: ChatRequest, model: string, opts: { timeoutMs: number; signal?: AbortSignal }) {
+  private async streamCall(id: string, request: ChatRequest, model: string, opts: { timeoutMs: number; signal?: CallStop }) {
     const completionId = `chatcmpl-${id.slice('job_'.length)}`;
     const created = Math.floor(Date.now() / 1000);
     let seq = 0;

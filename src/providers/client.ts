@@ -5,9 +5,12 @@ import { redact, secretsOf } from './redact.js';
 import { ChunkAssembler } from './chunk-assembler.js';
 import type { ChatChunk, ChatRequest, HttpAnswer, HttpRequest, ProviderAdapter, ProviderResult, StreamDecoder } from './types.js';
 
+/** What stops a call: an AbortSignal, or an EventEmitter that emits `abort` and says `aborted` (undici takes either). */
+export type CallStop = AbortSignal | (NodeJS.EventEmitter & { readonly aborted: boolean; readonly reason?: unknown });
+
 export interface StreamOptions {
   timeoutMs?: number;
-  signal?: AbortSignal;
+  signal?: CallStop;
   /** The id the assembled completion carries (the chunks' own). */
   completionId: string;
   /** Each batch of chunks as it is decoded; the next is read only once this resolves (backpressure). */
@@ -58,7 +61,7 @@ export class ProviderClient {
     return target;
   }
 
-  async complete(request: ChatRequest, model: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ProviderResult> {
+  async complete(request: ChatRequest, model: string, opts: { timeoutMs?: number; signal?: CallStop } = {}): Promise<ProviderResult> {
     const call = await this.adapter.buildRequest(request, model);
     const result = await this.send(call, model, opts);
     // Every error leaves through here, whichever adapter or transport fault produced it.
@@ -66,7 +69,7 @@ export class ProviderClient {
     return call.dropped?.length ? { ...result, dropped: call.dropped } : result;
   }
 
-  private async send(call: HttpRequest, model: string, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<ProviderResult> {
+  private async send(call: HttpRequest, model: string, opts: { timeoutMs?: number; signal?: CallStop }): Promise<ProviderResult> {
     const timeout = opts.timeoutMs ?? this.config.timeout_ms;
     const { pool, path } = this.target(call.url);
     let res;
