@@ -62,6 +62,25 @@ describe('job lifecycle', () => {
     }
   });
 
+  it('keeps any text a caller sends in a record field, single jobs and bulk alike: non-ASCII exactly, a lone surrogate as U+FFFD', async () => {
+    // The record's small fields reach the script as one JSON array (createJobs.lua decodes it with
+    // cjson, which refuses the escape JSON.stringify writes for a lone surrogate).
+    const model = 'primary/模型-naïve-☃-\ud800';
+    const metadata = { note: 'ünïcödé ☃ \ud83d\ude00 and a lone \udc00' };
+    const single = await broker.call('POST', '/v1/jobs', { model, metadata, request: chat('odd text') });
+    expect(single.status).toBe(202);
+    const bulk = await broker.call('POST', '/v1/jobs/bulk', { jobs: [{ model, metadata, request: chat('odd text, bulk') }] });
+    expect(bulk.status).toBe(202);
+    for (const id of [single.body.id, bulk.body.data[0].id]) {
+      const done = await broker.call('GET', `/v1/jobs/${id}?wait=20`);
+      expect(done.body.status).toBe('succeeded');
+      // A plain field as ioredis wrote it before (UTF-8 has no lone surrogates); the chain is JSON, so exact.
+      expect(done.body.model).toBe('primary/模型-naïve-☃-\ufffd');
+      expect(done.body.provider_model).toBe('模型-naïve-☃-\ud800');
+      expect(done.body.metadata).toEqual(metadata);
+    }
+  });
+
   it('keeps a queued job\'s record compact with its request beside it, and runs a record written with the request inside', async () => {
     const client = testRedis();
     const { store } = broker.runtime;
