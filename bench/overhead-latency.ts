@@ -8,7 +8,11 @@
  * tier (perf shows its inline-cache builtins on top for the first thousands of jobs) and a job costs
  * several times the CPU it costs later. Then again after `warmJobs` submitted in a closed loop: the
  * steady state of a broker that has been running, which is what the overhead target is about.
+ * The measured jobs are posted by a process of their own (paced-caller.ts), as callers are other
+ * machines in a deployment; until 2026-12-02 they were posted with fetch from the broker's own
+ * process, whose CPU and garbage then counted as the broker's overhead.
  */
+import { spawn } from 'node:child_process';
 import { type Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../src/config/schema.js';
@@ -16,6 +20,18 @@ import type { Logger } from '../src/log.js';
 import { startRuntime } from '../src/runtime.js';
 import { terminalCounter } from './drain.js';
 import { chatBody, closedLoop, paced, percentiles } from './harness.js';
+
+const CALLER = new URL('./paced-caller.js', import.meta.url).pathname;
+
+/** Runs the paced phase's caller as its own process (see paced-caller.ts); the jobs' ids when it is done. */
+async function callFromOwnProcess(origin: string, total: number, perSecond: number): Promise<string[]> {
+  const child = spawn(process.execPath, [CALLER, origin, String(total), String(perSecond), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`the paced caller exited ${code}`);
+  return JSON.parse(out) as string[];
+}
 
 type Percentiles = ReturnType<typeof percentiles>;
 
@@ -44,10 +60,9 @@ export async function overheadLatency(config: Config, redisUrl: string, log: Log
 
 async function switchyardPhases(config: Config, redisUrl: string, log: Logger, pace: Pace) {
   const rt = await startRuntime({ config, redisUrl, log, api: true, workers: [], listen: { port: 0, host: '127.0.0.1' } });
-  const submit = async (i: number, ids?: string[]) => {
+  const submit = async (i: number) => {
     const res = await fetch(`${rt.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
-    const { id } = (await res.json()) as { id: string };
-    ids?.push(id);
+    await res.arrayBuffer();
   };
   const untilEnded = async (n: number, submitAll: () => Promise<unknown>) => {
     const counter = await terminalCounter(redisUrl, rt.store.keys.events, n);
@@ -56,9 +71,9 @@ async function switchyardPhases(config: Config, redisUrl: string, log: Logger, p
     counter.close();
   };
   const measure = async () => {
-    const ids: string[] = [];
     const total = pace.perSecond * pace.seconds;
-    await untilEnded(total, () => paced(total, pace.perSecond, (i) => submit(i, ids)));
+    let ids: string[] = [];
+    await untilEnded(total, async () => (ids = await callFromOwnProcess(rt.url!, total, pace.perSecond)));
     const jobs = await rt.store.getMany(ids);
     return {
       switchyard: percentiles(jobs.map((j) => j!.finished_at! - j!.created_at - j!.attempts[0]!.latency_ms)),
