@@ -216,6 +216,54 @@ describe('job lifecycle', () => {
     }
   });
 
+  it('claims a hop in the step BullMQ fetches it, one round trip fewer a job, unless sharded', async () => {
+    const monitor = await monitorRedis();
+    const seen: [string, string, string][] = [];
+    let fenced!: () => void;
+    const fence = new Promise<void>((r) => (fenced = r));
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (args[0]?.toLowerCase() === 'echo' && args[1] === 'fence') fenced();
+      const key = args.find((a) => a.startsWith(broker.prefix) || a.includes(`${broker.prefix.slice(1, -1)}`));
+      if (key) seen.push([source, args[0]!.toLowerCase(), key]);
+    });
+    const res = await broker.call('POST', '/v1/jobs', { request: chat('claimed on fetch') });
+    expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
+    const queue = broker.runtime.queues.get('primary');
+    const hop = await completedHop(queue, res.body.id);
+    const client = testRedis();
+    await client.echo('fence');
+    await fence;
+    monitor.disconnect();
+    client.disconnect();
+    const recordKey = broker.runtime.store.keys.job(res.body.id);
+    const hopKey = `${queue.keys['']}${hop.id}`;
+    // The claim reads the record's status and hop (startAttempt's first command), inside a script.
+    const claimAt = seen.findIndex(([source, cmd, key]) => source === 'lua' && cmd === 'hmget' && key === recordKey);
+    expect(claimAt).toBeGreaterThan(0);
+    let start = claimAt;
+    while (start > 0 && seen[start - 1]![0] === 'lua') start--;
+    const step = seen.slice(start, claimAt);
+    // BullMQ's fetch of that hop (its lock, its hash) ran in the same script, just before the claim.
+    const fetchedInStep = step.some(([, , key]) => key.startsWith(hopKey));
+    expect(fetchedInStep).toBe(broker.config.redis.shards === 0);
+    // Either way the hop says which worker took it: BullMQ's processedBy and the claim's log line.
+    expect(hop.processedBy).toMatch(/^.+:\d+$/);
+    const { logs } = await queue.getJobLogs(hop.id!);
+    expect(logs.filter((l) => l.startsWith('claimed by'))).toEqual([`claimed by worker ${hop.processedBy}`]);
+    // What BullMQ keeps of the hop is its own data: the claim rode only on the fetch's answer.
+    expect(hop.data).toEqual({ id: res.body.id, hop: 0 });
+  });
+
+  it('hands a large request with quotes, backslashes and non-ASCII to the provider byte for byte through the claimed fetch', async () => {
+    // The claim that rides on BullMQ's fetch carries the request as JSON text inside the hop's data.
+    const content = `${'"quoted" \\ back\\slash ünïcödé ☃ 😀 \n'.repeat(1200)}end`;
+    const request = { ...chat(content), temperature: 0.5, metadata_like: { nested: ['a', '"b"', 'c\\d'] } };
+    const res = await broker.call('POST', '/v1/jobs', { request });
+    expect(res.status).toBe(202);
+    expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
+    expect(mock.stats.last_request).toEqual({ ...request, model: 'model-a' });
+  });
+
   it('completes the hop of a job that ended while its call ran, saying so, and keeps the call in its ledger', async () => {
     const res = await broker.call('POST', '/v1/jobs', { request: chat('slow-answer') });
     const key = broker.runtime.store.keys.job(res.body.id);

@@ -37,7 +37,7 @@ export interface HopProcessorDeps {
 }
 
 /** A least-busy lease outlives its call's timeout by this much, so a live call never loses it. */
-const LEASE_MARGIN_MS = 5000;
+export const LEASE_MARGIN_MS = 5000;
 
 /** How often a hop asks again while its unproven provider has every trial call out. */
 const TRIAL_WAIT_MS = 50;
@@ -66,8 +66,11 @@ export class JobEnded extends UnrecoverableError {
   }
 }
 
-/** Which worker process took a hop, for its job log. */
-const WORKER = `${hostname()}:${process.pid}`;
+/** Which worker process took a hop: its job log's claim line, and BullMQ's `processedBy` on it. */
+export const WORKER = `${hostname()}:${process.pid}`;
+
+/** A hop as BullMQ's fetch handed it over; with its claim (startAttempt's reply) when the fetch made it. */
+export type FetchedHop = Job<HopData> & { syClaim?: unknown[] };
 
 const reasonOf = (e: JobError) => `${e.type}${e.status ? ` ${e.status}` : ''}${e.cause ? ` (${e.cause})` : ''}`;
 
@@ -110,11 +113,20 @@ export class HopProcessor {
     const bullKey = job.id ? `${job.queueQualifiedName}:${job.id}` : '';
     const board = (...lines: string[]) => ({ bullKey, lines });
 
-    // Admission first: a denied call costs no record round trip. While the provider is unproven and
-    // its trial calls are all out, wait here, holding the hop: handing it back to BullMQ would spend
-    // an RPM slot again on its return, and a queue-wide pause would restart the RPM window.
+    // Admission first: a denied call costs no record round trip (unless BullMQ's fetch claimed the
+    // hop already, in the same step as taking it). While the provider is unproven and its trial
+    // calls are all out, wait here, holding the hop: handing it back to BullMQ would spend an RPM
+    // slot again on its return, and a queue-wide pause would restart the RPM window.
     let admission = await breakers.admit(this.provider);
+    // The claim BullMQ's fetch made holds only if the hop goes on at once: after a wait for a trial
+    // call, the job may have been cancelled or have moved meanwhile, so it is claimed again.
+    let fetchedClaim = (job as FetchedHop).syClaim;
+    delete (job as FetchedHop).syClaim;
+    // Whether the job was running when the fetch claimed it: a claim made again finds it running.
+    const claimedAtFetch = fetchedClaim?.[0] === 'ok';
+    const rerunAtFetch = claimedAtFetch && fetchedClaim![3] === 'running';
     while (admission.kind === 'wait') {
+      fetchedClaim = undefined;
       await new Promise((r) => setTimeout(r, TRIAL_WAIT_MS * (1 + Math.random())));
       admission = await breakers.admit(this.provider);
     }
@@ -123,7 +135,11 @@ export class HopProcessor {
     const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral', { ...(trialToken && { token: trialToken }) }) : undefined);
 
     const settings = this.deps.config.providers[this.provider]!;
-    const claim = await store.start(id, hop, Date.now(), board(`claimed by worker ${WORKER}`), settings.timeout_ms + LEASE_MARGIN_MS);
+    const claim = fetchedClaim !== undefined
+      ? store.claimedOnFetch(id, fetchedClaim)
+      : await store.start(id, hop, Date.now(), board(`claimed by worker ${WORKER}`), settings.timeout_ms + LEASE_MARGIN_MS);
+    // Claimed again after a wait: the job was a re-run only if it was one at the fetch's claim.
+    if (claimedAtFetch && fetchedClaim === undefined && claim.kind === 'ok') claim.rerun = rerunAtFetch;
     if (claim.kind !== 'ok') {
       await giveBack();
       log.debug({ job: id, hop, claim: claim.kind }, 'hop skipped');

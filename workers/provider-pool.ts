@@ -1,12 +1,29 @@
 import { setMaxListeners } from 'node:events';
-import { type Job, Worker } from 'bullmq';
+import { type Job, type JobJson, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
 import { type HopData, hopRetention, NO_RPM_LIMIT, queueName, queuePrefix } from '../src/queues/provider-queues.js';
-import { HopProcessor, type HopProcessorDeps, JobEnded } from './hop-processor.js';
+import { type FetchedHop, HopProcessor, type HopProcessorDeps, JobEnded, LEASE_MARGIN_MS, WORKER } from './hop-processor.js';
 import { withHopRetries } from './hop-retries.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
+import { defineClaimOnFetch } from '../src/redis/scripts.js';
+
+/**
+ * Hands out hops with the claim BullMQ's fetch made for them (see defineClaimOnFetch), taken out of
+ * the hop's data so that nothing writes it back to Redis with the data.
+ */
+class ClaimingWorker extends Worker<HopData> {
+  protected override createJob(data: JobJson, jobId: string): Job<HopData> {
+    const job = super.createJob(data, jobId) as FetchedHop;
+    const hop = job.data as HopData & { syClaim?: unknown[] };
+    if (hop.syClaim !== undefined) {
+      job.syClaim = hop.syClaim;
+      delete hop.syClaim;
+    }
+    return job;
+  }
+}
 
 /** BullMQ's failedReason for a hop it failed in its stalled check. */
 const STALLED = /stalled more than allowable limit/;
@@ -41,14 +58,19 @@ export class ProviderPool {
   async start(providers: string[]): Promise<void> {
     const { config, connection, log, store, queues } = this.deps;
     await this.running.start();
+    // Unsharded, a hop's queue and its record share a slot: BullMQ's fetch claims the hop in the same step.
+    const leaseMs = Object.fromEntries(providers.map((p) => [queues.get(p).keys[''], config.providers[p]!.timeout_ms + LEASE_MARGIN_MS]));
+    const claim = store.fetchClaim(leaseMs);
+    if (claim && !defineClaimOnFetch(connection, claim)) log.warn({}, 'BullMQ\'s scripts were already defined on the workers\' connection: hops are claimed after their fetch, one round trip more');
     for (const provider of providers) {
       const settings = config.providers[provider];
       if (!settings) throw new Error(`unknown provider "${provider}"`);
       await queues.get(provider).setGlobalConcurrency(settings.max_in_flight);
       const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal, running: this.running });
       const process = withHopRetries((job: Job<HopData>, token?: string) => processor.process(job, token), { log, stopping: this.shutdown.signal });
-      const worker = new Worker<HopData>(queueName(provider), process, {
+      const worker = new ClaimingWorker(queueName(provider), process, {
         connection,
+        name: WORKER,
         prefix: queuePrefix(config.redis, provider),
         concurrency: settings.max_in_flight,
         limiter: { max: settings.rpm ?? NO_RPM_LIMIT, duration: settings.rate_window_ms },

@@ -4,7 +4,7 @@ import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecor
 import { Keys } from './keys.js';
 import type { HopCommand } from '../queues/provider-queues.js';
 import { batch } from '../redis/batch.js';
-import { type ScriptClient, withScripts } from '../redis/scripts.js';
+import { type FetchClaim, type ScriptClient, withScripts } from '../redis/scripts.js';
 
 export interface NewJob {
   id: string;
@@ -277,6 +277,22 @@ export class JobStore {
     const inScript = this.hopLogInScript(log);
     const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox(shard), hop, now, this.keys.events, this.ttlMs, id, shard, inScript?.bullKey ?? '', inScript?.lines.join('\n') ?? '', leaseMs)) as string[];
     if (reply[0] === 'ok') await this.hopLogApart(log);
+    return this.startOutcome(id, reply);
+  }
+
+  /** What the fetch's claim needs to know besides BullMQ's own arguments (see defineClaimOnFetch); none when sharded, where a record and its hop live in different slots. */
+  fetchClaim(leaseMs: Record<string, number>): FetchClaim | null {
+    if (this.keys.shards > 0) return null;
+    const shard = this.keys.prefix;
+    return { jobs: this.keys.job(''), outbox: this.keys.webhookOutbox(shard), events: this.keys.events, ttlMs: this.ttlMs, shard, leaseMs };
+  }
+
+  /** A claim BullMQ's fetch made (startAttempt's reply, see claimFetched.lua), read as `start` would have answered. */
+  claimedOnFetch(id: string, reply: unknown[]): StartOutcome {
+    return this.startOutcome(id, reply);
+  }
+
+  private startOutcome(id: string, reply: unknown[]): StartOutcome {
     switch (reply[0]) {
       case 'missing':
         return { kind: 'missing' };
@@ -290,13 +306,14 @@ export class JobStore {
       default:
         return {
           kind: 'ok',
-          request: JSON.parse(reply[1]!) as Record<string, unknown>,
-          chain: JSON.parse(reply[2]!) as string[],
+          // JSON text from startAttempt, already parsed when the claim rode on BullMQ's fetch.
+          request: (typeof reply[1] === 'string' ? JSON.parse(reply[1]) : reply[1]) as Record<string, unknown>,
+          chain: (typeof reply[2] === 'string' ? JSON.parse(reply[2]) : reply[2]) as string[],
           rerun: reply[3] === 'running',
           deadlineAt: reply[4] ? Number(reply[4]) : null,
           createdAt: Number(reply[5]),
-          tenant: reply[6] ?? '',
-          alias: reply[7] || null,
+          tenant: String(reply[6] ?? ''),
+          alias: reply[7] ? String(reply[7]) : null,
         };
     }
   }

@@ -1,0 +1,45 @@
+--[[
+  Claims the hop a BullMQ fetch has just taken, as startAttempt would, and adds the claim's reply
+  to the hop's data in the answer (not in Redis) as `syClaim`: BullMQ hands a fetched job's data
+  through to the worker and drops fields of the hash it does not know. Only hops of provider
+  queues are claimed (SY.leaseMs names them by their queue's key prefix); anything else BullMQ
+  fetched goes back untouched. `SY` is set by whoever defines the script (defineClaimOnFetch):
+  the record key prefix, the webhook outbox, the events channel, the record TTL, the key prefix
+  and, per queue, how long a call may hold its least-busy lease.
+  result: BullMQ's {job hash as field, value, ..., job id, rate limit delay, delay until}
+]]
+--- @script "startAttempt"
+
+local function claimFetched(result, queuePrefix, now, packedOpts)
+  if type(result) ~= 'table' or type(result[1]) ~= 'table' or #result[1] == 0 then
+    return result
+  end
+  local leaseMs = SY.leaseMs[queuePrefix]
+  if not leaseMs then
+    return result
+  end
+  local job = result[1]
+  local at
+  for i = 1, #job, 2 do
+    if job[i] == 'data' then
+      at = i + 1
+      break
+    end
+  end
+  local ok, hop = pcall(cjson.decode, at and job[at] or '')
+  if not ok or type(hop) ~= 'table' or type(hop.id) ~= 'string' or type(hop.hop) ~= 'number' then
+    return result
+  end
+  local worker = cmsgpack.unpack(packedOpts).name
+  local reply = startAttempt({SY.jobs .. hop.id, SY.outbox},
+    {tostring(hop.hop), now, SY.events, tostring(SY.ttlMs), hop.id, SY.shard, queuePrefix .. result[2],
+     'claimed by worker ' .. tostring(worker or 'unnamed'), tostring(leaseMs)})
+  -- Appended to the data's JSON text; the request and the chain are JSON already and go in as they
+  -- are, since encoding a large prompt again as a string would cost Redis a pass over every byte.
+  local parts = {}
+  for i = 1, #reply do
+    parts[i] = (reply[1] == 'ok' and (i == 2 or i == 3)) and reply[i] or cjson.encode(reply[i])
+  end
+  job[at] = string.sub(job[at], 1, -2) .. ',"syClaim":[' .. table.concat(parts, ',') .. ']}'
+  return result
+end
