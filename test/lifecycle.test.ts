@@ -178,9 +178,12 @@ describe('job lifecycle', () => {
     }
   });
 
-  it('writes a job\'s record and adds its first hop in one script, so no crash can leave one without the other', async () => {
+  /**
+   * [source, command, key] of each command on this broker's keys while `fn` runs, in the order Redis
+   * ran them (MONITOR), up to a fence sent once `fn` is done.
+   */
+  async function commandsDuring<T>(fn: () => Promise<T>): Promise<{ result: T; seen: [string, string, string][] }> {
     const monitor = await monitorRedis();
-    // [source, command, key] of each command on this broker's keys, in the order Redis ran them.
     const seen: [string, string, string][] = [];
     let fenced!: () => void;
     const fence = new Promise<void>((r) => (fenced = r));
@@ -189,14 +192,22 @@ describe('job lifecycle', () => {
       const key = args.find((a) => a.startsWith(broker.prefix) || a.includes(`${broker.prefix.slice(1, -1)}`));
       if (key) seen.push([source, args[0]!.toLowerCase(), key]);
     });
-    const res = await broker.call('POST', '/v1/jobs', { request: chat() });
-    expect(res.status).toBe(202);
-    await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
+    const result = await fn();
     const client = testRedis();
     await client.echo('fence');
     await fence;
     monitor.disconnect();
     client.disconnect();
+    return { result, seen };
+  }
+
+  it('writes a job\'s record and adds its first hop in one script, so no crash can leave one without the other', async () => {
+    const { result: res, seen } = await commandsDuring(async () => {
+      const res = await broker.call('POST', '/v1/jobs', { request: chat() });
+      expect(res.status).toBe(202);
+      await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`);
+      return res;
+    });
     const recordKey = broker.runtime.store.keys.job(res.body.id);
     const hopKey = `${broker.runtime.queues.get('primary').keys['']}${hopJobId(res.body.id, 0)}`;
     const written = seen.findIndex(([, cmd, key]) => cmd === 'hset' && key === recordKey);
@@ -217,24 +228,12 @@ describe('job lifecycle', () => {
   });
 
   it('claims a hop in the step BullMQ fetches it, one round trip fewer a job, unless sharded', async () => {
-    const monitor = await monitorRedis();
-    const seen: [string, string, string][] = [];
-    let fenced!: () => void;
-    const fence = new Promise<void>((r) => (fenced = r));
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (args[0]?.toLowerCase() === 'echo' && args[1] === 'fence') fenced();
-      const key = args.find((a) => a.startsWith(broker.prefix) || a.includes(`${broker.prefix.slice(1, -1)}`));
-      if (key) seen.push([source, args[0]!.toLowerCase(), key]);
-    });
-    const res = await broker.call('POST', '/v1/jobs', { request: chat('claimed on fetch') });
-    expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
     const queue = broker.runtime.queues.get('primary');
-    const hop = await completedHop(queue, res.body.id);
-    const client = testRedis();
-    await client.echo('fence');
-    await fence;
-    monitor.disconnect();
-    client.disconnect();
+    const { result: { res, hop }, seen } = await commandsDuring(async () => {
+      const res = await broker.call('POST', '/v1/jobs', { request: chat('claimed on fetch') });
+      expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
+      return { res, hop: await completedHop(queue, res.body.id) };
+    });
     const recordKey = broker.runtime.store.keys.job(res.body.id);
     const hopKey = `${queue.keys['']}${hop.id}`;
     // The claim reads the record's status and hop (startAttempt's first command), inside a script.
