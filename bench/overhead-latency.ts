@@ -25,7 +25,7 @@ const CALLER = new URL('./paced-caller.js', import.meta.url).pathname;
 
 /** Runs the paced phase's caller as its own process (see paced-caller.ts); the jobs' ids when it is done. */
 async function callFromOwnProcess(origin: string, total: number, perSecond: number): Promise<string[]> {
-  const child = spawn(process.execPath, [CALLER, origin, String(total), String(perSecond), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [CALLER, origin, String(total), String(perSecond)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const code = await new Promise<number | null>((r) => child.once('exit', r));

@@ -5,16 +5,16 @@
  * harness's own HTTP client in the broker's process had its CPU and its garbage land in the
  * broker's latency.
  *
- * node paced-caller.js <origin> <total> <perSecond> <first job number>
+ * node paced-caller.js <origin> <total> <perSecond>
  */
 import { Pool } from 'undici';
 import { chatBody, paced } from './harness.js';
 
-const [origin, total, perSecond, first] = process.argv.slice(2);
+const [origin, total, perSecond] = process.argv.slice(2);
 const pool = new Pool(origin!, { connections: 64 });
 const ids: string[] = new Array(Number(total));
 await paced(Number(total), Number(perSecond), async (i) => {
-  const res = await pool.request({ path: '/v1/jobs', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(Number(first) + i) }) });
+  const res = await pool.request({ path: '/v1/jobs', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: chatBody(i) }) });
   const text = await res.body.text();
   if (res.statusCode !== 202) throw new Error(`POST /v1/jobs answered ${res.statusCode}: ${text}`);
   ids[i] = (JSON.parse(text) as { id: string }).id;

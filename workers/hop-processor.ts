@@ -37,7 +37,10 @@ export interface HopProcessorDeps {
 }
 
 /** A least-busy lease outlives its call's timeout by this much, so a live call never loses it. */
-export const LEASE_MARGIN_MS = 5000;
+const LEASE_MARGIN_MS = 5000;
+
+/** How long a claimed call may hold its job's least-busy lease: its timeout, and a little. */
+export const callLeaseMs = (settings: { timeout_ms: number }) => settings.timeout_ms + LEASE_MARGIN_MS;
 
 /** How often a hop asks again while its unproven provider has every trial call out. */
 const TRIAL_WAIT_MS = 50;
@@ -118,15 +121,14 @@ export class HopProcessor {
     // calls are all out, wait here, holding the hop: handing it back to BullMQ would spend an RPM
     // slot again on its return, and a queue-wide pause would restart the RPM window.
     let admission = await breakers.admit(this.provider);
-    // The claim BullMQ's fetch made holds only if the hop goes on at once: after a wait for a trial
-    // call, the job may have been cancelled or have moved meanwhile, so it is claimed again.
-    let fetchedClaim = (job as FetchedHop).syClaim;
+    // The claim BullMQ's fetch made, if it made one: it holds only if the hop goes on at once. After
+    // a wait for a trial call the job may have been cancelled or have moved, so it is claimed again.
+    const syClaim = (job as FetchedHop).syClaim;
     delete (job as FetchedHop).syClaim;
-    // Whether the job was running when the fetch claimed it: a claim made again finds it running.
-    const claimedAtFetch = fetchedClaim?.[0] === 'ok';
-    const rerunAtFetch = claimedAtFetch && fetchedClaim![3] === 'running';
+    const fetched = syClaim && store.claimedOnFetch(id, syClaim);
+    let waited = false;
     while (admission.kind === 'wait') {
-      fetchedClaim = undefined;
+      waited = true;
       await new Promise((r) => setTimeout(r, TRIAL_WAIT_MS * (1 + Math.random())));
       admission = await breakers.admit(this.provider);
     }
@@ -135,11 +137,9 @@ export class HopProcessor {
     const giveBack = () => (ticket ? breakers.record(this.provider, ticket, 'neutral', { ...(trialToken && { token: trialToken }) }) : undefined);
 
     const settings = this.deps.config.providers[this.provider]!;
-    const claim = fetchedClaim !== undefined
-      ? store.claimedOnFetch(id, fetchedClaim)
-      : await store.start(id, hop, Date.now(), board(`claimed by worker ${WORKER}`), settings.timeout_ms + LEASE_MARGIN_MS);
-    // Claimed again after a wait: the job was a re-run only if it was one at the fetch's claim.
-    if (claimedAtFetch && fetchedClaim === undefined && claim.kind === 'ok') claim.rerun = rerunAtFetch;
+    const claim = fetched && !waited ? fetched : await store.start(id, hop, Date.now(), board(`claimed by worker ${WORKER}`), callLeaseMs(settings));
+    // Claimed again after a wait, the job reads as running: it was a re-run only if it was one at the fetch.
+    if (waited && fetched?.kind === 'ok' && claim.kind === 'ok') claim.rerun = fetched.rerun;
     if (claim.kind !== 'ok') {
       await giveBack();
       log.debug({ job: id, hop, claim: claim.kind }, 'hop skipped');

@@ -3,7 +3,7 @@ import { type Job, type JobJson, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
 import { type HopData, hopRetention, NO_RPM_LIMIT, queueName, queuePrefix } from '../src/queues/provider-queues.js';
-import { type FetchedHop, HopProcessor, type HopProcessorDeps, JobEnded, LEASE_MARGIN_MS, WORKER } from './hop-processor.js';
+import { callLeaseMs, type FetchedHop, HopProcessor, type HopProcessorDeps, JobEnded, WORKER } from './hop-processor.js';
 import { withHopRetries } from './hop-retries.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
@@ -59,7 +59,7 @@ export class ProviderPool {
     const { config, connection, log, store, queues } = this.deps;
     await this.running.start();
     // Unsharded, a hop's queue and its record share a slot: BullMQ's fetch claims the hop in the same step.
-    const leaseMs = Object.fromEntries(providers.map((p) => [queues.get(p).keys[''], config.providers[p]!.timeout_ms + LEASE_MARGIN_MS]));
+    const leaseMs = Object.fromEntries(providers.map((p) => [queues.get(p).keys[''], callLeaseMs(config.providers[p]!)]));
     const claim = store.fetchClaim(leaseMs);
     if (claim && !defineClaimOnFetch(connection, claim)) log.warn({}, 'BullMQ\'s scripts were already defined on the workers\' connection: hops are claimed after their fetch, one round trip more');
     for (const provider of providers) {

@@ -277,7 +277,7 @@ export class JobStore {
     const inScript = this.hopLogInScript(log);
     const reply = (await this.redis.startAttempt(this.keys.job(id), this.keys.webhookOutbox(shard), hop, now, this.keys.events, this.ttlMs, id, shard, inScript?.bullKey ?? '', inScript?.lines.join('\n') ?? '', leaseMs)) as string[];
     if (reply[0] === 'ok') await this.hopLogApart(log);
-    return this.startOutcome(id, reply);
+    return this.claimedOnFetch(id, reply);
   }
 
   /** What the fetch's claim needs to know besides BullMQ's own arguments (see defineClaimOnFetch); none when sharded, where a record and its hop live in different slots. */
@@ -287,12 +287,8 @@ export class JobStore {
     return { jobs: this.keys.job(''), outbox: this.keys.webhookOutbox(shard), events: this.keys.events, ttlMs: this.ttlMs, shard, leaseMs };
   }
 
-  /** A claim BullMQ's fetch made (startAttempt's reply, see claimFetched.lua), read as `start` would have answered. */
+  /** startAttempt's reply as `start` answers it; also a claim BullMQ's fetch made (see claimFetched.lua). */
   claimedOnFetch(id: string, reply: unknown[]): StartOutcome {
-    return this.startOutcome(id, reply);
-  }
-
-  private startOutcome(id: string, reply: unknown[]): StartOutcome {
     switch (reply[0]) {
       case 'missing':
         return { kind: 'missing' };
