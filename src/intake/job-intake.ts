@@ -1,7 +1,8 @@
 import { type TargetPolicy, TargetRefused } from '../delivery/target-policy.js';
 import type { Metrics } from '../metrics.js';
 import type { DeadlineQueue } from '../queues/deadline-queue.js';
-import type { HopCommand, ProviderQueues } from '../queues/provider-queues.js';
+import type { HopCommand } from '../queues/hop-command.js';
+import type { ProviderQueues } from '../queues/provider-queues.js';
 import { type Route, RouteError, type Router } from '../routing/router.js';
 import { type JobRecord, splitTarget } from '../store/job-record.js';
 import { type EndOutcome, type Idempotency, type JobStore, type NewJob, sha256 } from '../store/job-store.js';

@@ -1,8 +1,9 @@
-import { Job, Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { type ScriptClient, withScripts } from '../redis/scripts.js';
 import { tagOf } from '../store/keys.js';
+import { type HopCommand, HopCommands } from './hop-command.js';
 
 /** What a hop's BullMQ job carries: just a pointer to the job record, never the prompt or a secret. */
 export interface HopData {
@@ -56,20 +57,10 @@ export function hopRetention(retention: Config['retention']) {
 /** BullMQ's limiter needs a max for `queue.rateLimit` (429 pauses) to bite; this one never binds. */
 export const NO_RPM_LIMIT = 1_000_000_000;
 
-/** BullMQ's own addPrioritizedJob command for one hop, as Queue.add would send it. */
-export interface HopCommand {
-  /** The queue's keys: the same for every hop of the queue. */
-  keys: string[];
-  /** The hop's own three arguments (packed args, data, packed options). */
-  args: (string | Buffer)[];
-}
-
-/** addPrioritizedJob takes three arguments after its keys. */
-const HOP_ARGS = 3;
-
 /** One BullMQ queue per configured provider: the transport for one hop of a job each. */
 export class ProviderQueues {
   private readonly queues = new Map<string, Queue<HopData>>();
+  private readonly hopCommands = new Map<string, HopCommands>();
   private readonly scripts: ScriptClient;
   /**
    * Whether a job's first hop can be added by the script that writes its record (hopCommand): they
@@ -86,7 +77,9 @@ export class ProviderQueues {
     for (const provider of Object.keys(config.providers)) {
       // Nothing reads a provider queue's event stream (no QueueEvents), yet BullMQ writes about four
       // events a job to it: the last 1,000 are kept rather than BullMQ's 10,000 (about 1 MB a queue).
-      this.queues.set(provider, new Queue<HopData>(queueName(provider), { connection, prefix: queuePrefix(config.redis, provider), streams: { events: { maxLen: EVENTS_KEPT } } }));
+      const queue = new Queue<HopData>(queueName(provider), { connection, prefix: queuePrefix(config.redis, provider), streams: { events: { maxLen: EVENTS_KEPT } } });
+      this.queues.set(provider, queue);
+      this.hopCommands.set(provider, new HopCommands(queue));
     }
   }
 
@@ -105,23 +98,13 @@ export class ProviderQueues {
   }
 
   /**
-   * The command BullMQ would run to add this hop, built by BullMQ itself (its job, its options'
-   * encoding, its keys) but not sent: the record's script runs it (see createJobs.lua).
+   * The command BullMQ would run to add this hop, as BullMQ builds it (see HopCommands), but not
+   * sent: the record's script runs it (see createJobs.lua).
    */
-  async hopCommand(provider: string, id: string, hop: number, priority: number): Promise<HopCommand> {
-    const queue = this.get(provider);
-    const opts = this.hopOptions(id, hop, priority);
-    const job = new Job<HopData>(queue, 'hop', { id, hop }, opts, opts.jobId);
-    let command: HopCommand | undefined;
-    const capture = {
-      runCommand: (name: string, sent: (string | Buffer)[]) => {
-        if (!name.startsWith('addPrioritizedJob:')) throw new Error(`BullMQ would add this hop with ${name}, not addPrioritizedJob`);
-        command = { keys: sent.slice(0, -HOP_ARGS) as string[], args: sent.slice(-HOP_ARGS) };
-        return Promise.resolve(opts.jobId);
-      },
-    };
-    await queue.backend.addJobToTransaction(capture as unknown as Parameters<typeof queue.backend.addJobToTransaction>[0], job.asJSON(), opts.jobId);
-    return command!;
+  hopCommand(provider: string, id: string, hop: number, priority: number): Promise<HopCommand> {
+    const commands = this.hopCommands.get(provider);
+    if (!commands) throw new Error(`no queue for provider "${provider}"`);
+    return commands.build({ id, hop }, this.hopOptions(id, hop, priority));
   }
 
   /**

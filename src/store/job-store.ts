@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecord, RECORD_FIELDS, type RoutingRecord, routingFields, type Usage, type WebhookAttempt } from './job-record.js';
 import { Keys } from './keys.js';
-import type { HopCommand } from '../queues/provider-queues.js';
+import type { HopCommand } from '../queues/hop-command.js';
 import { batch } from '../redis/batch.js';
 import { type FetchClaim, type ScriptClient, withScripts } from '../redis/scripts.js';
 
@@ -36,10 +36,6 @@ export interface NewJob {
 }
 
 /**
- * A new job's hash: fields at their default (no task, no model, no metadata, an empty ledger) are
- * left out, since each costs a queued job memory and parseRecord reads their absence as the default.
- */
-/**
  * A job's small arguments as one JSON array of strings, decoded by the script (cjson): ioredis spends
  * about a microsecond on each argument of a command (more once one is a Buffer, as a hop's BullMQ
  * arguments are), so a job's twenty-odd become one. Strings only, so no number is reformatted in
@@ -50,6 +46,10 @@ function packStrings(values: (string | number)[]): string {
   return JSON.stringify(values.map((v) => (typeof v === 'string' ? v.toWellFormed() : String(v))));
 }
 
+/**
+ * A new job's hash: fields at their default (no task, no model, no metadata, an empty ledger) are
+ * left out, since each costs a queued job memory and parseRecord reads their absence as the default.
+ */
 function recordFields(job: NewJob): (string | number)[] {
   const fields: (string | number)[] = [
     'id', job.id, 'tenant', job.tenant, 'status', 'queued', 'priority', job.priority, 'created_at', job.created_at,
