@@ -37,6 +37,25 @@ export function loggerOptions(): LoggerOptions {
   };
 }
 
+/** A log line's fields when each is a plain value, as an attempt line's are. */
+export type FlatFields = Record<string, string | number | boolean | null | undefined>;
+
+/** A logger of lines whose fields are plain values (FlatFields), which skip redaction. */
+export interface FlatLogger {
+  info(fields: FlatFields, msg: string): void;
+}
+
+/**
+ * Every redact path above names a field inside an object, so none can match a line of plain
+ * values; yet pino's redaction walks each line for them, about 7 µs, as much as the rest of the
+ * line costs. A job's attempt line is written for every attempt of every job, so it is written
+ * without that walk, and the type keeps any object out of it.
+ */
+export function flatLogger(log: Logger): FlatLogger {
+  const unredacted = log.child({}, { redact: [] });
+  return { info: (fields, msg) => unredacted.info(fields, msg) };
+}
+
 export function createLogger(name: string): Logger {
   return pino({ ...loggerOptions(), name });
 }

@@ -1,8 +1,11 @@
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { flatLogger, loggerOptions } from '../src/log.js';
 import { captureLogs, chat, configFor, dropPrefix, type MockServer, startBroker, startMock, type TestBroker, testRedis, waitFor } from './support/broker.js';
 
 const API_KEY = 'sy-key-tenant-a-0123456789abcdef';
 const OTHER_KEY = 'sy-key-tenant-b-0123456789abcdef';
+const SECRET_VALUE = 'sk-never-in-a-log-0123456789';
 
 describe('auth, logs and secrets', () => {
   let mock: MockServer;
@@ -33,6 +36,21 @@ describe('auth, logs and secrets', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ job: body.id, provider: 'primary', model: 'model-a', hop: 0, outcome: 'succeeded', tokens: job.usage.total_tokens });
     expect(typeof lines[0]!.latency_ms).toBe('number');
+    // Written past redaction (flatLogger), it still carries what every line of the process does.
+    expect(lines[0]).toMatchObject({ level: 30, pid: process.pid });
+  });
+
+  it('writes a line of plain values past redaction as it is, beside a redacted line of the same logger', () => {
+    const written: Record<string, unknown>[] = [];
+    const log = pino({ ...loggerOptions(), name: 'worker' }, { write: (line: string) => written.push(JSON.parse(line)) }).child({ provider: 'p' });
+    flatLogger(log).info({ job: 'job_x', key: 'plain', secret: 'shown: a plain value names no field inside an object', hop: 0, rerun: true }, 'attempt');
+    log.info({ job: 'job_x', config: { api_key: SECRET_VALUE } }, 'other');
+    expect(written[0]).toMatchObject({ name: 'worker', provider: 'p', pid: process.pid, job: 'job_x', key: 'plain', hop: 0, rerun: true, msg: 'attempt' });
+    expect(written[1]!.config).toEqual({ api_key: '[redacted]' });
+    // Never called: `tsc` checks that a flat line refuses an object, which could hold a field a redact path names.
+    // @ts-expect-error: an object is not a plain value
+    const refused = () => flatLogger(log).info({ job: 'job_x', config: { api_key: SECRET_VALUE } }, 'attempt');
+    void refused;
   });
 
   it('asks for the API key on every /v1 route and refuses a wrong one', async () => {

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { Config } from '../src/config/schema.js';
-import type { Logger } from '../src/log.js';
+import { type FlatLogger, flatLogger, type Logger } from '../src/log.js';
 import type { CallStop, ProviderClient } from '../src/providers/client.js';
 import type { ProviderError } from '../src/providers/errors.js';
 import type { Metrics } from '../src/metrics.js';
@@ -103,10 +103,15 @@ const breakerOutcome = (error: ProviderError | null): CallOutcome =>
  * a worker died) cannot end a job twice.
  */
 export class HopProcessor {
+  /** Where every attempt's line goes (see flatLogger). */
+  private readonly attempts: FlatLogger;
+
   constructor(
     private readonly provider: string,
     private readonly deps: HopProcessorDeps,
-  ) {}
+  ) {
+    this.attempts = flatLogger(deps.log);
+  }
 
   async process(job: Job<HopData>, token: string | undefined): Promise<HopResult> {
     const { id, hop } = job.data;
@@ -223,7 +228,7 @@ export class HopProcessor {
         Date.now(),
         board(`called ${ref}`, `stopped after ${latency} ms: the job was ended while its call ran`),
       );
-      log.info({ job: id, provider: this.provider, model, hop, outcome: 'cancelled', latency_ms: latency }, 'attempt');
+      this.attempts.info({ job: id, provider: this.provider, model, hop, outcome: 'cancelled', latency_ms: latency }, 'attempt');
       if (ended === 'expired') throw new JobEnded('expired: the job passed its deadline while its call ran');
       return `${ended ?? 'ended'}: the call was stopped when the job was ${ended ?? 'ended'}`;
     }
@@ -262,7 +267,7 @@ export class HopProcessor {
         Date.now(),
         board(`called ${ref}`, `cut after ${latency} ms at the job's deadline`),
       );
-      log.info({ job: id, provider: this.provider, model, hop, outcome: 'expired', latency_ms: latency }, 'attempt');
+      this.attempts.info({ job: id, provider: this.provider, model, hop, outcome: 'expired', latency_ms: latency }, 'attempt');
       throw new JobEnded("expired: the call was cut at the job's deadline");
     }
 
@@ -325,7 +330,7 @@ export class HopProcessor {
     if (error?.type === 'provider_auth') {
       log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
     }
-    log.info(
+    this.attempts.info(
       {
         job: id, provider: this.provider, model, hop, outcome: attempt.outcome, latency_ms: latency,
         tokens: attempt.usage?.total_tokens, cost_usd: attempt.cost_usd ?? undefined, error: attempt.error?.type, status: attempt.error?.status,
@@ -413,7 +418,7 @@ export class HopProcessor {
     }
     if (settled === 'applied') await this.deps.queues.enqueueHop(splitTarget(nextRef).provider, id, hop + 1, priority);
     if (attempt.outcome === 'skipped') {
-      this.deps.log.info({ job: id, provider: this.provider, hop, outcome: 'skipped', error: 'circuit_open' }, 'attempt');
+      this.attempts.info({ job: id, provider: this.provider, hop, outcome: 'skipped', error: 'circuit_open' }, 'attempt');
     }
     return settled;
   }
