@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { stringify } from 'yaml';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 
 /** Shared pieces of the benchmark: child processes, a closed-loop HTTP load, percentiles. */
 
@@ -30,7 +31,7 @@ export async function waitHttp(url: string, timeoutMs = 20_000): Promise<void> {
 
 /** Runs `switchyard <args>` and resolves once stdout shows `ready`, or once `ready` (a URL) answers. */
 export async function spawnCli(args: string[], ready: RegExp | string, env: Record<string, string> = {}): Promise<Child> {
-  const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   if (typeof ready === 'string') {
     proc.stdout!.resume();
     proc.stderr!.resume();

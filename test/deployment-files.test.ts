@@ -1,6 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { ConfigError, loadConfig } from '../src/config/load.js';
 import { EmbeddedRedis } from '../src/redis/embedded.js';
 import { call } from './support/broker.js';
@@ -46,6 +49,30 @@ describe('the shipped example configuration and docker-compose.yml', () => {
     const env = compose.services.api!.environment!;
     const { config } = loadConfig({ SWITCHYARD_CONFIG: EXAMPLE, REDIS_URL: env.REDIS_URL!, PIPELINE_A_KEY: KEY, SWITCHYARD_ADMIN_PASSWORD: ADMIN_PASSWORD });
     expect(config.redis.url).toBe('redis://redis:6379');
+  });
+});
+
+describe('the Node flags the broker starts with', () => {
+  it('are the same everywhere a broker process is started: npm\'s scripts, the image\'s entrypoint, the CLI\'s shebang', () => {
+    const flags = NODE_FLAGS.join(' ');
+    const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+    for (const name of ['start', 'api', 'worker', 'mock-provider', 'switchyard', 'bench']) {
+      expect(scripts[name], name).toMatch(new RegExp(`(^|&& )node ${flags} dist/`));
+    }
+    const entrypoint = /^ENTRYPOINT (.+)$/m.exec(readFileSync('Dockerfile', 'utf8'))?.[1];
+    expect(JSON.parse(entrypoint!)).toEqual(['node', ...NODE_FLAGS, 'dist/src/cli/main.js']);
+    expect(readFileSync('src/cli/main.ts', 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
+  });
+
+  it('reach node through the shebang: a script the kernel starts by the built CLI\'s first line runs with them', async () => {
+    const probe = `dist/node-flags-probe-${process.pid}.mjs`;
+    writeFileSync(probe, `${readFileSync('dist/src/cli/main.js', 'utf8').split('\n')[0]}\nconsole.log(JSON.stringify(process.execArgv));\n`, { mode: 0o755 });
+    try {
+      const { stdout } = await promisify(execFile)(`./${probe}`);
+      expect(JSON.parse(stdout)).toEqual(NODE_FLAGS);
+    } finally {
+      rmSync(probe, { force: true });
+    }
   });
 });
 
