@@ -59,8 +59,8 @@ export const NO_RPM_LIMIT = 1_000_000_000;
 
 /** One BullMQ queue per configured provider: the transport for one hop of a job each. */
 export class ProviderQueues {
-  private readonly queues = new Map<string, Queue<HopData>>();
-  private readonly hopCommands = new Map<string, HopCommands>();
+  /** Each provider's queue, and what builds the commands that add its hops. */
+  private readonly queues = new Map<string, { queue: Queue<HopData>; hops: HopCommands }>();
   private readonly scripts: ScriptClient;
   /**
    * Whether a job's first hop can be added by the script that writes its record (hopCommand): they
@@ -78,19 +78,22 @@ export class ProviderQueues {
       // Nothing reads a provider queue's event stream (no QueueEvents), yet BullMQ writes about four
       // events a job to it: the last 1,000 are kept rather than BullMQ's 10,000 (about 1 MB a queue).
       const queue = new Queue<HopData>(queueName(provider), { connection, prefix: queuePrefix(config.redis, provider), streams: { events: { maxLen: EVENTS_KEPT } } });
-      this.queues.set(provider, queue);
-      this.hopCommands.set(provider, new HopCommands(queue));
+      this.queues.set(provider, { queue, hops: new HopCommands(queue) });
     }
   }
 
+  private entry(provider: string): { queue: Queue<HopData>; hops: HopCommands } {
+    const entry = this.queues.get(provider);
+    if (!entry) throw new Error(`no queue for provider "${provider}"`);
+    return entry;
+  }
+
   get(provider: string): Queue<HopData> {
-    const queue = this.queues.get(provider);
-    if (!queue) throw new Error(`no queue for provider "${provider}"`);
-    return queue;
+    return this.entry(provider).queue;
   }
 
   all(): [string, Queue<HopData>][] {
-    return [...this.queues];
+    return [...this.queues].map(([provider, { queue }]) => [provider, queue]);
   }
 
   async enqueueHop(provider: string, id: string, hop: number, priority: number): Promise<void> {
@@ -102,9 +105,7 @@ export class ProviderQueues {
    * sent: the record's script runs it (see createJobs.lua).
    */
   hopCommand(provider: string, id: string, hop: number, priority: number): Promise<HopCommand> {
-    const commands = this.hopCommands.get(provider);
-    if (!commands) throw new Error(`no queue for provider "${provider}"`);
-    return commands.build({ id, hop }, this.hopOptions(id, hop, priority));
+    return this.entry(provider).hops.build({ id, hop }, this.hopOptions(id, hop, priority));
   }
 
   /**
@@ -160,6 +161,6 @@ export class ProviderQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    await Promise.all([...this.queues.values()].map(({ queue }) => queue.close()));
   }
 }
