@@ -30,8 +30,13 @@ export async function waitHttp(url: string, timeoutMs = 20_000): Promise<void> {
 }
 
 /** Runs `switchyard <args>` and resolves once stdout shows `ready`, or once `ready` (a URL) answers. */
-export async function spawnCli(args: string[], ready: RegExp | string, env: Record<string, string> = {}): Promise<Child> {
-  const proc = spawn(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], ready: RegExp | string, env: Record<string, string> = {}): Promise<Child> {
+  return spawnNode(CLI, args, ready, env);
+}
+
+/** Runs a Node script with the broker's own node flags, as spawnCli does the CLI. */
+export async function spawnNode(script: string, args: string[], ready: RegExp | string, env: Record<string, string> = {}): Promise<Child> {
+  const proc = spawn(process.execPath, [...NODE_FLAGS, script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   if (typeof ready === 'string') {
     proc.stdout!.resume();
     proc.stderr!.resume();

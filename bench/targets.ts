@@ -18,6 +18,9 @@ export const TARGETS = {
   endToEnd: { figure: 'end-to-end jobs/s, ratio to the hand-written BullMQ + undici worker', goal: '≥ 0.85', met: (v) => v >= 0.85, format: ratio },
   redisCpu: { figure: 'Redis CPU per job, ratio to raw BullMQ add + no-op process', goal: '≤ 2.00', met: (v) => v <= 2, format: ratio },
   submitWait32: { figure: 'submit then wait, 32 callers (jobs/s)', goal: '≥ 2,500', met: (v) => v >= 2500, format: whole },
+  // The absolute figure above is out of this machine's reach: the service a user would write by
+  // hand does a third of it here. The ratio is what a run can judge.
+  submitWaitRatio: { figure: 'submit then wait, 32 callers, ratio to the hand-written service', goal: '≥ 0.85', met: (v) => v >= 0.85, format: ratio },
   submitWait4: { figure: 'submit then wait, 4 callers, p50 (ms)', goal: '≤ 5.0', met: (v) => v <= 5, format: tenths },
   bulk: { figure: 'bulk intake, ratio to addBulk', goal: '≥ 0.70', met: (v) => v >= 0.7, format: ratio },
   intake: { figure: 'single intake, ratio to a bare Fastify route calling queue.add', goal: '≥ 0.85', met: (v) => v >= 0.85, format: ratio },
