@@ -159,7 +159,12 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     clients = createProviderClients(config, providers);
     stats = new TargetStats(storeRedis, store.keys, config, log, metrics);
     stats.start();
-    const pool = new ProviderPool({ store, queues, clients, breakers, budgets, pricing, config, log, connection: workerRedis!, metrics, streams, stats });
+    // A hop's record steps (claim, settle) go on the workers' connection, which has no command
+    // timeout: a settle that gave up on a frozen Redis may still be run by it once it wakes, and the
+    // hop's retry would then call the provider a second time for a job already settled.
+    const hopStore = new JobStore(workerRedis!, config.redis.prefix, ttlMs, config.redis.shards);
+    hopStore.webhookOwed = webhooks.onTerminal;
+    const pool = new ProviderPool({ store: hopStore, queues, clients, breakers, budgets, pricing, config, log, connection: workerRedis!, metrics, streams, stats });
     await pool.start(providers);
     runtime.pool = pool;
     deadlines.startExpirer(workerRedis!, store, log, async (id, hop) => {

@@ -172,12 +172,30 @@ describe('a hop BullMQ fails for stalling too often', () => {
 });
 
 describe('a hop whose settle meets a frozen Redis', () => {
+  // Unproven, the call's trial outcome goes to the breaker first, on a connection that gives up
+  // after 2 s: that must not fail the hop either.
   it('waits for Redis to answer, and its job ends once, with its one call', { timeout: 60_000 }, async () => {
+    await frozenSettle({ proven: false });
+  });
+
+  // Proven, the provider's breaker records nothing for a success: the settle is the first command
+  // after the call, and it alone meets the frozen Redis for longer than the store's command timeout.
+  it('waits for Redis to answer with the provider proven, the settle the first command to meet it', { timeout: 60_000 }, async () => {
+    await frozenSettle({ proven: true });
+  });
+
+  async function frozenSettle({ proven }: { proven: boolean }) {
     // Its own Redis: this test freezes it (SIGSTOP), as a stalled or partitioned Redis looks.
     const redis = await EmbeddedRedis.start({ dir: mkdtempSync(join(tmpdir(), 'switchyard-fault-')), persist: false });
     const mock = await startMock({ latencyMs: 1500 });
     const b = await startBroker(configFor({ p: mock }, { redis: { url: redis.url, prefix: testPrefix() } }));
     try {
+      if (proven) {
+        const first = (await b.call('POST', '/v1/jobs', { request: chat('proves the provider') })).body;
+        expect((await b.call('GET', `/v1/jobs/${first.id}?wait=20`)).body.status).toBe('succeeded');
+        await waitFor(async () => b.runtime.breakers.view('p').state === 'closed' && b.runtime.breakers.view('p').healthy);
+      }
+      const callsBefore = mock.stats.calls;
       const { body } = await b.call('POST', '/v1/jobs', { request: chat('settled on a frozen Redis') });
       await waitFor(async () => mock.stats.in_flight === 1);
       // Frozen from mid-call until well after the call answers.
@@ -187,7 +205,8 @@ describe('a hop whose settle meets a frozen Redis', () => {
       const ended = (await b.call('GET', `/v1/jobs/${body.id}?wait=20`)).body;
       expect(ended.status).toBe('succeeded');
       // The settle waited for Redis rather than give up and call again.
-      expect(mock.stats.calls).toBe(1);
+      expect(mock.stats.calls - callsBefore).toBe(1);
+      expect(b.logs.lines.filter((l) => l.msg === 'hop processing failed inside the broker; trying again')).toEqual([]);
       expect(ended.attempts.map((a: { outcome: string; latency_ms: number }) => a.outcome)).toEqual(['succeeded']);
       await completedHop(b.runtime.queues.get('p'), body.id);
       expect((await b.runtime.store.tenantTotals('default')).queued).toBe(0);
@@ -201,5 +220,5 @@ describe('a hop whose settle meets a frozen Redis', () => {
       await mock.app.close();
       await redis.stop();
     }
-  });
+  }
 });

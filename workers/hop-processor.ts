@@ -220,7 +220,7 @@ export class HopProcessor {
     }
     if (result && !result.ok && call?.stopped() && !shutdown?.aborted) {
       // The job ended while its call ran: the call is recorded (it happened), nothing else changes.
-      await Promise.all([giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
+      await this.afterCall(id, [giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
       const latency = Math.round(performance.now() - t0);
       const ended = await store.recordLate(
         id,
@@ -235,7 +235,7 @@ export class HopProcessor {
     if (!result || (!result.ok && shutdown?.aborted)) {
       // Shutting down: this hop is not done, and not failed. Put it back for another worker now
       // rather than leave it to the stalled check.
-      await Promise.all([giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
+      await this.afterCall(id, [giveBack(), reservation.holds.length > 0 ? this.deps.budgets.release(reservation) : undefined]);
       await store.settle(id, hop, null, { status: 'retry' }, Date.now(), board('handed back to the queue: its worker is shutting down'));
       log.info({ job: id, provider: this.provider, hop }, 'hop handed back at shutdown');
       return this.waitOnQueue(job, token, 0);
@@ -252,7 +252,7 @@ export class HopProcessor {
     // nothing; any other timeout is held against the provider, but blamed on its tenant until
     // another tenant's call corroborates it (see breakerRecord.lua).
     const outcome = cutByDeadline || timeoutCause === 'request_size' ? 'neutral' : breakerOutcome(error);
-    await Promise.all([
+    await this.afterCall(id, [
       ticket
         ? breakers.record(this.provider, ticket, outcome, { throttledUntil: Date.now() + pauseMs, ...(trialToken && { token: trialToken }), ...(timeoutCause === 'provider' && { blame: claim.tenant }) })
         : undefined,
@@ -364,6 +364,18 @@ export class HopProcessor {
     if (!applied) return;
     if (attempt.outcome === 'succeeded' || attempt.outcome === 'failed') m.jobsFinished.inc({ status: attempt.outcome, provider: this.provider });
     if (attempt.outcome === 'succeeded' && attempt.hop === 0) m.brokerOverhead.observe(Math.max(0, Date.now() - createdAt - attempt.latency_ms) / 1000);
+  }
+
+  /**
+   * What a call that was made tells its breaker and budgets. Best effort: the call happened, and a
+   * failure here (Redis slow to answer, say) must not fail the hop, whose retry would call the
+   * provider a second time. The breaker misses one outcome; a budget keeps its estimate until its
+   * window ends.
+   */
+  private async afterCall(id: string, steps: (Promise<unknown> | undefined)[]): Promise<void> {
+    for (const step of await Promise.allSettled(steps)) {
+      if (step.status === 'rejected') this.deps.log.warn({ job: id, provider: this.provider, err: (step.reason as Error).message }, "a call's breaker or budget bookkeeping failed; the job goes on regardless");
+    }
   }
 
   /**
