@@ -99,13 +99,13 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     log.info({ url: mock.baseUrl, providers: mockNames }, 'no provider keys configured: using the built-in mock provider');
   }
 
-  // Scripts and reads pipeline automatically; BullMQ's queues get a connection of their own, and
-  // its workers, which block on Redis, another one without a command timeout. Every other command
-  // gives up after COMMAND_TIMEOUT_MS, so nothing (a request, a shutdown) waits on a lost Redis for ever.
+  // BullMQ's queues get a connection of their own, and its workers, which block on Redis, another
+  // one without a command timeout. Every other command gives up after COMMAND_TIMEOUT_MS, so nothing
+  // (a request, a shutdown) waits on a lost Redis for ever.
   const cluster = config.redis.cluster;
-  const storeRedis = watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: true, commandTimeout: COMMAND_TIMEOUT_MS }, cluster), 'store', log);
-  const bullRedis = watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: false, commandTimeout: COMMAND_TIMEOUT_MS }, cluster), 'queues', log);
-  const workerRedis = opts.workers ? watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: false }, cluster), 'workers', log) : undefined;
+  const storeRedis = watchConnection(createRedis(opts.redisUrl, { commandTimeout: COMMAND_TIMEOUT_MS }, cluster), 'store', log);
+  const bullRedis = watchConnection(createRedis(opts.redisUrl, { commandTimeout: COMMAND_TIMEOUT_MS }, cluster), 'queues', log);
+  const workerRedis = opts.workers ? watchConnection(createRedis(opts.redisUrl, {}, cluster), 'workers', log) : undefined;
   await checkEvictionPolicy(storeRedis, log);
 
   const ttlMs = config.retention.job_ttl_s * 1000;
@@ -185,7 +185,7 @@ export async function startRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await events.start();
     runtime.events = events;
     // Stream relays block on a connection of their own: it must have no command timeout.
-    hub = new StreamHub(watchConnection(createRedis(opts.redisUrl, { enableAutoPipelining: false }, cluster), 'stream relay', log), storeRedis);
+    hub = new StreamHub(watchConnection(createRedis(opts.redisUrl, {}, cluster), 'stream relay', log), storeRedis);
     const auth = new ApiKeyAuth(config.auth);
     const api = await buildApi(
       { intake, store, events, queues, redis: storeRedis, auth, breakers, budgets, routing: routingState, config, webhooks, files, batches, batchSteps, deadlines, metrics, streams, hub },

@@ -5,8 +5,8 @@ type Reply = [Error | null, unknown];
 /**
  * Commands sent together and answered as a pipeline answers them ([error, reply] each). On one
  * Redis that is a pipeline. A Cluster pipeline must stay on one node, and a batch may span shards
- * on several, so there each command goes on its own: the cluster client's auto-pipelining still
- * sends each node's share in one write.
+ * on several, so there each command goes on its own: each node's connection still sends its share
+ * in one write (coalesceWrites).
  */
 export function batch(redis: Redis): ChainableCommander {
   if (!(redis as { isCluster?: boolean }).isCluster) return redis.pipeline();

@@ -1,5 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log.js';
+import { coalesceWrites } from './coalesced-writes.js';
 import { EmbeddedRedis, ping } from './embedded.js';
 
 const LOCAL_REDIS = 'redis://127.0.0.1:6379';
@@ -29,10 +30,11 @@ export async function resolveRedis(
 
 /**
  * A client for BullMQ and our scripts. Workers block on Redis, so per BullMQ's rules commands
- * never give up retrying (`maxRetriesPerRequest: null`).
+ * never give up retrying (`maxRetriesPerRequest: null`). The commands of one event-loop turn go out
+ * in one write (coalesceWrites), not through ioredis's auto-pipelining, which costs more than it saves.
  */
-export function createRedis(url: string, extra: RedisOptions = {}, cluster = false): Redis {
-  if (!cluster) return new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true, ...extra });
+export function createRedis(url: string, extra: Omit<RedisOptions, 'enableAutoPipelining'> = {}, cluster = false): Redis {
+  if (!cluster) return coalesceWrites(new Redis(url, { maxRetriesPerRequest: null, ...extra, enableAutoPipelining: false }));
   return createCluster(url, extra);
 }
 
@@ -51,17 +53,19 @@ function createCluster(url: string, extra: RedisOptions): Redis {
     const u = new URL(`redis://${h}`);
     return { host: u.hostname, port: Number(u.port || 6379) };
   });
-  const { enableAutoPipelining, ...node } = extra;
   const client = new Cluster(seeds, {
-    enableAutoPipelining: enableAutoPipelining ?? true,
+    enableAutoPipelining: false,
     redisOptions: {
       maxRetriesPerRequest: null,
-      ...node,
+      ...extra,
       ...(username && { username }),
       ...(password && { password }),
       ...(scheme === 'rediss' && { tls: {} }),
     },
   });
+  // Each node has a connection of its own; the seeds' were made inside the constructor.
+  for (const node of client.nodes('all')) coalesceWrites(node);
+  client.on('+node', (node: Redis) => coalesceWrites(node));
   return client as unknown as Redis;
 }
 
