@@ -3,7 +3,7 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, bytes, cluster, routing) runs a subset.
+ * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, writes, bytes, cluster, routing) runs a subset.
  * BENCH_ROUTING_JOBS (default 5000) sets the size of each routing strategy's run.
  * BENCH_BATCH_LINES (default 50000) sets the batch size; BENCH_WARM_JOBS (default 10000) the jobs run
  * before the steady-state overhead latency is measured.
@@ -29,6 +29,7 @@ import { perJob, type RedisWork, redisWork } from './redis-work.js';
 import { clusterSplit } from './cluster.js';
 import { routingCosts, tokenCounting } from './routing.js';
 import { submitThenWait } from './submit-wait.js';
+import { redisWriteCosts, type WriteCost } from './redis-writes.js';
 import { type TargetName, targetRows } from './targets.js';
 import { chatBody, closedLoop, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
@@ -499,6 +500,16 @@ async function main() {
       measured.submitWait32 = at(32).switchyard.perSecond;
       measured.submitWaitRatio = at(32).switchyard.perSecond / at(32).handWritten.perSecond;
       measured.submitWait4 = at(4).switchyard.p50;
+    }
+    if (wanted('writes')) {
+      process.stderr.write('a script command, three ways of writing it…\n');
+      const costs = await redisWriteCosts(redis.url, newPrefix());
+      const cost = (way: WriteCost['way'], inFlight: number) => costs.find((c) => c.way === way && c.inFlight === inFlight)!;
+      rows.push(['a script command: sender / Redis CPU µs, coalesced writes (auto-pipelined; each alone)', '', '', '']);
+      for (const inFlight of [1, 4, 32]) {
+        const [c, a, w] = [cost('coalesced', inFlight), cost('auto-pipelined', inFlight), cost('alone', inFlight)];
+        rows.push([`  ${inFlight} in flight`, `${fmt(c.senderUs, 1)} / ${fmt(c.redisUs, 1)}`, `${fmt(a.senderUs, 1)} / ${fmt(a.redisUs, 1)}; ${fmt(w.senderUs, 1)} / ${fmt(w.redisUs, 1)}`, `${fmt(c.senderUs / a.senderUs, 2)}× sender`]);
+      }
     }
     if (wanted('bytes')) {
       process.stderr.write('Redis bytes per queued job…\n');
