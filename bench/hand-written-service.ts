@@ -2,7 +2,7 @@
  * The service a user would write by hand instead of `npm start`, for submit-then-wait: one process
  * with a Fastify API (POST /v1/jobs adds a BullMQ job whose data is the request; GET /v1/jobs/:id?wait
  * waits on it through QueueEvents) and a worker that POSTs the request to the provider with undici,
- * as hand-written.ts does. No validation, routing, ledger, log line or webhook: the floor the
+ * as hand-written.ts does (its providerCall). No validation, routing, ledger, log line or webhook: the floor the
  * submit-then-wait row is held to, driven by the same callers.
  *
  * node hand-written-service.js <redis url> <provider base url> <port> <prefix>
@@ -10,7 +10,7 @@
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
-import { Pool } from 'undici';
+import { providerCall } from './hand-written.js';
 
 const [redisUrl, providerBaseUrl, port, prefix] = process.argv.slice(2) as [string, string, string, string];
 const CONCURRENCY = 50;
@@ -20,18 +20,8 @@ const queue = new Queue('service', { connection, prefix });
 // QueueEvents blocks on its stream, so it has a connection of its own.
 const eventsConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
 const events = new QueueEvents('service', { connection: eventsConnection, prefix });
-const provider = new URL(providerBaseUrl);
-const pool = new Pool(provider.origin, { connections: CONCURRENCY });
-const worker = new Worker(
-  'service',
-  async (job) => {
-    const res = await pool.request({ path: `${provider.pathname}/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'bench-model', ...job.data }) });
-    const answer = (await res.body.json()) as unknown;
-    if (res.statusCode !== 200) throw new Error(`provider answered ${res.statusCode}`);
-    return answer;
-  },
-  { connection, prefix, concurrency: CONCURRENCY, removeOnComplete: { count: 1000 } },
-);
+const { pool, call } = providerCall(providerBaseUrl, CONCURRENCY);
+const worker = new Worker('service', call, { connection, prefix, concurrency: CONCURRENCY, removeOnComplete: { count: 1000 } });
 
 const app = Fastify();
 app.post<{ Body: { request: unknown } }>('/v1/jobs', async (request, reply) => {

@@ -3,11 +3,24 @@
  * request, and a worker that POSTs it to the provider with undici and keeps the answer as the job's
  * return value. The same mock, the same concurrency: the floor Switchyard's end-to-end is held to.
  */
-import { Queue, Worker } from 'bullmq';
+import { type Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { chatBody } from './harness.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
+
+/** The hand-written worker's processor: the job's data POSTed to the provider, the answer its return value. */
+export function providerCall(providerBaseUrl: string, connections: number) {
+  const url = new URL(providerBaseUrl);
+  const pool = new Pool(url.origin, { connections });
+  const call = async (job: Job) => {
+    const res = await pool.request({ path: `${url.pathname}/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'bench-model', ...job.data }) });
+    const answer = (await res.body.json()) as unknown;
+    if (res.statusCode !== 200) throw new Error(`provider answered ${res.statusCode}`);
+    return answer;
+  };
+  return { pool, call };
+}
 
 export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: string, n: number, concurrency: number, prefix: string): Promise<{ perSecond: number; redis: RedisWork; workerCpuUs: number }> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
@@ -18,23 +31,13 @@ export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: strin
     const size = Math.min(1000, n - i);
     await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'chat', data: chatBody(i + k), opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
   }
-  const url = new URL(mockBaseUrl);
-  const pool = new Pool(url.origin, { connections: concurrency });
+  const { pool, call } = providerCall(mockBaseUrl, concurrency);
   let done = 0;
   let finish!: () => void;
   const all = new Promise<void>((r) => (finish = r));
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  const worker = new Worker(
-    'hand',
-    async (job) => {
-      const res = await pool.request({ path: `${url.pathname}/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'bench-model', ...job.data }) });
-      const answer = (await res.body.json()) as unknown;
-      if (res.statusCode !== 200) throw new Error(`provider answered ${res.statusCode}`);
-      return answer;
-    },
-    { connection, prefix, concurrency },
-  );
+  const worker = new Worker('hand', call, { connection, prefix, concurrency });
   worker.on('completed', () => {
     if (++done === n) finish();
   });
