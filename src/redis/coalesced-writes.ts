@@ -10,16 +10,15 @@ type Stream = NonNullable<Redis['stream']> & { [COALESCED]?: true };
  * have run (setImmediate, where ioredis's own auto-pipelining flushes).
  *
  * ioredis's auto-pipelining groups commands the same way, but builds a Pipeline for every flush:
- * it copies each defined script onto the Pipeline and runs each command through its bookkeeping.
- * Measured on a client with our nineteen scripts, a script command cost its sender about twice as
- * much CPU as sent alone, at 1, 4 and 32 in flight. Sent alone, each command is a write of its own,
- * and Redis reads and answers each apart (about 9 µs a command against 6 when coalesced, at 32 in
- * flight). Corked, the socket's pending writes go out as one writev: the sender's CPU of a command
- * sent alone and Redis's CPU of a pipelined one.
+ * it copies each defined script onto the Pipeline, runs each command through its bookkeeping, and
+ * sends a connection's next flush only once the last is answered. On a client with the store's
+ * nineteen scripts, a script command cost its sender about twice the CPU of one sent alone at 1
+ * and 4 in flight, a third more at 32 (BENCH_ONLY=writes). Sent alone, each command is a write of
+ * its own, which Redis reads and answers apart (about 9 µs of its CPU a command at 32 in flight,
+ * against 6–7 coalesced). Corked, a turn's writes leave as one writev.
  *
- * Order is kept (one socket, one queue of writes). A blocking command is only delayed to the end of
- * the turn, as auto-pipelining delays it. ioredis opens a new socket on every reconnection, so each
- * is corked as it connects.
+ * Order is kept (one socket, one queue of writes). A blocking command is delayed only to the end of
+ * its turn. ioredis opens a new socket on every reconnection, so each is corked as it connects.
  */
 export function coalesceWrites(redis: Redis): Redis {
   const onConnect = () => {
