@@ -17,6 +17,8 @@ export interface WriteCost {
 }
 
 const WAYS = ['coalesced', 'auto-pipelined', 'alone'] as const;
+/** The depths measured: commands in flight at once. */
+export const WRITE_DEPTHS = [1, 4, 32] as const;
 
 function client(redisUrl: string, way: WriteCost['way']): Redis {
   const redis = new Redis(redisUrl, { enableAutoPipelining: way === 'auto-pipelined' });
@@ -32,7 +34,7 @@ export async function redisWriteCosts(redisUrl: string, prefix: string, commands
   const args = [`${prefix}:a`, `${prefix}:b`, 'job_0123456789abcdefghij', String(Date.now()), '{"provider":"mock","model":"bench-model","hop":0}', 'succeeded', '9', '7'];
   const out: WriteCost[] = [];
   try {
-    for (const inFlight of [1, 4, 32]) {
+    for (const inFlight of WRITE_DEPTHS) {
       for (const way of WAYS) {
         const redis = clients[way];
         await redis.measured(...args);

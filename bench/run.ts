@@ -29,7 +29,7 @@ import { perJob, type RedisWork, redisWork } from './redis-work.js';
 import { clusterSplit } from './cluster.js';
 import { routingCosts, tokenCounting } from './routing.js';
 import { submitThenWait } from './submit-wait.js';
-import { redisWriteCosts, type WriteCost } from './redis-writes.js';
+import { redisWriteCosts, WRITE_DEPTHS, type WriteCost } from './redis-writes.js';
 import { type TargetName, targetRows } from './targets.js';
 import { chatBody, closedLoop, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
@@ -506,7 +506,7 @@ async function main() {
       const costs = await redisWriteCosts(redis.url, newPrefix());
       const cost = (way: WriteCost['way'], inFlight: number) => costs.find((c) => c.way === way && c.inFlight === inFlight)!;
       rows.push(['a script command: sender / Redis CPU µs, coalesced writes (auto-pipelined; each alone)', '', '', '']);
-      for (const inFlight of [1, 4, 32]) {
+      for (const inFlight of WRITE_DEPTHS) {
         const [c, a, w] = [cost('coalesced', inFlight), cost('auto-pipelined', inFlight), cost('alone', inFlight)];
         rows.push([`  ${inFlight} in flight`, `${fmt(c.senderUs, 1)} / ${fmt(c.redisUs, 1)}`, `${fmt(a.senderUs, 1)} / ${fmt(a.redisUs, 1)}; ${fmt(w.senderUs, 1)} / ${fmt(w.redisUs, 1)}`, `${fmt(c.senderUs / a.senderUs, 2)}× sender`]);
       }
