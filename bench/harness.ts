@@ -84,6 +84,12 @@ export function peakRssMiB(pid: number): number {
   return kb / 1024;
 }
 
+/** A process's user + system CPU so far, from the kernel, in µs (clock ticks are 10 ms here: read it over a run, not a request). */
+export function cpuUs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
 /** `total` POSTs of `body(i)` with `concurrency` in flight; returns requests per second. */
 /** Runs `fn(i)` for i from 0 to `total`, `concurrency` at a time, each caller taking the next i as it finishes; returns the rate per second. */
 export async function closedLoop(total: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<number> {

@@ -6,11 +6,10 @@
  * on a machine whose cores the callers, the provider and Redis share with the broker, what those
  * three spend bounds the rate any broker could reach.
  */
-import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import { Redis } from 'ioredis';
 import { freePort } from '../src/redis/embedded.js';
-import { chatBody, type Child, closedLoop, percentiles, spawnCli, spawnNode, writeYaml } from './harness.js';
+import { chatBody, type Child, closedLoop, cpuUs, percentiles, spawnCli, spawnNode, writeYaml } from './harness.js';
 import { perJob, redisWork } from './redis-work.js';
 
 const SERVICE = new URL('./hand-written-service.js', import.meta.url).pathname;
@@ -24,12 +23,6 @@ export interface SubmitWaitRun {
   /** CPU µs a job: the process under test, and what else the machine spent on the job (callers, provider, Redis). */
   serverCpuUs: number;
   otherCpuUs: number;
-}
-
-/** A process's user + system CPU so far, in µs (clock ticks are 10 ms here, so over a run, not a request). */
-function cpuUs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 async function drive(port: number, server: Child, mockPid: number, meter: Redis, callers: number, jobs: number): Promise<SubmitWaitRun> {
