@@ -2,7 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hopJobId } from '../src/queues/provider-queues.js';
 import { EmbeddedRedis } from '../src/redis/embedded.js';
+import { FinishRiders } from '../src/redis/scripts.js';
 import { chat, completedHop, configFor, dropPrefix, type MockServer, redisUrl, startBroker, startMock, type TestBroker, testPrefix, waitFor, withRedis } from './support/broker.js';
 import { startFleet } from './support/fleet.js';
 
@@ -126,6 +128,46 @@ describe('how jobs end, and what is kept of them', () => {
     const text = await (await fetch(`${b.url}/metrics`)).text();
     expect(text).toMatch(/^switchyard_queue_jobs\{provider="p",state="waiting"\} 3$/m);
     expect(text).not.toMatch(/state="prioritized"/);
+  });
+
+  it('settles a job whose hop lost its lock during the call, and the hop\'s re-run once the lock lapses calls no one', { timeout: 30_000 }, async () => {
+    const { b, mock } = await broker({ latencyMs: 1500 }, { workers: { lock_ms: 10_000, stalled_interval_ms: 500 } });
+    const { body } = await b.call('POST', '/v1/jobs', { request: chat('lose the lock') });
+    await waitFor(async () => mock.stats.calls === 1);
+    const queue = b.runtime.queues.get('p');
+    // Another worker holds the hop's lock by the time the call ends (as when this one's event loop
+    // stalled past lock_ms and the hop was taken again): BullMQ refuses the hop's finish, and the
+    // settle that rides on it must have gone first all the same. The lock lapses 3 s later.
+    await withRedis((redis) => redis.set(`${queue.keys['']}${hopJobId(body.id, 0)}:lock`, 'another-worker', 'PX', 3000));
+    const done = (await b.call('GET', `/v1/jobs/${body.id}?wait=10`)).body;
+    expect(done.status).toBe('succeeded');
+    expect(done.attempts).toEqual([expect.objectContaining({ outcome: 'succeeded' })]);
+    // The stalled check hands the lockless hop back; its re-run finds the job ended and calls no one.
+    const hop = await waitFor(async () => {
+      const h = await queue.getJob(hopJobId(body.id, 0));
+      return h && (await h.getState()) === 'completed' && typeof h.returnvalue === 'string' ? h : null;
+    }, 15_000);
+    expect(hop.returnvalue).toBe('nothing to do: the job has already succeeded');
+    expect(mock.stats.calls).toBe(1);
+    expect((await b.runtime.store.get(body.id))!.attempts).toHaveLength(1);
+  });
+
+  it('settles alone, once its workers have stopped, a hop that succeeded but whose finish never ran', async () => {
+    const { b } = await broker({}, {}, { workers: false });
+    const { body } = await b.call('POST', '/v1/jobs', { request: chat() });
+    const { store } = b.runtime;
+    expect((await store.start(body.id, 0, Date.now(), undefined, 60_000)).kind).toBe('ok');
+    // BullMQ skips a hop's finish once its connection is closing: the settle handed to it waits.
+    const riders = new FinishRiders();
+    const attempt = { hop: 0, provider: 'p', model: 'model-a', outcome: 'succeeded' as const, started_at: Date.now(), latency_ms: 5 };
+    const settled = store.settleOnFinish(riders, body.id, 0, attempt, { status: 'succeeded', result: { answer: 42 }, usage: null, cost_usd: null }, { bullKey: 'a-hop-never-finished', lines: [] });
+    expect((await b.call('GET', `/v1/jobs/${body.id}`)).body.status).toBe('running');
+    await store.settleLeftovers(riders);
+    expect(await settled).toBe('applied');
+    const job = (await b.call('GET', `/v1/jobs/${body.id}`)).body;
+    expect(job.status).toBe('succeeded');
+    expect(job.result).toEqual({ answer: 42 });
+    expect(job.attempts).toEqual([expect.objectContaining({ outcome: 'succeeded', provider: 'p' })]);
   });
 
   it('refuses a mock behaviour field it does not know, rather than ignore it', async () => {

@@ -253,6 +253,29 @@ describe('job lifecycle', () => {
     expect(hop.data).toEqual({ id: res.body.id, hop: 0 });
   });
 
+  it('settles a hop that succeeded in the step BullMQ completes it, one round trip fewer a job, unless sharded', async () => {
+    const queue = broker.runtime.queues.get('primary');
+    const { result: { res, hop }, seen } = await commandsDuring(async () => {
+      const res = await broker.call('POST', '/v1/jobs', { request: chat('settled on finish') });
+      expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
+      return { res, hop: await completedHop(queue, res.body.id) };
+    });
+    const recordKey = broker.runtime.store.keys.job(res.body.id);
+    const hopKey = `${queue.keys['']}${hop.id}`;
+    // The settle's write of the record (status, result, ledger) is the last write of the record.
+    const settleAt = seen.findLastIndex(([source, cmd, key]) => source === 'lua' && cmd === 'hset' && key === recordKey);
+    expect(settleAt).toBeGreaterThan(0);
+    let end = settleAt;
+    while (end + 1 < seen.length && seen[end + 1]![0] === 'lua') end++;
+    // BullMQ's own step writes the hop's hash (its return value, finishedOn) after the settle, in the same script.
+    const completedInStep = seen.slice(settleAt + 1, end + 1).some(([, , key]) => key === hopKey);
+    expect(completedInStep).toBe(broker.config.redis.shards === 0);
+    expect(hop.returnvalue).toEqual(expect.objectContaining({ outcome: 'succeeded', provider: 'primary' }));
+    const job = await broker.runtime.store.get(res.body.id);
+    expect(job!.attempts).toEqual([expect.objectContaining({ outcome: 'succeeded', provider: 'primary' })]);
+    expect((await queue.getJobLogs(hop.id!)).logs.at(-1)).toMatch(/^succeeded in \d+ ms/);
+  });
+
   it('hands a large request with quotes, backslashes and non-ASCII to the provider byte for byte through the claimed fetch', async () => {
     // The claim that rides on BullMQ's fetch carries the request as JSON text inside the hop's data.
     const content = `${'"quoted" \\ back\\slash ünïcödé ☃ 😀 \n'.repeat(1200)}end`;

@@ -12,7 +12,8 @@ import type { BreakerBoard, CallOutcome, Ticket } from '../src/resilience/breake
 import type { RateBudgets, Reservation } from '../src/resilience/rate-budget.js';
 import type { JobStreams } from '../src/streams/job-streams.js';
 import { type Attempt, type JobError, splitTarget } from '../src/store/job-record.js';
-import type { JobStore } from '../src/store/job-store.js';
+import type { JobStore, Settled } from '../src/store/job-store.js';
+import type { FinishRiders } from '../src/redis/scripts.js';
 import type { RunningCalls } from './running-calls.js';
 import type { TargetStats } from './target-stats.js';
 
@@ -34,6 +35,8 @@ export interface HopProcessorDeps {
   streams?: JobStreams;
   /** What this process's calls tell routing: latency, health, fallbacks. */
   stats?: TargetStats;
+  /** Where a hop that succeeded leaves its settle for BullMQ's finish of the hop to carry (unsharded, claims on fetch). */
+  riders?: FinishRiders;
 }
 
 /** A least-busy lease outlives its call's timeout by this much, so a live call never loses it. */
@@ -85,8 +88,8 @@ function outcomeLine(a: Attempt): string {
   return `${a.outcome} in ${a.latency_ms} ms: ${reasonOf(a.error)}: ${a.error.message}`;
 }
 
-/** A hop whose settle did not apply: the record had moved on, or the job had ended meanwhile. */
-const describeUnsettled = (settled: 'moved' | 'ended' | 'applied') =>
+/** A hop whose settle did not apply: the record had moved on, or the job had ended meanwhile (finishAndClaim.lua says the same of a settle that rode on its hop's finish). */
+const describeUnsettled = (settled: Settled) =>
   settled === 'moved' ? 'stale: the job had moved on to a later hop' : 'discarded: the job had already ended (cancelled or expired)';
 
 const breakerOutcome = (error: ProviderError | null): CallOutcome =>
@@ -272,17 +275,51 @@ export class HopProcessor {
     }
 
     const attempt: Attempt = { hop, provider: this.provider, model, outcome: 'succeeded', started_at: startedAt, latency_ms: latency };
+    // What follows a settle, whichever way it was sent: the attempt's metrics, stats and log line.
+    const recorded = async (settled: Settled) => {
+      const applied = settled === 'applied';
+      // Ended meanwhile: the answer is dropped, but the call and what it cost are recorded.
+      if (settled === 'ended') await store.recordLate(id, { ...attempt, outcome: 'discarded' }, Date.now(), board(`called ${ref}`, `${outcomeLine(attempt)}; discarded: the job had already ended`));
+      this.observe(attempt, applied, claim.createdAt);
+      this.deps.stats?.seen({
+        provider: this.provider, model, latencyMs: latency, completionTokens: attempt.usage?.completion_tokens,
+        health: result.ok ? 'success' : outcome === 'failure' ? 'failure' : 'neutral',
+        fellBack: attempt.outcome === 'fallback', alias: claim.alias, firstHop: hop === 0,
+      });
+      if (error?.type === 'provider_auth') {
+        log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
+      }
+      this.attempts.info(
+        {
+          job: id, provider: this.provider, model, hop, outcome: attempt.outcome, latency_ms: latency,
+          tokens: attempt.usage?.total_tokens, cost_usd: attempt.cost_usd ?? undefined, error: attempt.error?.type, status: attempt.error?.status,
+          // The raw socket error (it names addresses) is for operators; the job's ledger has the kind.
+          ...(error?.detail && { detail: error.detail }),
+          ...(claim.rerun && { rerun: true }), ...(!applied && { discarded: 'job already ended (cancelled or expired)' }),
+        },
+        'attempt',
+      );
+    };
     if (result.dropped) attempt.dropped = result.dropped;
     if (streaming) attempt.stream = { chunks: result.streamed ?? 0, ...(result.firstChunkMs !== undefined && { first_chunk_ms: result.firstChunkMs }) };
-    let settled: 'applied' | 'moved' | 'ended';
+    let settled: Settled;
     let requeue = false;
     let answer: HopResult;
     let failure: string | undefined;
     if (result.ok) {
       if (result.usage) attempt.usage = result.usage;
       attempt.cost_usd = this.deps.pricing.cost(this.provider, model, result.usage);
-      settled = await store.settle(id, hop, attempt, { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: attempt.cost_usd }, Date.now(), board(`called ${ref}`, outcomeLine(attempt)));
+      const settlement = { status: 'succeeded', result: result.completion, usage: result.usage, cost_usd: attempt.cost_usd } as const;
+      const lines = board(`called ${ref}`, outcomeLine(attempt));
       answer = { outcome: 'succeeded', provider: this.provider, model, latency_ms: latency, tokens: attempt.usage?.total_tokens ?? null, cost_usd: attempt.cost_usd ?? null };
+      const riders = this.deps.riders;
+      if (riders && bullKey) {
+        // The settle goes with BullMQ's finish of this hop, which follows this return: the rest of
+        // the attempt's bookkeeping waits for its answer.
+        void store.settleOnFinish(riders, id, hop, attempt, settlement, lines).then(recorded).catch((err: Error) => log.error({ job: id, hop, err: err.message }, 'a settle sent with its hop\'s finish failed; the hop is re-run once its lock lapses'));
+        return answer;
+      }
+      settled = await store.settle(id, hop, attempt, settlement, Date.now(), lines);
     } else {
       const err = result.error;
       attempt.error = toJobError(err);
@@ -318,30 +355,9 @@ export class HopProcessor {
         failure = `${jobError.type}${jobError.status ? ` ${jobError.status}` : ''}: ${jobError.message}`;
       }
     }
-    const applied = settled === 'applied';
-    // Ended meanwhile: the answer is dropped, but the call and what it cost are recorded.
-    if (settled === 'ended') await store.recordLate(id, { ...attempt, outcome: 'discarded' }, Date.now(), board(`called ${ref}`, `${outcomeLine(attempt)}; discarded: the job had already ended`));
-    this.observe(attempt, applied, claim.createdAt);
-    this.deps.stats?.seen({
-      provider: this.provider, model, latencyMs: latency, completionTokens: attempt.usage?.completion_tokens,
-      health: result.ok ? 'success' : outcome === 'failure' ? 'failure' : 'neutral',
-      fellBack: attempt.outcome === 'fallback', alias: claim.alias, firstHop: hop === 0,
-    });
-    if (error?.type === 'provider_auth') {
-      log.error({ provider: this.provider, status: error.status }, 'the provider rejected our credentials: check its api_key');
-    }
-    this.attempts.info(
-      {
-        job: id, provider: this.provider, model, hop, outcome: attempt.outcome, latency_ms: latency,
-        tokens: attempt.usage?.total_tokens, cost_usd: attempt.cost_usd ?? undefined, error: attempt.error?.type, status: attempt.error?.status,
-        // The raw socket error (it names addresses) is for operators; the job's ledger has the kind.
-        ...(error?.detail && { detail: error.detail }),
-        ...(claim.rerun && { rerun: true }), ...(!applied && { discarded: 'job already ended (cancelled or expired)' }),
-      },
-      'attempt',
-    );
+    await recorded(settled);
     if (requeue) await this.waitOnQueue(job, token, pauseMs);
-    if (!applied) return describeUnsettled(settled);
+    if (settled !== 'applied') return describeUnsettled(settled);
     // The job failed: so does its hop, in BullMQ's failed state, with the job's error (and no retry).
     if (failure) throw new JobEnded(failure);
     return answer;

@@ -7,7 +7,7 @@ import { callLeaseMs, type FetchedHop, HopProcessor, type HopProcessorDeps, JobE
 import { withHopRetries } from './hop-retries.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
-import { defineClaimOnFetch } from '../src/redis/scripts.js';
+import { defineClaimOnFetch, type FinishRiders } from '../src/redis/scripts.js';
 
 /**
  * Hands out hops with the claim BullMQ's fetch made for them (see defineClaimOnFetch), taken out of
@@ -46,6 +46,8 @@ export class ProviderPool {
   private readonly shutdown = new AbortController();
   private readonly running: RunningCalls;
   private sweeper: NodeJS.Timeout | undefined;
+  /** Settles that ride on their hop's finish (see FinishRiders), when BullMQ's fetch claims hops. */
+  private riders: FinishRiders | undefined;
   /** Per provider, the newest failed hop already looked at (BullMQ's finishedOn). */
   private readonly swept = new Map<string, number>();
 
@@ -61,12 +63,15 @@ export class ProviderPool {
     // Unsharded, a hop's queue and its record share a slot: BullMQ's fetch claims the hop in the same step.
     const leaseMs = Object.fromEntries(providers.map((p) => [queues.get(p).keys[''], callLeaseMs(config.providers[p]!)]));
     const claim = store.fetchClaim(leaseMs);
-    if (claim && !defineClaimOnFetch(connection, claim)) log.warn({}, 'BullMQ\'s scripts were already defined on the workers\' connection: hops are claimed after their fetch, one round trip more');
+    if (claim) {
+      this.riders = defineClaimOnFetch(connection, claim) ?? undefined;
+      if (!this.riders) log.warn({}, 'BullMQ\'s scripts were already defined on the workers\' connection: hops are claimed after their fetch and settled before their finish, two round trips more');
+    }
     for (const provider of providers) {
       const settings = config.providers[provider];
       if (!settings) throw new Error(`unknown provider "${provider}"`);
       await queues.get(provider).setGlobalConcurrency(settings.max_in_flight);
-      const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal, running: this.running });
+      const processor = new HopProcessor(provider, { ...this.deps, shutdown: this.shutdown.signal, running: this.running, ...(this.riders && { riders: this.riders }) });
       const process = withHopRetries((job: Job<HopData>, token?: string) => processor.process(job, token), { log, stopping: this.shutdown.signal });
       const worker = new ClaimingWorker(queueName(provider), process, {
         connection,
@@ -148,6 +153,9 @@ export class ProviderPool {
       const lost = this.deps.connection.status !== 'ready';
       if (lost) stop();
       await Promise.all(this.workers.map((w) => w.close(lost)));
+      // A worker whose connection was closing skipped the finish of a hop that had succeeded: its
+      // settle goes alone, or the hop would be re-run and its provider called a second time.
+      if (this.riders) await this.deps.store.settleLeftovers(this.riders);
     } finally {
       clearTimeout(grace);
       await this.running.close();

@@ -93,15 +93,73 @@ export interface FetchClaim {
   leaseMs: Record<string, number>;
 }
 
+/** A settle waiting for its hop's finish (see FinishRiders). */
+interface Rider {
+  keys: string[];
+  args: (string | number)[];
+  /** Sent once already, with no reply: it may have been applied. */
+  resent: boolean;
+  done: (reply: number, resent: boolean) => void;
+  fail: (err: Error) => void;
+}
+
+/** BullMQ's moveToFinished: 14 keys, then 9 arguments (the last, fields to update, '' for a completion). */
+const FINISH_KEYS = moveToFinished.keys;
+const FINISH_ARGS = 9;
+/** The hop's BullMQ job key, among BullMQ's keys for moveToFinished. */
+const FINISH_JOB_KEY = 11;
+
+/**
+ * Settles that ride on BullMQ's finish of the hop they settle (finishAndClaim.lua): a hop that
+ * succeeded hands its settle here and returns; when BullMQ's worker then moves the hop to completed,
+ * the settle goes in the same script, before BullMQ's own step, and its reply comes back here. One
+ * round trip a job fewer, and the settle still comes first, so a hop whose lock was lost meanwhile
+ * has settled its job all the same and its re-run finds it ended.
+ */
+export class FinishRiders {
+  private readonly waiting = new Map<string, Rider>();
+
+  /** Resolves with settleAttempt's reply once the finish of the hop `bullKey` has run it; `resent` when a send with no reply came before. */
+  ride(bullKey: string, keys: string[], args: (string | number)[]): Promise<{ reply: number; resent: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.waiting.set(bullKey, { keys, args, resent: false, done: (reply, resent) => resolve({ reply, resent }), fail: reject });
+    });
+  }
+
+  /** The arguments BullMQ's finish is sent with, this hop's settle after them when one waits for it. */
+  board(args: unknown[]): { args: unknown[]; rider?: Rider } {
+    const rider = this.waiting.get(String(args[FINISH_JOB_KEY]));
+    if (!rider) return { args };
+    this.waiting.delete(String(args[FINISH_JOB_KEY]));
+    const own = args.slice(0, FINISH_KEYS + FINISH_ARGS);
+    while (own.length < FINISH_KEYS + FINISH_ARGS) own.push('');
+    return { args: [...own, ...rider.keys, ...rider.args], rider };
+  }
+
+  /** A finish that failed with no reply: its settle goes with the finish's next try, if BullMQ makes one, or with `leftovers`. */
+  unanswered(bullKey: string, rider: Rider): void {
+    rider.resent = true;
+    this.waiting.set(bullKey, rider);
+  }
+
+  /** Settles whose finish never ran (BullMQ skips it once its connection is closing), taken out for the caller to send alone. */
+  leftovers(): { keys: string[]; args: (string | number)[]; settled: (reply: number) => void; fail: (err: Error) => void }[] {
+    const left = [...this.waiting.values()].map((r) => ({ keys: r.keys, args: r.args, settled: (reply: number) => r.done(reply, r.resent), fail: r.fail }));
+    this.waiting.clear();
+    return left;
+  }
+}
+
 /**
  * Makes BullMQ's fetches on this connection claim the hops they take (fetchAndClaim.lua,
  * finishAndClaim.lua): BullMQ defines its scripts on a connection only under names not already
  * there (`moveToActive:<version>`), so these, defined first under its names, are what its workers
- * run. A hop then reaches its processor with its claim (`syClaim`), one round trip fewer a job.
- * False when BullMQ's own were defined first (a worker already ran on this connection): the
- * processors then claim as before.
+ * run. A hop then reaches its processor with its claim (`syClaim`), one round trip fewer a job;
+ * and BullMQ's finish of a hop carries the hop's settle, when it handed one to the riders returned.
+ * Null when BullMQ's own were defined first (a worker already ran on this connection): the
+ * processors then claim and settle as before.
  */
-export function defineClaimOnFetch(redis: Redis, claim: FetchClaim): boolean {
+export function defineClaimOnFetch(redis: Redis, claim: FetchClaim): FinishRiders | null {
   // A table literal, not JSON to decode: the header runs on every call of the script.
   const str = (v: string) => {
     if (v.includes(']==]')) throw new Error(`a key prefix may not contain "]==]": ${v}`);
@@ -113,7 +171,26 @@ export function defineClaimOnFetch(redis: Redis, claim: FetchClaim): boolean {
     [moveToActive, 'fetchAndClaim'],
     [moveToFinished, 'finishAndClaim'],
   ] as const;
-  if (wrapped.some(([script]) => `${script.name}:${bullmqVersion}` in redis)) return false;
+  if (wrapped.some(([script]) => `${script.name}:${bullmqVersion}` in redis)) return null;
   for (const [script, file] of wrapped) redis.defineCommand(`${script.name}:${bullmqVersion}`, { numberOfKeys: script.keys, lua: header + build(file) });
-  return true;
+  const riders = new FinishRiders();
+  // BullMQ runs a script as client[name](args), one array: the settle, if any, boards there.
+  const name = `${moveToFinished.name}:${bullmqVersion}`;
+  const commands = redis as unknown as Record<string, (args: unknown[]) => Promise<unknown>>;
+  const finish = commands[name]!.bind(redis);
+  commands[name] = async (args: unknown[]) => {
+    const { args: sent, rider } = riders.board(args);
+    if (!rider) return finish(sent);
+    let reply: unknown;
+    try {
+      reply = await finish(sent);
+    } catch (err) {
+      riders.unanswered(String(args[FINISH_JOB_KEY]), rider);
+      throw err;
+    }
+    const [settled, finished] = reply as [number, unknown];
+    rider.done(Number(settled), rider.resent);
+    return finished;
+  };
+  return riders;
 }

@@ -4,7 +4,7 @@ import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecor
 import { Keys } from './keys.js';
 import type { HopCommand } from '../queues/hop-command.js';
 import { batch } from '../redis/batch.js';
-import { type FetchClaim, type ScriptClient, withScripts } from '../redis/scripts.js';
+import { type FetchClaim, type FinishRiders, type ScriptClient, withScripts } from '../redis/scripts.js';
 
 export interface NewJob {
   id: string;
@@ -107,6 +107,9 @@ export type Settlement =
   | { status: 'queued' }
   /** Puts the job back to wait for the same hop. */
   | { status: 'retry' };
+
+/** How a settle went: applied, or not because the job had moved on to a later hop, or had ended meanwhile. */
+export type Settled = 'applied' | 'moved' | 'ended';
 
 export type EndOutcome =
   | { kind: 'missing' }
@@ -319,7 +322,37 @@ export class JobStore {
    * hop), `ended` when it had ended meanwhile (its call, if any, is then for `recordLate`).
    */
   /** `nextLease`: the least-busy lease zset of the next target, for a job that moves on and is leased. */
-  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now(), log?: HopLog, nextLease = ''): Promise<'applied' | 'moved' | 'ended'> {
+  async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now(), log?: HopLog, nextLease = ''): Promise<Settled> {
+    const { keys, args } = this.settleCommand(id, hop, attempt, outcome, now, log, nextLease);
+    return this.settled(id, Number(await this.redis.settleAttempt(...keys, ...args)), log);
+  }
+
+  /**
+   * `settle`, sent with BullMQ's finish of the hop `log.bullKey` (see FinishRiders) rather than on
+   * its own: resolves once that finish has run. Unsharded only, where the hop's log is written in
+   * the script.
+   */
+  async settleOnFinish(riders: FinishRiders, id: string, hop: number, attempt: Attempt | null, outcome: Settlement, log: HopLog, now = Date.now()): Promise<Settled> {
+    const { keys, args } = this.settleCommand(id, hop, attempt, outcome, now, log, '');
+    const { reply, resent } = await riders.ride(log.bullKey, keys, args);
+    // Sent again after a send that had no answer, "ended" is taken for this very settle applied the
+    // first time: the other reading (ended by a cancel in between) would put the call in the ledger twice.
+    return this.settled(id, resent && reply === 3 ? 1 : reply, log);
+  }
+
+  /** Sends alone the settles whose hop's finish never ran (FinishRiders.leftovers). */
+  async settleLeftovers(riders: FinishRiders): Promise<void> {
+    await Promise.all(riders.leftovers().map(async ({ keys, args, settled, fail }) => {
+      try {
+        settled(Number(await this.redis.settleAttempt(...keys, ...args)));
+      } catch (err) {
+        fail(err as Error);
+      }
+    }));
+  }
+
+  /** What settleAttempt is sent with; see its script for each. */
+  private settleCommand(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now: number, log: HopLog | undefined, nextLease: string) {
     const fields: (string | number)[] = [];
     if (outcome.status === 'succeeded') {
       fields.push('result', JSON.stringify(outcome.result));
@@ -332,18 +365,24 @@ export class JobStore {
     const usage = attempt?.usage;
     const shard = this.keys.idShard(id);
     const inScript = this.hopLogInScript(log);
-    const applied = await this.redis.settleAttempt(
-      this.keys.job(id), this.keys.usage(attempt?.provider ?? '-', shard), this.keys.webhookOutbox(shard), hop, now, this.keys.events, this.ttlMs, id,
-      attempt ? JSON.stringify(attempt) : '', outcome.status,
-      usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
-      attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
-      shard,
-      monthOf(now),
-      inScript?.bullKey ?? '',
-      inScript?.lines.join('\n') ?? '',
-      nextLease,
-      ...fields,
-    );
+    return {
+      keys: [this.keys.job(id), this.keys.usage(attempt?.provider ?? '-', shard), this.keys.webhookOutbox(shard)],
+      args: [
+        hop, now, this.keys.events, this.ttlMs, id,
+        attempt ? JSON.stringify(attempt) : '', outcome.status,
+        usage ? usage.prompt_tokens : '', usage ? usage.completion_tokens : '',
+        attempt?.cost_usd != null ? Math.round(attempt.cost_usd * 1e10) : '',
+        shard,
+        monthOf(now),
+        inScript?.bullKey ?? '',
+        inScript?.lines.join('\n') ?? '',
+        nextLease,
+        ...fields,
+      ],
+    };
+  }
+
+  private async settled(id: string, applied: number, log: HopLog | undefined): Promise<Settled> {
     if (applied === 1 || applied === 2) await this.hopLogApart(log);
     if (applied === 2) this.webhookOwed?.(id);
     return applied === 0 ? 'moved' : applied === 3 ? 'ended' : 'applied';
