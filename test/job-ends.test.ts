@@ -1,6 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { moveToFinished } from 'bullmq/dist/esm/scripts/moveToFinished-14.js';
+import { version as bullmqVersion } from 'bullmq/dist/esm/version.js';
+import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hopJobId } from '../src/queues/provider-queues.js';
 import { EmbeddedRedis } from '../src/redis/embedded.js';
@@ -162,12 +165,29 @@ describe('how jobs end, and what is kept of them', () => {
     const attempt = { hop: 0, provider: 'p', model: 'model-a', outcome: 'succeeded' as const, started_at: Date.now(), latency_ms: 5 };
     const settled = store.settleOnFinish(riders, body.id, 0, attempt, { status: 'succeeded', result: { answer: 42 }, usage: null, cost_usd: null }, { bullKey: 'a-hop-never-finished', lines: [] });
     expect((await b.call('GET', `/v1/jobs/${body.id}`)).body.status).toBe('running');
-    await store.settleLeftovers(riders);
+    await store.settleAlone(riders.leftovers());
     expect(await settled).toBe('applied');
     const job = (await b.call('GET', `/v1/jobs/${body.id}`)).body;
     expect(job.status).toBe('succeeded');
     expect(job.result).toEqual({ answer: 42 });
     expect(job.attempts).toEqual([expect.objectContaining({ outcome: 'succeeded', provider: 'p' })]);
+  });
+
+  it('settles alone a hop BullMQ finished without carrying its settle', async () => {
+    const { b } = await broker({});
+    // A BullMQ that ran its finish some other way than the one the settle boards: the workers'
+    // connection is given BullMQ's own script under its name, in place of the one settles ride on.
+    const connection = (b.runtime.pool as unknown as { deps: { connection: Redis } }).deps.connection;
+    const name = `${moveToFinished.name}:${bullmqVersion}`;
+    connection.defineCommand('plainFinish', { numberOfKeys: moveToFinished.keys, lua: moveToFinished.content });
+    const commands = connection as unknown as Record<string, (args: unknown[]) => Promise<unknown>>;
+    commands[name] = (args) => commands.plainFinish!(args);
+    const { body } = await b.call('POST', '/v1/jobs', { request: chat() });
+    const job = (await b.call('GET', `/v1/jobs/${body.id}?wait=10`)).body;
+    expect(job.status).toBe('succeeded');
+    expect(job.attempts).toEqual([expect.objectContaining({ outcome: 'succeeded' })]);
+    const hop = await completedHop(b.runtime.queues.get('p'), body.id);
+    expect(hop.returnvalue).toEqual(expect.objectContaining({ outcome: 'succeeded' }));
   });
 
   it('refuses a mock behaviour field it does not know, rather than ignore it', async () => {

@@ -48,6 +48,7 @@ export class ProviderPool {
   private sweeper: NodeJS.Timeout | undefined;
   /** Settles that ride on their hop's finish (see FinishRiders), when BullMQ's fetch claims hops. */
   private riders: FinishRiders | undefined;
+  private warnedUncarried = false;
   /** Per provider, the newest failed hop already looked at (BullMQ's finishedOn). */
   private readonly swept = new Map<string, number>();
 
@@ -93,6 +94,18 @@ export class ProviderPool {
         void this.endLostHop(provider, job.data, err.message);
       });
       worker.on('error', (err) => log.error({ provider, err: err.message }, 'worker error'));
+      // Fails safe: a BullMQ that finished a hop without carrying its settle (one that ran its
+      // scripts some other way) leaves the settle here, and it goes alone.
+      if (this.riders) {
+        const riders = this.riders;
+        worker.on('completed', (job) => {
+          const left = riders.uncarried(`${job.queueQualifiedName}:${job.id}`);
+          if (!left) return;
+          if (!this.warnedUncarried) log.warn({ provider }, 'BullMQ finished a hop without the settle it was to carry: settles go alone, one round trip more');
+          this.warnedUncarried = true;
+          void store.settleAlone([left]);
+        });
+      }
       this.workers.push(worker);
     }
     // BullMQ fails a hop that stalled past workers.max_stalled inside its stalled check, and no
@@ -155,7 +168,7 @@ export class ProviderPool {
       await Promise.all(this.workers.map((w) => w.close(lost)));
       // A worker whose connection was closing skipped the finish of a hop that had succeeded: its
       // settle goes alone, or the hop would be re-run and its provider called a second time.
-      if (this.riders) await this.deps.store.settleLeftovers(this.riders);
+      if (this.riders) await this.deps.store.settleAlone(this.riders.leftovers());
     } finally {
       clearTimeout(grace);
       await this.running.close();

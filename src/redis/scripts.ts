@@ -142,13 +142,34 @@ export class FinishRiders {
     this.waiting.set(bullKey, rider);
   }
 
+  /**
+   * The settle of hop `bullKey` if BullMQ has finished the hop without carrying it (had it been
+   * carried, it would be gone from here): taken out for the caller to send alone.
+   */
+  uncarried(bullKey: string): Uncarried | undefined {
+    const rider = this.waiting.get(bullKey);
+    if (!rider) return undefined;
+    this.waiting.delete(bullKey);
+    return alone(rider);
+  }
+
   /** Settles whose finish never ran (BullMQ skips it once its connection is closing), taken out for the caller to send alone. */
-  leftovers(): { keys: string[]; args: (string | number)[]; settled: (reply: number) => void; fail: (err: Error) => void }[] {
-    const left = [...this.waiting.values()].map((r) => ({ keys: r.keys, args: r.args, settled: (reply: number) => r.done(reply, r.resent), fail: r.fail }));
+  leftovers(): Uncarried[] {
+    const left = [...this.waiting.values()].map(alone);
     this.waiting.clear();
     return left;
   }
 }
+
+/** A settle to send alone, and how its reply reaches whoever handed it over. */
+export interface Uncarried {
+  keys: string[];
+  args: (string | number)[];
+  settled: (reply: number) => void;
+  fail: (err: Error) => void;
+}
+
+const alone = (r: Rider): Uncarried => ({ keys: r.keys, args: r.args, settled: (reply) => r.done(reply, r.resent), fail: r.fail });
 
 /**
  * Makes BullMQ's fetches on this connection claim the hops they take (fetchAndClaim.lua,

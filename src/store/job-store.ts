@@ -4,7 +4,7 @@ import { type Attempt, type JobError, type JobRecord, type JobStatus, parseRecor
 import { Keys } from './keys.js';
 import type { HopCommand } from '../queues/hop-command.js';
 import { batch } from '../redis/batch.js';
-import { type FetchClaim, type FinishRiders, type ScriptClient, withScripts } from '../redis/scripts.js';
+import { type FetchClaim, type FinishRiders, type ScriptClient, type Uncarried, withScripts } from '../redis/scripts.js';
 
 export interface NewJob {
   id: string;
@@ -340,9 +340,9 @@ export class JobStore {
     return this.settled(id, resent && reply === 3 ? 1 : reply, log);
   }
 
-  /** Sends alone the settles whose hop's finish never ran (FinishRiders.leftovers). */
-  async settleLeftovers(riders: FinishRiders): Promise<void> {
-    await Promise.all(riders.leftovers().map(async ({ keys, args, settled, fail }) => {
+  /** Sends alone settles that were to ride on their hop's finish and did not (FinishRiders.uncarried, leftovers). */
+  async settleAlone(settles: Uncarried[]): Promise<void> {
+    await Promise.all(settles.map(async ({ keys, args, settled, fail }) => {
       try {
         settled(Number(await this.redis.settleAttempt(...keys, ...args)));
       } catch (err) {
