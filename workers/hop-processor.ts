@@ -316,7 +316,7 @@ export class HopProcessor {
       if (riders && bullKey) {
         // The settle goes with BullMQ's finish of this hop, which follows this return: the rest of
         // the attempt's bookkeeping waits for its answer.
-        void store.settleOnFinish(riders, id, hop, attempt, settlement, lines).then(recorded).catch((err: Error) => log.error({ job: id, hop, err: err.message }, 'a settle sent with its hop\'s finish failed; the hop is re-run once its lock lapses'));
+        void store.settleOnFinish(riders, id, hop, attempt, settlement, lines).then(recorded).catch((err: Error) => log.error({ job: id, hop, err: err.message }, 'a settle handed to its hop\'s finish failed when sent alone: the job is left as it was'));
         return answer;
       }
       settled = await store.settle(id, hop, attempt, settlement, Date.now(), lines);

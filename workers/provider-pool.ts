@@ -167,8 +167,11 @@ export class ProviderPool {
       if (lost) stop();
       await Promise.all(this.workers.map((w) => w.close(lost)));
       // A worker whose connection was closing skipped the finish of a hop that had succeeded: its
-      // settle goes alone, or the hop would be re-run and its provider called a second time.
-      if (this.riders) await this.deps.store.settleAlone(this.riders.leftovers());
+      // settle goes alone, or the hop would be re-run and its provider called a second time. With
+      // Redis gone it would wait for ever: those hops are re-run elsewhere once their locks lapse.
+      const left = this.riders?.leftovers() ?? [];
+      if (left.length > 0 && lost) this.deps.log.warn({ hops: left.length }, 'Redis is gone: hops that succeeded could not be settled, and will be run again');
+      else if (left.length > 0) await this.deps.store.settleAlone(left);
     } finally {
       clearTimeout(grace);
       await this.running.close();

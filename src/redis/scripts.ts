@@ -126,7 +126,11 @@ export class FinishRiders {
     });
   }
 
-  /** The arguments BullMQ's finish is sent with, this hop's settle after them when one waits for it. */
+  /**
+   * The arguments BullMQ's finish is sent with, this hop's settle after them when one waits for it:
+   * whether BullMQ completes the hop or, after a completion it could not make, fails it, the call
+   * succeeded and the job is settled so.
+   */
   board(args: unknown[]): { args: unknown[]; rider?: Rider } {
     const rider = this.waiting.get(String(args[FINISH_JOB_KEY]));
     if (!rider) return { args };
