@@ -173,6 +173,23 @@ describe('how jobs end, and what is kept of them', () => {
     expect(job.attempts).toEqual([expect.objectContaining({ outcome: 'succeeded', provider: 'p' })]);
   });
 
+  it('sends alone the settle of a hop\'s second run when the first run\'s settle still waits for its finish', async () => {
+    const { b } = await broker({}, {}, { workers: false });
+    const { body } = await b.call('POST', '/v1/jobs', { request: chat() });
+    const { store } = b.runtime;
+    expect((await store.start(body.id, 0, Date.now(), undefined, 60_000)).kind).toBe('ok');
+    const riders = new FinishRiders();
+    const attempt = { hop: 0, provider: 'p', model: 'model-a', outcome: 'succeeded' as const, started_at: Date.now(), latency_ms: 5 };
+    const settle = (answer: number) => store.settleOnFinish(riders, body.id, 0, attempt, { status: 'succeeded', result: { answer }, usage: null, cost_usd: null }, { bullKey: 'one-hop', lines: [] });
+    // A stalled hop re-run in the same process while its first run's settle waits for a finish.
+    const first = settle(1);
+    expect(await settle(2)).toBe('applied');
+    expect((await b.call('GET', `/v1/jobs/${body.id}`)).body.result).toEqual({ answer: 2 });
+    await store.settleAlone(riders.leftovers());
+    // The first run's finish comes second: the job had ended, and that call is for the late record.
+    expect(await first).toBe('ended');
+  });
+
   it('settles alone a hop BullMQ finished without carrying its settle', async () => {
     const { b } = await broker({});
     // A BullMQ that ran its finish some other way than the one the settle boards: the workers'

@@ -119,8 +119,13 @@ const FINISH_JOB_KEY = 11;
 export class FinishRiders {
   private readonly waiting = new Map<string, Rider>();
 
-  /** Resolves with settleAttempt's reply once the finish of the hop `bullKey` has run it; `resent` when a send with no reply came before. */
-  ride(bullKey: string, keys: string[], args: (string | number)[]): Promise<{ reply: number; resent: boolean }> {
+  /**
+   * Resolves with settleAttempt's reply once the finish of the hop `bullKey` has run it; `resent`
+   * when a send with no reply came before. Null when another settle already waits for that hop (a
+   * stalled hop's re-run in this same process while its first run ended): this one goes alone.
+   */
+  ride(bullKey: string, keys: string[], args: (string | number)[]): Promise<{ reply: number; resent: boolean }> | null {
+    if (this.waiting.has(bullKey)) return null;
     return new Promise((resolve, reject) => {
       this.waiting.set(bullKey, { keys, args, resent: false, done: (reply, resent) => resolve({ reply, resent }), fail: reject });
     });

@@ -334,7 +334,9 @@ export class JobStore {
    */
   async settleOnFinish(riders: FinishRiders, id: string, hop: number, attempt: Attempt | null, outcome: Settlement, log: HopLog, now = Date.now()): Promise<Settled> {
     const { keys, args } = this.settleCommand(id, hop, attempt, outcome, now, log, '');
-    const { reply, resent } = await riders.ride(log.bullKey, keys, args);
+    const riding = riders.ride(log.bullKey, keys, args);
+    if (!riding) return this.settled(id, Number(await this.redis.settleAttempt(...keys, ...args)), log);
+    const { reply, resent } = await riding;
     // Sent again after a send that had no answer, "ended" is taken for this very settle applied the
     // first time: the other reading (ended by a cancel in between) would put the call in the ledger twice.
     return this.settled(id, resent && reply === 3 ? 1 : reply, log);
