@@ -75,6 +75,9 @@ export class JobEnded extends UnrecoverableError {
 /** Which worker process took a hop: its job log's claim line, and BullMQ's `processedBy` on it. */
 export const WORKER = `${hostname()}:${process.pid}`;
 
+/** A hop's BullMQ job key (`<prefix>:<queue>:<id>`), where its log lives and by which a settle rides on its finish; '' for a job with no id. */
+export const bullKeyOf = (job: Job<HopData>) => (job.id ? `${job.queueQualifiedName}:${job.id}` : '');
+
 /** A hop as BullMQ's fetch handed it over; with its claim (startAttempt's reply) when the fetch made it. */
 export type FetchedHop = Job<HopData> & { syClaim?: unknown[] };
 
@@ -121,7 +124,7 @@ export class HopProcessor {
     const priority = job.opts.priority ?? 5;
     const { store, breakers, log } = this.deps;
     // Each step writes its line of the hop's BullMQ job log in the script that does it.
-    const bullKey = job.id ? `${job.queueQualifiedName}:${job.id}` : '';
+    const bullKey = bullKeyOf(job);
     const board = (...lines: string[]) => ({ bullKey, lines });
 
     // Admission first: a denied call costs no record round trip (unless BullMQ's fetch claimed the

@@ -3,7 +3,7 @@ import { type Job, type JobJson, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/log.js';
 import { type HopData, hopRetention, NO_RPM_LIMIT, queueName, queuePrefix } from '../src/queues/provider-queues.js';
-import { callLeaseMs, type FetchedHop, HopProcessor, type HopProcessorDeps, JobEnded, WORKER } from './hop-processor.js';
+import { bullKeyOf, callLeaseMs, type FetchedHop, HopProcessor, type HopProcessorDeps, JobEnded, WORKER } from './hop-processor.js';
 import { withHopRetries } from './hop-retries.js';
 import { RunningCalls } from './running-calls.js';
 import { watchConnection } from '../src/redis/connection.js';
@@ -99,7 +99,7 @@ export class ProviderPool {
       if (this.riders) {
         const riders = this.riders;
         worker.on('completed', (job) => {
-          const left = riders.uncarried(`${job.queueQualifiedName}:${job.id}`);
+          const left = riders.uncarried(bullKeyOf(job));
           if (!left) return;
           if (!this.warnedUncarried) log.warn({ provider }, 'BullMQ finished a hop without the settle it was to carry: settles go alone, one round trip more');
           this.warnedUncarried = true;

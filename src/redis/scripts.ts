@@ -99,7 +99,7 @@ interface Rider {
   args: (string | number)[];
   /** Sent once already, with no reply: it may have been applied. */
   resent: boolean;
-  done: (reply: number, resent: boolean) => void;
+  done: (reply: number) => void;
   fail: (err: Error) => void;
 }
 
@@ -127,7 +127,8 @@ export class FinishRiders {
   ride(bullKey: string, keys: string[], args: (string | number)[]): Promise<{ reply: number; resent: boolean }> | null {
     if (this.waiting.has(bullKey)) return null;
     return new Promise((resolve, reject) => {
-      this.waiting.set(bullKey, { keys, args, resent: false, done: (reply, resent) => resolve({ reply, resent }), fail: reject });
+      const rider: Rider = { keys, args, resent: false, done: (reply) => resolve({ reply, resent: rider.resent }), fail: reject };
+      this.waiting.set(bullKey, rider);
     });
   }
 
@@ -178,7 +179,7 @@ export interface Uncarried {
   fail: (err: Error) => void;
 }
 
-const alone = (r: Rider): Uncarried => ({ keys: r.keys, args: r.args, settled: (reply) => r.done(reply, r.resent), fail: r.fail });
+const alone = (r: Rider): Uncarried => ({ keys: r.keys, args: r.args, settled: r.done, fail: r.fail });
 
 /**
  * Makes BullMQ's fetches on this connection claim the hops they take (fetchAndClaim.lua,
@@ -219,7 +220,7 @@ export function defineClaimOnFetch(redis: Redis, claim: FetchClaim): FinishRider
       throw err;
     }
     const [settled, finished] = reply as [number, unknown];
-    rider.done(Number(settled), rider.resent);
+    rider.done(Number(settled));
     return finished;
   };
   return riders;

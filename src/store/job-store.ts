@@ -324,7 +324,7 @@ export class JobStore {
   /** `nextLease`: the least-busy lease zset of the next target, for a job that moves on and is leased. */
   async settle(id: string, hop: number, attempt: Attempt | null, outcome: Settlement, now = Date.now(), log?: HopLog, nextLease = ''): Promise<Settled> {
     const { keys, args } = this.settleCommand(id, hop, attempt, outcome, now, log, nextLease);
-    return this.settled(id, Number(await this.redis.settleAttempt(...keys, ...args)), log);
+    return this.settled(id, await this.sendSettle(keys, args), log);
   }
 
   /**
@@ -335,7 +335,7 @@ export class JobStore {
   async settleOnFinish(riders: FinishRiders, id: string, hop: number, attempt: Attempt | null, outcome: Settlement, log: HopLog, now = Date.now()): Promise<Settled> {
     const { keys, args } = this.settleCommand(id, hop, attempt, outcome, now, log, '');
     const riding = riders.ride(log.bullKey, keys, args);
-    if (!riding) return this.settled(id, Number(await this.redis.settleAttempt(...keys, ...args)), log);
+    if (!riding) return this.settled(id, await this.sendSettle(keys, args), log);
     const { reply, resent } = await riding;
     // Sent again after a send that had no answer, "ended" is taken for this very settle applied the
     // first time: the other reading (ended by a cancel in between) would put the call in the ledger twice.
@@ -346,11 +346,15 @@ export class JobStore {
   async settleAlone(settles: Uncarried[]): Promise<void> {
     await Promise.all(settles.map(async ({ keys, args, settled, fail }) => {
       try {
-        settled(Number(await this.redis.settleAttempt(...keys, ...args)));
+        settled(await this.sendSettle(keys, args));
       } catch (err) {
         fail(err as Error);
       }
     }));
+  }
+
+  private async sendSettle(keys: string[], args: (string | number)[]): Promise<number> {
+    return Number(await this.redis.settleAttempt(...keys, ...args));
   }
 
   /** What settleAttempt is sent with; see its script for each. */
