@@ -155,15 +155,22 @@ describe('how jobs end, and what is kept of them', () => {
     expect((await b.runtime.store.get(body.id))!.attempts).toHaveLength(1);
   });
 
-  it('settles alone, once its workers have stopped, a hop that succeeded but whose finish never ran', async () => {
+  /** A job claimed at hop 0 with no workers running, and a settle of a success for it that rides on a finish of the hop `bullKey`. */
+  async function claimedWithRiders() {
     const { b } = await broker({}, {}, { workers: false });
     const { body } = await b.call('POST', '/v1/jobs', { request: chat() });
     const { store } = b.runtime;
     expect((await store.start(body.id, 0, Date.now(), undefined, 60_000)).kind).toBe('ok');
-    // BullMQ skips a hop's finish once its connection is closing: the settle handed to it waits.
     const riders = new FinishRiders();
     const attempt = { hop: 0, provider: 'p', model: 'model-a', outcome: 'succeeded' as const, started_at: Date.now(), latency_ms: 5 };
-    const settled = store.settleOnFinish(riders, body.id, 0, attempt, { status: 'succeeded', result: { answer: 42 }, usage: null, cost_usd: null }, { bullKey: 'a-hop-never-finished', lines: [] });
+    const settle = (answer: number, bullKey: string) => store.settleOnFinish(riders, body.id, 0, attempt, { status: 'succeeded', result: { answer }, usage: null, cost_usd: null }, { bullKey, lines: [] });
+    return { b, body, store, riders, settle };
+  }
+
+  it('settles alone, once its workers have stopped, a hop that succeeded but whose finish never ran', async () => {
+    const { b, body, store, riders, settle } = await claimedWithRiders();
+    // BullMQ skips a hop's finish once its connection is closing: the settle handed to it waits.
+    const settled = settle(42, 'a-hop-never-finished');
     expect((await b.call('GET', `/v1/jobs/${body.id}`)).body.status).toBe('running');
     await store.settleAlone(riders.leftovers());
     expect(await settled).toBe('applied');
@@ -174,16 +181,10 @@ describe('how jobs end, and what is kept of them', () => {
   });
 
   it('sends alone the settle of a hop\'s second run when the first run\'s settle still waits for its finish', async () => {
-    const { b } = await broker({}, {}, { workers: false });
-    const { body } = await b.call('POST', '/v1/jobs', { request: chat() });
-    const { store } = b.runtime;
-    expect((await store.start(body.id, 0, Date.now(), undefined, 60_000)).kind).toBe('ok');
-    const riders = new FinishRiders();
-    const attempt = { hop: 0, provider: 'p', model: 'model-a', outcome: 'succeeded' as const, started_at: Date.now(), latency_ms: 5 };
-    const settle = (answer: number) => store.settleOnFinish(riders, body.id, 0, attempt, { status: 'succeeded', result: { answer }, usage: null, cost_usd: null }, { bullKey: 'one-hop', lines: [] });
+    const { b, body, store, riders, settle } = await claimedWithRiders();
     // A stalled hop re-run in the same process while its first run's settle waits for a finish.
-    const first = settle(1);
-    expect(await settle(2)).toBe('applied');
+    const first = settle(1, 'one-hop');
+    expect(await settle(2, 'one-hop')).toBe('applied');
     expect((await b.call('GET', `/v1/jobs/${body.id}`)).body.result).toEqual({ answer: 2 });
     await store.settleAlone(riders.leftovers());
     // The first run's finish comes second: the job had ended, and that call is for the late record.

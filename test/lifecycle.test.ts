@@ -201,6 +201,26 @@ describe('job lifecycle', () => {
     return { result, seen };
   }
 
+  /** One job run to its end on `primary` under the monitor, with its record's and its first hop's keys. */
+  async function oneJobWatched(content: string) {
+    const queue = broker.runtime.queues.get('primary');
+    const { result: { res, hop }, seen } = await commandsDuring(async () => {
+      const res = await broker.call('POST', '/v1/jobs', { request: chat(content) });
+      expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
+      return { res, hop: await completedHop(queue, res.body.id) };
+    });
+    return { queue, res, hop, seen, recordKey: broker.runtime.store.keys.job(res.body.id), hopKey: `${queue.keys['']}${hop.id}` };
+  }
+
+  /** The first and last index of the script run (commands from source "lua", one after another) that holds command `at`. */
+  function scriptAround(seen: [string, string, string][], at: number): { start: number; end: number } {
+    let start = at;
+    while (start > 0 && seen[start - 1]![0] === 'lua') start--;
+    let end = at;
+    while (end + 1 < seen.length && seen[end + 1]![0] === 'lua') end++;
+    return { start, end };
+  }
+
   it('writes a job\'s record and adds its first hop in one script, so no crash can leave one without the other', async () => {
     const { result: res, seen } = await commandsDuring(async () => {
       const res = await broker.call('POST', '/v1/jobs', { request: chat() });
@@ -228,20 +248,11 @@ describe('job lifecycle', () => {
   });
 
   it('claims a hop in the step BullMQ fetches it, one round trip fewer a job, unless sharded', async () => {
-    const queue = broker.runtime.queues.get('primary');
-    const { result: { res, hop }, seen } = await commandsDuring(async () => {
-      const res = await broker.call('POST', '/v1/jobs', { request: chat('claimed on fetch') });
-      expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
-      return { res, hop: await completedHop(queue, res.body.id) };
-    });
-    const recordKey = broker.runtime.store.keys.job(res.body.id);
-    const hopKey = `${queue.keys['']}${hop.id}`;
+    const { queue, res, hop, seen, recordKey, hopKey } = await oneJobWatched('claimed on fetch');
     // The claim reads the record's status and hop (startAttempt's first command), inside a script.
     const claimAt = seen.findIndex(([source, cmd, key]) => source === 'lua' && cmd === 'hmget' && key === recordKey);
     expect(claimAt).toBeGreaterThan(0);
-    let start = claimAt;
-    while (start > 0 && seen[start - 1]![0] === 'lua') start--;
-    const step = seen.slice(start, claimAt);
+    const step = seen.slice(scriptAround(seen, claimAt).start, claimAt);
     // BullMQ's fetch of that hop (its lock, its hash) ran in the same script, just before the claim.
     const fetchedInStep = step.some(([, , key]) => key.startsWith(hopKey));
     expect(fetchedInStep).toBe(broker.config.redis.shards === 0);
@@ -254,21 +265,12 @@ describe('job lifecycle', () => {
   });
 
   it('settles a hop that succeeded in the step BullMQ completes it, one round trip fewer a job, unless sharded', async () => {
-    const queue = broker.runtime.queues.get('primary');
-    const { result: { res, hop }, seen } = await commandsDuring(async () => {
-      const res = await broker.call('POST', '/v1/jobs', { request: chat('settled on finish') });
-      expect((await broker.call('GET', `/v1/jobs/${res.body.id}?wait=20`)).body.status).toBe('succeeded');
-      return { res, hop: await completedHop(queue, res.body.id) };
-    });
-    const recordKey = broker.runtime.store.keys.job(res.body.id);
-    const hopKey = `${queue.keys['']}${hop.id}`;
+    const { queue, res, hop, seen, recordKey, hopKey } = await oneJobWatched('settled on finish');
     // The settle's write of the record (status, result, ledger) is the last write of the record.
     const settleAt = seen.findLastIndex(([source, cmd, key]) => source === 'lua' && cmd === 'hset' && key === recordKey);
     expect(settleAt).toBeGreaterThan(0);
-    let end = settleAt;
-    while (end + 1 < seen.length && seen[end + 1]![0] === 'lua') end++;
     // BullMQ's own step writes the hop's hash (its return value, finishedOn) after the settle, in the same script.
-    const completedInStep = seen.slice(settleAt + 1, end + 1).some(([, , key]) => key === hopKey);
+    const completedInStep = seen.slice(settleAt + 1, scriptAround(seen, settleAt).end + 1).some(([, , key]) => key === hopKey);
     expect(completedInStep).toBe(broker.config.redis.shards === 0);
     expect(hop.returnvalue).toEqual(expect.objectContaining({ outcome: 'succeeded', provider: 'primary' }));
     const job = await broker.runtime.store.get(res.body.id);
