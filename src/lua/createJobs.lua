@@ -48,7 +48,8 @@ for a = 9, #ARGV, 2 do
     if leaseKey ~= '' then
       redis.call('ZADD', leaseKey, leaseExpiry, id)
     end
-    redis.call('ZADD', KEYS[1], now, id)
+    -- ARGV[1], not `now`: a number argument costs Redis an snprintf (see countAttempt).
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
     if estimate > 0 then
       -- The record carries its reservation, so whichever script ends the job can release it.
       redis.call('HSET', jobKey, 'est_e10', fmt(estimate), 'est_month', ARGV[5])
@@ -62,7 +63,7 @@ for a = 9, #ARGV, 2 do
   out[#out + 1] = id
 end
 if created > 0 then
-  redis.call('HINCRBY', KEYS[2], 'queued', created)
+  redis.call('HINCRBY', KEYS[2], 'queued', created == 1 and '1' or fmt(created))
   if estimated > 0 then
     redis.call('HINCRBY', KEYS[2], 'reserved_e10:' .. ARGV[5], fmt(estimated))
   end

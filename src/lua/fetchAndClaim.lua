@@ -6,4 +6,4 @@
 --- @bullmq "moveToActive"
 --- @include "claimFetched"
 
-return claimFetched(moveToActive(KEYS, ARGV), ARGV[1], ARGV[2], ARGV[3])
+return claimFetched(moveToActive(KEYS, ARGV), ARGV[1], ARGV[2])

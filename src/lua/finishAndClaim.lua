@@ -22,6 +22,6 @@ if ARGV[10] then
   elseif settled == 3 then
     ARGV[4] = '"discarded: the job had already ended (cancelled or expired)"'
   end
-  return {settled, claimFetched(moveToFinished(KEYS, ARGV), ARGV[7], ARGV[2], ARGV[8])}
+  return {settled, claimFetched(moveToFinished(KEYS, ARGV), ARGV[7], ARGV[2])}
 end
-return claimFetched(moveToFinished(KEYS, ARGV), ARGV[7], ARGV[2], ARGV[8])
+return claimFetched(moveToFinished(KEYS, ARGV), ARGV[7], ARGV[2])

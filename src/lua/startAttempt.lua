@@ -4,7 +4,8 @@
   KEYS[1] job hash, KEYS[2] webhook outbox (zset)
   ARGV[1] hop, ARGV[2] now (ms), ARGV[3] events channel, ARGV[4] record TTL (ms), ARGV[5] job id,
   ARGV[6] key prefix, ARGV[7] the hop's BullMQ job key ('' for none), ARGV[8] the line its job
-  log gets when the claim succeeds, ARGV[9] how long the call may hold its least-busy lease (ms)
+  log gets when the claim succeeds, ARGV[9] how long the call may hold its least-busy lease (ms),
+  ARGV[10] '1' when that BullMQ job is known to exist (the fetch that claims it has just taken it)
   Returns {'missing'} | {'terminal', status} | {'moved', hop} | {'expired', 1 if a webhook event is owed} |
   {'ok', request, chain, previous status, deadline, created_at, tenant, alias}
 ]]
@@ -39,7 +40,7 @@ if f[8] then
   -- Re-added, not just updated: a lease that ran out while a dead worker held the job is taken again.
   redis.call('ZADD', f[8], now + tonumber(ARGV[9]), ARGV[5])
 end
-hopLog(ARGV[7], ARGV[8])
+hopLog(ARGV[7], ARGV[8], ARGV[10] == '1')
 local requestKey = KEYS[1] .. ':request'
 local request = redis.call('GET', requestKey)
 if not request then

@@ -17,9 +17,11 @@ local function countAttempt(usageKey, prefix, month, attempt, outcome, prompt, c
     attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
   end
   local tenantKey = prefix .. ':tenant:' .. (rec.tenant or '')
-  redis.call('HINCRBY', usageKey, 'attempts', 1)
+  -- Increments go as strings here and in every script a job runs: Redis formats a Lua number
+  -- argument with snprintf ("%.17g"), a few thousand instructions each.
+  redis.call('HINCRBY', usageKey, 'attempts', '1')
   if outcome == 'succeeded' then
-    redis.call('HINCRBY', usageKey, 'succeeded', 1)
+    redis.call('HINCRBY', usageKey, 'succeeded', '1')
   end
   if prompt ~= '' then
     redis.call('HINCRBY', usageKey, 'prompt_tokens', prompt)

@@ -31,7 +31,7 @@ local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status
     redis.call('PEXPIRE', jobKey .. ':request', ttl)
   end
   local tenantKey = prefix .. ':tenant:' .. (r.tenant or '')
-  redis.call('HINCRBY', tenantKey, 'queued', -1)
+  redis.call('HINCRBY', tenantKey, 'queued', '-1')
   if r.est_e10 then
     -- The spend reserved at admission gives way to what the job really cost (counted at settle).
     redis.call('HINCRBY', tenantKey, 'reserved_e10:' .. r.est_month, '-' .. r.est_e10)
@@ -44,7 +44,7 @@ local function jobEnded(jobKey, outboxKey, prefix, channel, ttl, now, id, status
   local batch = r.batch
   if batch then
     local batchKey = prefix .. ':batch:' .. batch
-    redis.call('HINCRBY', batchKey, status == 'succeeded' and 'completed' or 'failed', 1)
+    redis.call('HINCRBY', batchKey, status == 'succeeded' and 'completed' or 'failed', '1')
     local c = redis.call('HMGET', batchKey, 'completed', 'failed', 'total')
     if c[3] and tonumber(c[1] or '0') + tonumber(c[2] or '0') >= tonumber(c[3]) then
       redis.call('SADD', prefix .. ':batches-done', batch)
