@@ -3,14 +3,15 @@
  * (DESIGN section 6). Absolute numbers on a shared 2-core machine are noisy; the ratios are the point.
  *
  * BENCH_JOBS (default 20000) sets the size of the throughput and intake runs; BENCH_ONLY
- * (comma-separated: throughput, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, writes, bytes, cluster, routing) runs a subset.
+ * (comma-separated: throughput, instructions, intake, latency, rss, resilience, webhooks, bulk, batch, submitwait, writes, bytes, cluster, routing) runs a subset.
+ * BENCH_CALLGRIND_JOBS (default 1000) sets the size of each instructions run (Redis under valgrind).
  * BENCH_ROUTING_JOBS (default 5000) sets the size of each routing strategy's run.
  * BENCH_BATCH_LINES (default 50000) sets the batch size; BENCH_WARM_JOBS (default 10000) the jobs run
  * before the steady-state overhead latency is measured.
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
-import { Queue, Worker } from 'bullmq';
+import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -25,7 +26,9 @@ import { drain, terminalCounter } from './drain.js';
 import { handWrittenThroughput } from './hand-written.js';
 import { overheadLatency } from './overhead-latency.js';
 import { queuedBytes } from './queued-bytes.js';
-import { perJob, type RedisWork, redisWork } from './redis-work.js';
+import { type RedisWork } from './redis-work.js';
+import { rawThroughput } from './raw-bullmq.js';
+import { redisInstructions } from './redis-instructions.js';
 import { clusterSplit } from './cluster.js';
 import { routingCosts, tokenCounting } from './routing.js';
 import { submitThenWait } from './submit-wait.js';
@@ -34,6 +37,7 @@ import { type TargetName, targetRows } from './targets.js';
 import { chatBody, closedLoop, closedLoopPost, paced, peakRssMiB, percentiles, spawnCli, writeYaml } from './harness.js';
 
 const N = Number(process.env.BENCH_JOBS ?? 20_000);
+const CALLGRIND_JOBS = Number(process.env.BENCH_CALLGRIND_JOBS ?? 1000);
 const CONCURRENCY = 50;
 const HTTP_CONCURRENCY = 32;
 const PACE_PER_S = 200;
@@ -75,35 +79,6 @@ function configFor(redisUrl: string, mockBaseUrl: string, maxInFlight = CONCURRE
     {},
     'bench',
   );
-}
-
-/** BullMQ's own add and a no-op process, with what Redis spent on each job. */
-async function rawThroughput(redisUrl: string): Promise<{ rate: number; redis: RedisWork }> {
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const meter = new Redis(redisUrl);
-  const prefix = newPrefix();
-  const queue = new Queue('raw', { connection, prefix });
-  const before = await redisWork(meter);
-  for (let i = 0; i < N; i += 1000) {
-    const size = Math.min(1000, N - i);
-    await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'hop', data: { id: `job_${i + k}`, hop: 0 }, opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
-  }
-  let done = 0;
-  let finish!: () => void;
-  const all = new Promise<void>((r) => (finish = r));
-  const t0 = performance.now();
-  const worker = new Worker('raw', async () => {}, { connection, prefix, concurrency: CONCURRENCY });
-  worker.on('completed', () => {
-    if (++done === N) finish();
-  });
-  await all;
-  const rate = N / ((performance.now() - t0) / 1000);
-  const redis = perJob(before, await redisWork(meter), N);
-  await worker.close();
-  await queue.close();
-  connection.disconnect();
-  meter.disconnect();
-  return { rate, redis };
 }
 
 async function intakeRates(redisUrl: string, mockBaseUrl: string) {
@@ -409,7 +384,7 @@ async function main() {
     const measured: Partial<Record<TargetName, number>> = {};
     if (wanted('throughput')) {
       process.stderr.write('end-to-end throughput…\n');
-      const raw = await rawThroughput(redis.url);
+      const raw = await rawThroughput(redis.url, N, CONCURRENCY, newPrefix());
       const hand = await handWrittenThroughput(redis.url, mockBaseUrl, N, CONCURRENCY, newPrefix());
       // Filled first, then drained: the same shape as the raw run.
       const sy = await drain(configFor(redis.url, mockBaseUrl), redis.url, N, log, quiet);
@@ -423,6 +398,22 @@ async function main() {
       );
       measured.endToEnd = sy.rate / hand.perSecond;
       measured.redisCpu = sy.redis.cpuUs / raw.redis.cpuUs;
+    }
+    if (wanted('instructions')) {
+      process.stderr.write(`Redis instructions per job under callgrind (${fmt(CALLGRIND_JOBS)} jobs a scenario)…\n`);
+      const counts = await redisInstructions(
+        {
+          switchyard: (url, n) => drain(configFor(url, mockBaseUrl), url, n, log, quiet),
+          raw: (url, n) => rawThroughput(url, n, CONCURRENCY, newPrefix()),
+        },
+        CALLGRIND_JOBS,
+      );
+      if (typeof counts === 'string') {
+        rows.push(['Redis instructions per job, submit to result (thousands, callgrind)', `not counted: ${counts}`, '', '']);
+      } else {
+        rows.push([`Redis instructions per job, submit to result (thousands, callgrind, ${fmt(CALLGRIND_JOBS)} jobs)`, fmt(counts.switchyard / 1000), `${fmt(counts.raw / 1000)} (add + no-op process)`, `${fmt(counts.switchyard / counts.raw, 2)}×`]);
+        measured.redisInstructions = counts.switchyard / counts.raw;
+      }
     }
     if (wanted('intake')) {
       process.stderr.write('intake…\n');

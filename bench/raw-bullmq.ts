@@ -1,0 +1,34 @@
+/**
+ * Raw BullMQ, the floor under every row that compares with it: `n` plain hops added with addBulk,
+ * then drained by a no-op worker, with what Redis spent on each job.
+ */
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { perJob, type RedisWork, redisWork } from './redis-work.js';
+
+export async function rawThroughput(redisUrl: string, n: number, concurrency: number, prefix: string): Promise<{ rate: number; redis: RedisWork }> {
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const meter = new Redis(redisUrl);
+  const queue = new Queue('raw', { connection, prefix });
+  const before = await redisWork(meter);
+  for (let i = 0; i < n; i += 1000) {
+    const size = Math.min(1000, n - i);
+    await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'hop', data: { id: `job_${i + k}`, hop: 0 }, opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
+  }
+  let done = 0;
+  let finish!: () => void;
+  const all = new Promise<void>((r) => (finish = r));
+  const t0 = performance.now();
+  const worker = new Worker('raw', async () => {}, { connection, prefix, concurrency });
+  worker.on('completed', () => {
+    if (++done === n) finish();
+  });
+  await all;
+  const rate = n / ((performance.now() - t0) / 1000);
+  const redis = perJob(before, await redisWork(meter), n);
+  await worker.close();
+  await queue.close();
+  connection.disconnect();
+  meter.disconnect();
+  return { rate, redis };
+}
