@@ -21,8 +21,10 @@
 --- @include "hopLog"
 --- @include "inflight"
 
--- Every field the steps below need, in one read; the record is then written once.
-local rec = readRecord(KEYS[1], {'status', 'hop', 'lease', 'affinity', 'attempts', 'tenant', 'budget_alias', 'webhook_url', 'batch', 'est_e10', 'est_month', 'request'})
+-- Every field the steps below need (status, hop, the ledger, the tenant, and the optional lease,
+-- affinity, budget alias, webhook, batch and reservation) in one read of the whole record, since
+-- most of the optional ones are absent (readWhole); the record is then written once.
+local rec = readWhole(KEYS[1])
 local status = rec.status
 if not status then
   return 0
