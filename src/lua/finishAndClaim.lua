@@ -12,10 +12,8 @@
 --- @script "settleAttempt"
 
 if ARGV[10] then
-  local args = {}
-  for i = 13, #ARGV do
-    args[#args + 1] = ARGV[i]
-  end
+  -- Copied in one C call rather than a Lua loop appending with `#`: about 1% of a job's Redis work.
+  local args = {unpack(ARGV, 13)}
   local settled = settleAttempt({ARGV[10], ARGV[11], ARGV[12]}, args)
   if settled == 0 then
     ARGV[4] = '"stale: the job had moved on to a later hop"'

@@ -36,10 +36,7 @@ end
 if tonumber(rec.hop) ~= tonumber(ARGV[1]) then
   return 0
 end
-local writes = {}
-for i = 16, #ARGV do
-  writes[#writes + 1] = ARGV[i]
-end
+local writes = {unpack(ARGV, 16)}
 if ARGV[6] ~= '' then
   writes[#writes + 1] = 'attempts'
   writes[#writes + 1] = countAttempt(KEYS[2], ARGV[11], ARGV[12], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], rec)
@@ -47,8 +44,9 @@ end
 hopLog(ARGV[13], ARGV[14])
 local now = tonumber(ARGV[2])
 local function write(...)
-  for _, v in ipairs({...}) do
-    writes[#writes + 1] = v
+  local n, more = #writes, {...}
+  for i = 1, #more do
+    writes[n + i] = more[i]
   end
   redis.call('HSET', KEYS[1], unpack(writes))
 end
