@@ -197,6 +197,7 @@ export function defineClaimOnFetch(redis: Redis, claim: FetchClaim): FinishRider
     return `[==[${v}]==]`;
   };
   const leases = Object.entries(claim.leaseMs).map(([queue, ms]) => `[ ${str(queue)} ] = ${Math.round(ms)}`).join(', ');
+  // The TTL as a string: it goes to redis.call, which formats a number argument with snprintf.
   const header = `local SY = { jobs = ${str(claim.jobs)}, outbox = ${str(claim.outbox)}, events = ${str(claim.events)}, ttlMs = "${Math.round(claim.ttlMs)}", shard = ${str(claim.shard)}, leaseMs = { ${leases} } }\n`;
   const wrapped = [
     [moveToActive, 'fetchAndClaim'],
