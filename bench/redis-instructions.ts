@@ -1,8 +1,8 @@
 /**
  * Redis's work a job counted in instructions rather than seconds: a redis-server of its own runs
  * under valgrind's callgrind, which counts what it executes. The same code and inputs count the
- * same to within about 2% however busy the machine is, where the CPU rows move by a third between
- * runs here, so a change of a few percent in what Redis does a job shows in one run.
+ * same to within about half a percent however busy the machine is, where the CPU rows move by a
+ * third between runs here, so a change of a few percent in what Redis does a job shows in one run.
  * Under valgrind Redis runs some fifty times slower, so commands reach it in larger batches than at
  * full speed, and the kernel's side of its sockets is not counted: the count is of the work the
  * commands ask for (the scripts above all), the part a change to them moves.
