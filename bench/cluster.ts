@@ -40,7 +40,7 @@ export interface ClusterSplit {
 }
 
 export async function clusterSplit(singleUrl: string, mockBaseUrl: string, n: number, prefix: () => string, log: Logger, quiet: Logger): Promise<ClusterSplit> {
-  const single = await drain(configOf({ url: singleUrl }, prefix(), mockBaseUrl, false), singleUrl, n, log, quiet, undefined, MIX);
+  const single = await drain(configOf({ url: singleUrl }, prefix(), mockBaseUrl, false), singleUrl, n, log, quiet, { mix: MIX });
   const cluster = await LocalCluster.start(3);
   try {
     const config = configOf({ cluster: cluster.nodes }, prefix(), mockBaseUrl, true);

@@ -43,13 +43,21 @@ export async function fill(rt: Runtime, n: number, mix: Mix = { tenants: ['bench
   }
 }
 
-/** `beforeFill` gets the intake-only runtime first, for measurements of its own. */
-export async function drain(config: Config, redisUrl: string, n: number, log: Logger, quiet: Logger, beforeFill?: (rt: Runtime) => Promise<void>, mix?: Mix): Promise<{ rate: number; redis: RedisWork; workerCpuUs: number }> {
+export interface DrainOptions {
+  /** Gets the intake-only runtime first, for measurements of its own. */
+  beforeFill?: (rt: Runtime) => Promise<void>;
+  /** Called once every job is queued, before any worker starts. */
+  afterFill?: () => void;
+  mix?: Mix;
+}
+
+export async function drain(config: Config, redisUrl: string, n: number, log: Logger, quiet: Logger, opts: DrainOptions = {}): Promise<{ rate: number; redis: RedisWork; workerCpuUs: number }> {
   const meter = new Redis(redisUrl);
   const intakeOnly = await startRuntime({ config, redisUrl, log: quiet });
-  await beforeFill?.(intakeOnly);
+  await opts.beforeFill?.(intakeOnly);
   const before = await redisWork(meter);
-  await fill(intakeOnly, n, mix);
+  await fill(intakeOnly, n, opts.mix);
+  opts.afterFill?.();
   const counter = await terminalCounter(redisUrl, intakeOnly.store.keys.events, n);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();

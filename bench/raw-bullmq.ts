@@ -6,7 +6,8 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
 
-export async function rawThroughput(redisUrl: string, n: number, concurrency: number, prefix: string): Promise<{ rate: number; redis: RedisWork }> {
+/** `afterAdd` is called once every job is added, before the worker starts. */
+export async function rawThroughput(redisUrl: string, n: number, concurrency: number, prefix: string, afterAdd?: () => void): Promise<{ rate: number; redis: RedisWork }> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const meter = new Redis(redisUrl);
   const queue = new Queue('raw', { connection, prefix });
@@ -15,6 +16,7 @@ export async function rawThroughput(redisUrl: string, n: number, concurrency: nu
     const size = Math.min(1000, n - i);
     await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'hop', data: { id: `job_${i + k}`, hop: 0 }, opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
   }
+  afterAdd?.();
   let done = 0;
   let finish!: () => void;
   const all = new Promise<void>((r) => (finish = r));

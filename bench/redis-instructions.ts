@@ -13,14 +13,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitForRedis } from '../src/redis/embedded.js';
 
-/** A scenario puts `n` jobs through the Redis at `url`, from submission to result. */
-export type Scenario = (url: string, n: number) => Promise<unknown>;
+/** A scenario puts `n` jobs through the Redis at `url`, from submission to result, calling `queued` once all are queued and before any runs. */
+export type Scenario = (url: string, n: number, queued: () => void) => Promise<unknown>;
+
+/** Instructions a job: from submission to result, and the part of it spent queueing. */
+export interface Counted {
+  total: number;
+  queueing: number;
+}
 
 /** Jobs each scenario runs first, uncounted: the scripts are loaded and compiled once, not per job. */
 const WARM_UP_JOBS = 50;
 
 /** Instructions Redis ran a job for each scenario, or why they could not be counted. */
-export async function redisInstructions<K extends string>(scenarios: Record<K, Scenario>, n: number): Promise<Record<K, number> | string> {
+export async function redisInstructions<K extends string>(scenarios: Record<K, Scenario>, n: number): Promise<Record<K, Counted> | string> {
   if (spawnSync('valgrind', ['--version']).status !== 0) return 'valgrind is not installed';
   const dir = mkdtempSync(join(tmpdir(), 'sy-callgrind-'));
   const port = await freePort();
@@ -32,10 +38,11 @@ export async function redisInstructions<K extends string>(scenarios: Record<K, S
   const url = `redis://127.0.0.1:${port}`;
   try {
     await waitForRedis(url, 60_000);
-    const counts = {} as Record<K, number>;
+    const counts = {} as Record<K, Counted>;
     for (const [name, scenario] of Object.entries(scenarios) as [K, Scenario][]) {
-      await scenario(url, WARM_UP_JOBS);
-      counts[name] = (await counted(server, dir, () => scenario(url, n))) / n;
+      await scenario(url, WARM_UP_JOBS, () => {});
+      const [queueing, running] = await counted(server, dir, (mark) => scenario(url, n, mark));
+      counts[name] = { total: (queueing + running) / n, queueing: queueing / n };
     }
     return counts;
   } finally {
@@ -44,14 +51,26 @@ export async function redisInstructions<K extends string>(scenarios: Record<K, S
   }
 }
 
-/** What Redis executed while `fn` ran: counting on and zeroed, then dumped and off again. */
-async function counted(server: ChildProcess, dir: string, fn: () => Promise<unknown>): Promise<number> {
+/**
+ * What Redis executed while `fn` ran, before and after `fn` marks: counting on and zeroed, a dump
+ * at the mark and one at the end (each dump holds what ran since the one before), then off again.
+ */
+async function counted(server: ChildProcess, dir: string, fn: (mark: () => void) => Promise<unknown>): Promise<[number, number]> {
   control(server, '-i', 'on');
   control(server, '-z');
-  await fn();
+  let before: number | undefined;
+  await fn(() => {
+    control(server, '-d');
+    before = lastDump(dir);
+  });
   control(server, '-d');
   control(server, '-i', 'off');
-  // Each dump is a file of its own (redis.1, redis.2, …); the last one written is this one.
+  if (before === undefined) throw new Error('a scenario that never said its jobs were queued');
+  return [before, lastDump(dir)];
+}
+
+/** The instructions of the newest dump: each is a file of its own (redis.1, redis.2, …). */
+function lastDump(dir: string): number {
   const dumps = readdirSync(dir).filter((f) => /^redis\.\d+$/.test(f)).sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]));
   const text = readFileSync(join(dir, dumps.at(-1)!), 'utf8');
   const summary = /^summary: (\d+)$/m.exec(text);

@@ -42,11 +42,13 @@ function configFor(redisUrl: string, prefix: string, mockBaseUrl: string, strate
 
 async function oneStrategy(redisUrl: string, prefix: string, mockBaseUrl: string, strategy: Strategy, n: number, log: Logger, quiet: Logger): Promise<StrategyCost> {
   let routeUs = 0;
-  const { rate, redis } = await drain(configFor(redisUrl, prefix, mockBaseUrl, strategy), redisUrl, n, log, quiet, async (intakeOnly) => {
-    // The router alone, from the snapshot: what routing adds to each job's intake.
-    const t = performance.now();
-    for (let i = 0; i < 20_000; i++) await intakeOnly.router.route({ request: chatBody(i) }, 'bench');
-    routeUs = ((performance.now() - t) * 1000) / 20_000;
+  const { rate, redis } = await drain(configFor(redisUrl, prefix, mockBaseUrl, strategy), redisUrl, n, log, quiet, {
+    beforeFill: async (intakeOnly) => {
+      // The router alone, from the snapshot: what routing adds to each job's intake.
+      const t = performance.now();
+      for (let i = 0; i < 20_000; i++) await intakeOnly.router.route({ request: chatBody(i) }, 'bench');
+      routeUs = ((performance.now() - t) * 1000) / 20_000;
+    },
   });
   return { strategy, routeUs, commandsPerJob: redis.calls, redisCpuUsPerJob: redis.cpuUs, jobsPerS: rate };
 }
