@@ -13,11 +13,22 @@ local function hopLog(bullKey, lines, exists)
     return
   end
   local logKey = bullKey .. ':logs'
-  local each = {}
-  for line in string.gmatch(lines, '[^\n]+') do
-    each[#each + 1] = line
+  -- One line (a claim) or two (a call and its outcome) go without a table and the pattern
+  -- iterator, which cost Redis more than the RPUSH does (about 1% of a job's work).
+  local length
+  local at = string.find(lines, '\n', 1, true)
+  if not at then
+    length = redis.call('RPUSH', logKey, lines)
+  elseif at > 1 and at < #lines and not string.find(lines, '\n', at + 1, true) then
+    length = redis.call('RPUSH', logKey, string.sub(lines, 1, at - 1), string.sub(lines, at + 1))
+  else
+    local each = {}
+    for line in string.gmatch(lines, '[^\n]+') do
+      each[#each + 1] = line
+    end
+    length = redis.call('RPUSH', logKey, unpack(each))
   end
-  if redis.call('RPUSH', logKey, unpack(each)) > HOP_LOG_KEPT then
+  if length > HOP_LOG_KEPT then
     redis.call('LTRIM', logKey, -HOP_LOG_KEPT, -1)
   end
 end
