@@ -6,7 +6,7 @@
 import { type Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
-import { chatBody } from './harness.js';
+import { addInBulk, chatBody } from './harness.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
 
 /** The hand-written worker's processor: the job's data POSTed to the provider, the answer its return value. */
@@ -27,10 +27,7 @@ export async function handWrittenThroughput(redisUrl: string, mockBaseUrl: strin
   const meter = new Redis(redisUrl);
   const queue = new Queue('hand', { connection, prefix });
   const before = await redisWork(meter);
-  for (let i = 0; i < n; i += 1000) {
-    const size = Math.min(1000, n - i);
-    await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'chat', data: chatBody(i + k), opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
-  }
+  await addInBulk(queue, n, (i) => ({ name: 'chat', data: chatBody(i), opts: { priority: 5, removeOnComplete: { count: 1000 } } }));
   const { pool, call } = providerCall(mockBaseUrl, concurrency);
   let done = 0;
   let finish!: () => void;

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { JobsOptions, Queue } from 'bullmq';
 import { Pool } from 'undici';
 import { stringify } from 'yaml';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
@@ -143,3 +144,10 @@ export function percentiles(values: number[]): { p50: number; p95: number; p99: 
 }
 
 export const chatBody = (i: number) => ({ messages: [{ role: 'user' as const, content: `benchmark job ${i}: say something short` }] });
+
+/** Adds `n` jobs to `queue` with addBulk, 1,000 a call; job i is `job(i)`. */
+export async function addInBulk(queue: Queue, n: number, job: (i: number) => { name: string; data: unknown; opts?: JobsOptions }): Promise<void> {
+  for (let i = 0; i < n; i += 1000) {
+    await queue.addBulk(Array.from({ length: Math.min(1000, n - i) }, (_, k) => job(i + k)));
+  }
+}

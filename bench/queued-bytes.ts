@@ -9,7 +9,7 @@ import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log.js';
 import { startRuntime } from '../src/runtime.js';
 import { fill } from './drain.js';
-import { chatBody } from './harness.js';
+import { addInBulk, chatBody } from './harness.js';
 import { usedMemory } from './redis-work.js';
 
 export async function queuedBytes(redisUrl: string, config: Config, rawPrefix: string, n: number, quiet: Logger) {
@@ -24,9 +24,7 @@ export async function queuedBytes(redisUrl: string, config: Config, rawPrefix: s
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('raw-bytes', { connection, prefix: rawPrefix });
   const rawBefore = await usedMemory(meter);
-  for (let i = 0; i < n; i += 1000) {
-    await queue.addBulk(Array.from({ length: Math.min(1000, n - i) }, (_, k) => ({ name: 'chat', data: chatBody(i + k), opts: { priority: 5 } })));
-  }
+  await addInBulk(queue, n, (i) => ({ name: 'chat', data: chatBody(i), opts: { priority: 5 } }));
   const raw = ((await usedMemory(meter)) - rawBefore) / n;
   await queue.close();
   connection.disconnect();

@@ -4,6 +4,7 @@
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { addInBulk } from './harness.js';
 import { perJob, type RedisWork, redisWork } from './redis-work.js';
 
 /** `afterAdd` is called once every job is added, before the worker starts. */
@@ -12,10 +13,7 @@ export async function rawThroughput(redisUrl: string, n: number, concurrency: nu
   const meter = new Redis(redisUrl);
   const queue = new Queue('raw', { connection, prefix });
   const before = await redisWork(meter);
-  for (let i = 0; i < n; i += 1000) {
-    const size = Math.min(1000, n - i);
-    await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: 'hop', data: { id: `job_${i + k}`, hop: 0 }, opts: { priority: 5, removeOnComplete: { count: 1000 } } })));
-  }
+  await addInBulk(queue, n, (i) => ({ name: 'hop', data: { id: `job_${i}`, hop: 0 }, opts: { priority: 5, removeOnComplete: { count: 1000 } } }));
   afterAdd?.();
   let done = 0;
   let finish!: () => void;
